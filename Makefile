@@ -1,0 +1,49 @@
+# Antaca: every target works on a fresh Debian machine with Go 1.26+.
+GO        ?= go
+BIN       := bin/antaca
+PKGS      := ./...
+export ANTACA_KEYS_DIR ?= $(CURDIR)/keys
+
+.PHONY: all build test test-short bench bench-micro run lint services fuzz deploy-check clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/antaca
+
+# Starts Redis and PostgreSQL on 127.0.0.1 when they are not running
+# (installing them with apt when missing).
+services:
+	bash .ci/services.sh
+
+test: services
+	$(GO) test -race -count=1 -timeout 9m $(PKGS)
+
+test-short:
+	$(GO) test -count=1 -short $(PKGS)
+
+# Micro-benchmarks of the hot path, then the end-to-end benchmark with
+# redis-benchmark and pgbench side by side (bench/README.md).
+bench: services build
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./ledger/... ./iso/... ./authz/... ./bench/...
+	$(BIN) bench --out bench/results
+
+bench-micro: services
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./ledger/... ./iso/... ./authz/...
+
+run: services build
+	$(BIN) serve --log-format text
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime 60s ./iso/
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet $(PKGS)
+
+# Static checks of deploy/ (needs promtool from Debian's prometheus package).
+deploy-check:
+	bash deploy/check.sh
+
+clean:
+	rm -rf bin
