@@ -1,0 +1,246 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Funding models of a partner program.
+const (
+	FundingDeposit = "DEPOSIT"
+	FundingCredit  = "CREDIT"
+)
+
+// Partner is a card program: its BIN, currency and funding model.
+type Partner struct {
+	ID           string
+	Name         string
+	BIN          string
+	Currency     string
+	FundingModel string
+}
+
+// CreatePartner creates a partner; ErrAlreadyExists when the id is taken,
+// ErrBINInUse when another partner owns the BIN. The BIN is claimed first
+// (HSETNX), so two partners can never route the same PANs.
+func (l *Ledger) CreatePartner(ctx context.Context, p Partner) error {
+	if p.FundingModel != FundingDeposit && p.FundingModel != FundingCredit {
+		return fmt.Errorf("creating partner: unknown funding model %q", p.FundingModel)
+	}
+	claimed := false
+	if p.BIN != "" {
+		ok, err := l.rdb.HSetNX(ctx, l.keys.BINs(), p.BIN, p.ID).Result()
+		if err != nil {
+			return fmt.Errorf("claiming BIN: %w", err)
+		}
+		if !ok {
+			owner, err := l.rdb.HGet(ctx, l.keys.BINs(), p.BIN).Result()
+			if err != nil {
+				return fmt.Errorf("claiming BIN: %w", err)
+			}
+			if owner != p.ID {
+				return fmt.Errorf("creating partner: %w", ErrBINInUse)
+			}
+		}
+		claimed = ok
+	}
+	err := l.run(ctx, "create_partner", p.ID, p.Name, p.BIN, p.Currency, p.FundingModel).Err()
+	if err != nil {
+		if claimed {
+			l.rdb.HDel(ctx, l.keys.BINs(), p.BIN)
+		}
+		return mapScriptError("creating partner", err)
+	}
+	pipe := l.rdb.Pipeline()
+	pipe.SAdd(ctx, l.keys.Partners(), p.ID)
+	pipe.HSet(ctx, l.keys.Index(), p.ID, p.ID)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("registering partner: %w", err)
+	}
+	return nil
+}
+
+// PartnerByBIN finds the partner whose program BIN prefixes pan (8, 7 then
+// 6 digits).
+func (l *Ledger) PartnerByBIN(ctx context.Context, pan string) (string, error) {
+	p, _, err := l.RouteBIN(ctx, pan)
+	return p, err
+}
+
+// RouteBIN is PartnerByBIN that also tells which BIN matched.
+func (l *Ledger) RouteBIN(ctx context.Context, pan string) (partnerID, bin string, err error) {
+	var fields []string
+	for _, n := range []int{8, 7, 6} {
+		if len(pan) >= n {
+			fields = append(fields, pan[:n])
+		}
+	}
+	if len(fields) == 0 {
+		return "", "", fmt.Errorf("routing PAN: %w", ErrNotFound)
+	}
+	vals, err := l.rdb.HMGet(ctx, l.keys.BINs(), fields...).Result()
+	if err != nil {
+		return "", "", fmt.Errorf("routing PAN: %w", err)
+	}
+	for i, v := range vals {
+		if s, ok := v.(string); ok && s != "" {
+			return s, fields[i], nil
+		}
+	}
+	return "", "", fmt.Errorf("routing PAN: %w", ErrNotFound)
+}
+
+// PartnerBalance is a partner's DEPOSIT or CREDIT balance.
+type PartnerBalance struct {
+	ID           string
+	PartnerID    string
+	Type         string
+	Currency     string
+	Available    int64
+	Reserved     int64
+	Settled      int64
+	LowThreshold int64
+	State        string
+}
+
+// CreatePartnerBalance creates the partner's balance of a type and currency
+// (one of each); ErrAlreadyExists when there is one.
+func (l *Ledger) CreatePartnerBalance(ctx context.Context, partnerID, id, typ, currency string, lowThreshold int64) error {
+	if typ != FundingDeposit && typ != FundingCredit {
+		return fmt.Errorf("creating partner balance: unknown type %q", typ)
+	}
+	if err := l.run(ctx, "create_partner_balance", partnerID, id, typ, currency, lowThreshold).Err(); err != nil {
+		return mapScriptError("creating partner balance", err)
+	}
+	return l.index(ctx, partnerID, id)
+}
+
+// BalanceChange reports a partner balance's available amount before and
+// after an operation, so the caller can notify when it crosses its
+// low-balance threshold.
+type BalanceChange struct {
+	PartnerBalanceID string
+	Before, After    int64
+	LowThreshold     int64
+}
+
+// CrossedBelow reports whether the change took the balance below its threshold.
+func (c BalanceChange) CrossedBelow() bool {
+	return c.PartnerBalanceID != "" && c.LowThreshold > 0 && c.Before >= c.LowThreshold && c.After < c.LowThreshold
+}
+
+// ReloadPartnerBalance adds money from outside to a partner balance.
+// idemKey may be empty; a repeat with the same key changes nothing.
+func (l *Ledger) ReloadPartnerBalance(ctx context.Context, partnerID, id string, amount int64, idemKey string) (BalanceChange, error) {
+	v, err := l.run(ctx, "reload_partner_balance", partnerID, id, amount, idemKey, l.ttlMS()).Result()
+	if err != nil {
+		return BalanceChange{}, mapScriptError("reloading partner balance", err)
+	}
+	r := toStrings(v)
+	return BalanceChange{PartnerBalanceID: id, Before: atoi(r[0]), After: atoi(r[1]), LowThreshold: atoi(r[2])}, nil
+}
+
+// PartnerBalance reads a partner balance.
+func (l *Ledger) PartnerBalance(ctx context.Context, partnerID, id string) (PartnerBalance, error) {
+	m, err := l.Row(ctx, partnerID, "partner_balances", id)
+	if err != nil {
+		return PartnerBalance{}, err
+	}
+	return PartnerBalance{
+		ID: id, PartnerID: partnerID, Type: m["type"], Currency: m["currency"],
+		Available: atoi(m["available"]), Reserved: atoi(m["reserved"]), Settled: atoi(m["settled"]),
+		LowThreshold: atoi(m["low_threshold"]), State: m["state"],
+	}, nil
+}
+
+// PartnerBalanceIDs lists a partner's balance ids by type and currency.
+func (l *Ledger) PartnerBalanceIDs(ctx context.Context, partnerID string) ([]string, error) {
+	var ids []string
+	for _, typ := range []string{FundingDeposit, FundingCredit} {
+		keys, err := ScanKeys(ctx, l.rdb, l.keys.PartnerBalanceByCurrency(partnerID, typ, "*"), "string")
+		if err != nil {
+			return nil, fmt.Errorf("listing partner balances: %w", err)
+		}
+		for _, k := range keys {
+			if id, err := l.rdb.Get(ctx, k).Result(); err == nil {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids, nil
+}
+
+// Customer is a user of a partner program.
+type Customer struct {
+	ID, PartnerID, ExternalID, FirstName, LastName, Email, Phone, KYCStatus string
+}
+
+// CreateCustomer registers a customer with KYC status NONE.
+func (l *Ledger) CreateCustomer(ctx context.Context, c Customer) error {
+	err := l.run(ctx, "create_customer", c.PartnerID, c.ID, c.ExternalID, c.FirstName, c.LastName, c.Email, c.Phone).Err()
+	if err != nil {
+		return mapScriptError("creating customer", err)
+	}
+	return l.index(ctx, c.PartnerID, c.ID)
+}
+
+// SetKYC sets a customer's KYC status (NONE, PENDING, VERIFIED, REJECTED).
+func (l *Ledger) SetKYC(ctx context.Context, partnerID, customerID, status string) error {
+	return mapScriptError("setting KYC status", l.run(ctx, "set_kyc", partnerID, customerID, status).Err())
+}
+
+// UserBalance is a customer's balance in one currency.
+type UserBalance struct {
+	ID, PartnerID, CustomerID, Currency, State string
+	Available, Held, Posted                    int64
+}
+
+// CreateUserBalance creates a balance; the customer's KYC must be VERIFIED.
+func (l *Ledger) CreateUserBalance(ctx context.Context, partnerID, customerID, id, currency string) error {
+	if err := l.run(ctx, "create_user_balance", partnerID, id, customerID, currency).Err(); err != nil {
+		return mapScriptError("creating user balance", err)
+	}
+	return l.index(ctx, partnerID, id)
+}
+
+// ReloadUserBalance credits a user balance. In the CREDIT model it charges
+// the partner credit balance and fails with ErrInsufficientPartnerFunds,
+// changing nothing, when that is short.
+func (l *Ledger) ReloadUserBalance(ctx context.Context, partnerID, id string, amount int64, idemKey string) (UserBalance, BalanceChange, error) {
+	v, err := l.run(ctx, "reload_user_balance", partnerID, id, amount, idemKey, l.ttlMS()).Result()
+	if err != nil {
+		return UserBalance{}, BalanceChange{}, mapScriptError("reloading user balance", err)
+	}
+	r := toStrings(v)
+	b, err := l.UserBalance(ctx, partnerID, id)
+	if err != nil {
+		return UserBalance{}, BalanceChange{}, err
+	}
+	return b, BalanceChange{PartnerBalanceID: r[1], Before: atoi(r[2]), After: atoi(r[3]), LowThreshold: atoi(r[4])}, nil
+}
+
+// UserBalance reads a user balance.
+func (l *Ledger) UserBalance(ctx context.Context, partnerID, id string) (UserBalance, error) {
+	m, err := l.Row(ctx, partnerID, "user_balances", id)
+	if err != nil {
+		return UserBalance{}, err
+	}
+	return UserBalance{
+		ID: id, PartnerID: partnerID, CustomerID: m["customer_id"], Currency: m["currency"], State: m["state"],
+		Available: atoi(m["available"]), Held: atoi(m["held"]), Posted: atoi(m["posted"]),
+	}, nil
+}
+
+// Funding returns the money that entered a partner's program from outside, per currency.
+func (l *Ledger) Funding(ctx context.Context, partnerID, currency string) (int64, error) {
+	s, err := l.rdb.HGet(ctx, l.keys.Row(partnerID, "funding", partnerID+":"+currency), "total_in").Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("reading funding: %w", err)
+	}
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n, nil
+}

@@ -1,0 +1,243 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/antaca/antaca/authz"
+	"github.com/redis/go-redis/v9"
+)
+
+// TokenFunc turns a PAN into its lookup token (cardcrypto.Keys.LookupToken).
+type TokenFunc func(pan string) string
+
+// Engine adapts the ledger to the decision engine's authz.Ledger interface.
+type Engine struct {
+	L     *Ledger
+	Token TokenFunc
+	// VelocityWindow is the window of the per-card frequency counter
+	// (default one hour).
+	VelocityWindow time.Duration
+	// OnPartnerBelowThreshold, when set, is called (in its own goroutine,
+	// off the authorization path) when an authorization took a partner
+	// deposit below its low-balance threshold.
+	OnPartnerBelowThreshold func(ctx context.Context, partnerID string, ch BalanceChange)
+
+	// bins caches BIN prefix -> partner id. A program's BIN never changes
+	// and is never reused (CreatePartner claims it for good), so a found
+	// route stays true; misses always ask Redis, so a new program routes
+	// at once. It saves one round trip per authorization.
+	bins sync.Map
+}
+
+var _ authz.Ledger = (*Engine)(nil)
+var _ authz.Velocity = (*Engine)(nil)
+
+// storeErr classifies an error: connection failures and deadlines become
+// authz.ErrUnavailable, sentinels their authz counterparts.
+func storeErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrCardNotFound):
+		return fmt.Errorf("%w: %w", authz.ErrCardNotFound, err)
+	case errors.Is(err, ErrHoldNotFound):
+		return fmt.Errorf("%w: %w", authz.ErrHoldNotFound, err)
+	case errors.Is(err, ErrHoldClosed):
+		return fmt.Errorf("%w: %w", authz.ErrHoldClosed, err)
+	case errors.Is(err, ErrIdempotencyMismatch):
+		return fmt.Errorf("%w: %w", authz.ErrMismatch, err)
+	case errors.Is(err, ErrPartnerNotFound):
+		// A routed partner without state: Redis lost it and is being rebuilt.
+		return fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) {
+		return fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
+	}
+	return err
+}
+
+// FindCard routes a PAN by BIN to its partner, then by lookup token to the card.
+func (e *Engine) FindCard(ctx context.Context, pan string) (authz.CardInfo, error) {
+	partnerID, err := e.route(ctx, pan)
+	if errors.Is(err, ErrNotFound) {
+		return authz.CardInfo{}, fmt.Errorf("routing card: %w", authz.ErrCardNotFound)
+	}
+	if err != nil {
+		return authz.CardInfo{}, storeErr(err)
+	}
+	c, err := e.L.CardByPANHash(ctx, partnerID, e.Token(pan))
+	if err != nil {
+		return authz.CardInfo{}, storeErr(err)
+	}
+	return authz.CardInfo{
+		ID: c.ID, PartnerID: partnerID, BalanceID: c.BalanceID, Type: authz.CardType(c.Type),
+		Status: authz.CardStatus(c.Status), Lock: authz.LockReason(c.LockReason), Expiry: c.Expiry,
+		PINVerifier: c.PINVerifier, PINTries: c.PINTries, Currency: c.BalanceCurrency, CVVEnc: c.CVVEnc,
+	}, nil
+}
+
+// route finds the partner of a PAN, from the cache when it can.
+func (e *Engine) route(ctx context.Context, pan string) (string, error) {
+	for _, n := range []int{8, 7, 6} {
+		if len(pan) >= n {
+			if p, ok := e.bins.Load(pan[:n]); ok {
+				return p.(string), nil
+			}
+		}
+	}
+	partnerID, bin, err := e.L.RouteBIN(ctx, pan)
+	if err != nil {
+		return "", err
+	}
+	e.bins.Store(bin, partnerID)
+	return partnerID, nil
+}
+
+func reservation(f authz.Funds) Reservation {
+	return Reservation{
+		PartnerID: f.PartnerID, BalanceID: f.BalanceID, CardID: f.CardID, Amount: f.Amount,
+		IdempotencyKey: f.IdempotencyKey, ApprovalCode: f.ApprovalCode, TxnType: f.TxnType,
+		Capture: f.Capture, AllowPartial: f.AllowPartial, Reference: f.Reference, Meta: f.Meta,
+	}
+}
+
+func fundsResult(r ReservationResult) authz.FundsResult {
+	return authz.FundsResult{Reason: authz.Reason(r.Reason), HoldID: r.HoldID, Approved: r.Approved, Available: r.Available, ApprovalCode: r.ApprovalCode}
+}
+
+// Reserve places the hold.
+func (e *Engine) Reserve(ctx context.Context, f authz.Funds) (authz.FundsResult, error) {
+	r, err := e.L.Reserve(ctx, reservation(f))
+	if err == nil && e.OnPartnerBelowThreshold != nil && r.Partner.CrossedBelow() {
+		go e.OnPartnerBelowThreshold(context.WithoutCancel(ctx), f.PartnerID, r.Partner)
+	}
+	return fundsResult(r), storeErr(err)
+}
+
+// ForcePost posts a stand-in advice.
+func (e *Engine) ForcePost(ctx context.Context, f authz.Funds) (authz.FundsResult, error) {
+	r, err := e.L.ForcePost(ctx, reservation(f))
+	return fundsResult(r), storeErr(err)
+}
+
+// Refund credits the user balance.
+func (e *Engine) Refund(ctx context.Context, f authz.Funds) (authz.FundsResult, error) {
+	r, err := e.L.Refund(ctx, reservation(f))
+	return fundsResult(r), storeErr(err)
+}
+
+// Capture completes a hold, allowing more than it holds (an advice).
+func (e *Engine) Capture(ctx context.Context, partnerID, holdID string, amount int64, idemKey, meta string) (authz.Release, error) {
+	s, err := e.L.Capture(ctx, partnerID, holdID, amount, true, idemKey, meta)
+	return authz.Release{Amount: s.Captured, Available: s.Available}, storeErr(err)
+}
+
+// Void releases a hold or gives back what it posted.
+func (e *Engine) Void(ctx context.Context, partnerID, holdID string, amount int64, idemKey, meta string) (authz.Release, error) {
+	s, err := e.L.Void(ctx, partnerID, holdID, amount, true, idemKey, meta)
+	return authz.Release{Amount: s.Released, Available: s.Available}, storeErr(err)
+}
+
+// HoldAmount is what a hold stands for now: held (open) or posted (captured).
+func (e *Engine) HoldAmount(ctx context.Context, partnerID, holdID string) (int64, error) {
+	h, err := e.L.Hold(ctx, partnerID, holdID)
+	if err != nil {
+		return 0, storeErr(err)
+	}
+	switch h.State {
+	case "OPEN":
+		return h.Amount - h.Captured - h.Released, nil
+	case "CAPTURED":
+		return h.Captured, nil
+	case "REFUNDED":
+		return h.Amount - h.Released, nil
+	}
+	return 0, fmt.Errorf("reading hold: %w", authz.ErrHoldClosed)
+}
+
+// Prior returns the answer stored under an idempotency key.
+func (e *Engine) Prior(ctx context.Context, partnerID, key string) (authz.PriorAnswer, bool, error) {
+	a, ok, err := e.L.Answer(ctx, partnerID, key)
+	if err != nil || !ok {
+		return authz.PriorAnswer{}, ok, storeErr(err)
+	}
+	return authz.PriorAnswer{Reason: authz.Reason(a.Reason), HoldID: a.HoldID, ApprovalCode: a.ApprovalCode, Approved: a.Approved, Available: a.Available}, true, nil
+}
+
+// FindHold finds the hold of the original transaction: its idempotency
+// key first, the RRN reference second.
+func (e *Engine) FindHold(ctx context.Context, partnerID, originalKey, reference string) (string, error) {
+	if originalKey != "" {
+		a, ok, err := e.L.Answer(ctx, partnerID, originalKey)
+		if err != nil {
+			return "", storeErr(err)
+		}
+		if ok && a.HoldID != "" {
+			return a.HoldID, nil
+		}
+	}
+	if reference != "" {
+		id, err := e.L.HoldByReference(ctx, partnerID, reference)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, ErrHoldNotFound) {
+			return "", storeErr(err)
+		}
+	}
+	return "", fmt.Errorf("finding original: %w", authz.ErrHoldNotFound)
+}
+
+// RecordDecline stores and journals a decline, or returns the answer the
+// key already holds.
+func (e *Engine) RecordDecline(ctx context.Context, partnerID, key string, amount int64, reason authz.Reason, meta string) (authz.PriorAnswer, error) {
+	v, err := e.L.run(ctx, "record_decline", partnerID, key, amount, string(reason), e.L.ttlMS(), meta).Result()
+	if err != nil {
+		return authz.PriorAnswer{}, storeErr(mapScriptError("recording decline", err))
+	}
+	s := toStrings(v)
+	return authz.PriorAnswer{Reason: authz.Reason(s[0]), HoldID: s[1], Approved: atoi(s[2]), Available: atoi(s[3]), ApprovalCode: s[4]}, nil
+}
+
+// RecordPIN counts a PIN check.
+func (e *Engine) RecordPIN(ctx context.Context, partnerID, cardID string, correct bool, meta string) (authz.LockReason, error) {
+	_, lock, err := e.L.RecordPIN(ctx, partnerID, cardID, correct, authz.MaxPINTries, meta)
+	return authz.LockReason(lock), storeErr(err)
+}
+
+// Balance returns a user balance's available amount.
+func (e *Engine) Balance(ctx context.Context, partnerID, balanceID string) (int64, error) {
+	b, err := e.L.UserBalance(ctx, partnerID, balanceID)
+	return b.Available, storeErr(err)
+}
+
+// Count increments and returns the card's authorizations in the window.
+func (e *Engine) Count(ctx context.Context, partnerID, cardID string) (int64, error) {
+	w := e.VelocityWindow
+	if w <= 0 {
+		w = time.Hour
+	}
+	n, err := e.L.run(ctx, "velocity", partnerID, cardID, w.Milliseconds()).Int64()
+	return n, storeErr(err)
+}
+
+// CancelLate undoes a late approval (see authz.Engine.Abandon).
+func (e *Engine) CancelLate(ctx context.Context, partnerID, key string, reason authz.Reason, meta string) (int64, error) {
+	n, err := e.L.run(ctx, "cancel_late", partnerID, key, string(reason), meta).Int64()
+	if err != nil {
+		return 0, storeErr(mapScriptError("cancelling late approval", err))
+	}
+	return n, nil
+}

@@ -1,0 +1,231 @@
+// Package ledger is Antaca's money and real-time state: balances, holds,
+// cards and idempotency keys in Redis, changed only by Lua scripts that
+// validate first, write after and append their journal entry (XADD) in the
+// same script; the write-behind (package ledger/pgstore) makes the journal
+// durable in Postgres. docs/ledger.md describes keys, rows and events.
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Ledger runs the scripts on one go-redis client. The client interface is
+// the storage seam: a single Redis, Redis Cluster, or an in-process Redis
+// that runs the same Lua.
+type Ledger struct {
+	rdb     redis.UniversalClient
+	keys    Keys
+	scripts map[string]*redis.Script
+	idemTTL time.Duration
+	now     func() time.Time
+}
+
+// Options configure a Ledger.
+type Options struct {
+	// Prefix of every key (DefaultPrefix when empty).
+	Prefix string
+	// IdempotencyTTL is how long an answer is kept for retransmissions
+	// (default 7 days).
+	IdempotencyTTL time.Duration
+	// Now is the clock (time.Now when nil); tests move it.
+	Now func() time.Time
+}
+
+// New returns a ledger on rdb.
+func New(rdb redis.UniversalClient, opts Options) (*Ledger, error) {
+	scripts, err := loadScripts()
+	if err != nil {
+		return nil, err
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if opts.IdempotencyTTL <= 0 {
+		opts.IdempotencyTTL = 7 * 24 * time.Hour
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Ledger{rdb: rdb, keys: Keys{Prefix: opts.Prefix}, scripts: scripts, idemTTL: opts.IdempotencyTTL, now: opts.Now}, nil
+}
+
+// Keys returns the key layout.
+func (l *Ledger) Keys() Keys { return l.keys }
+
+// Client returns the Redis client.
+func (l *Ledger) Client() redis.UniversalClient { return l.rdb }
+
+// Preload loads every script into Redis so the first authorization does not
+// pay for it. Scripts survive a Redis restart anyway: go-redis falls back
+// from EVALSHA to EVAL on NOSCRIPT.
+func (l *Ledger) Preload(ctx context.Context) error {
+	for name, s := range l.scripts {
+		if err := s.Load(ctx, l.rdb).Err(); err != nil {
+			return fmt.Errorf("loading script %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// NewID returns a random id with a type prefix, e.g. "hld_9f2c...".
+func NewID(prefix string) string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return prefix + "_" + hex.EncodeToString(b)
+}
+
+func (l *Ledger) run(ctx context.Context, name, partnerID string, args ...any) *redis.Cmd {
+	argv := make([]any, 0, len(args)+2)
+	argv = append(argv, partnerID, l.now().UnixMilli())
+	argv = append(argv, args...)
+	return l.scripts[name].Run(ctx, l.rdb, []string{l.keys.Tag(partnerID)}, argv...)
+}
+
+func (l *Ledger) ttlMS() int64 { return l.idemTTL.Milliseconds() }
+
+// index records which partner an id belongs to, so that routes without a
+// partner in their path (admin, card ids) find the partner's hash tag.
+func (l *Ledger) index(ctx context.Context, partnerID string, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 2*len(ids))
+	for _, id := range ids {
+		args = append(args, id, partnerID)
+	}
+	if err := l.rdb.HSet(ctx, l.keys.Index(), args...).Err(); err != nil {
+		return fmt.Errorf("indexing ids: %w", err)
+	}
+	return nil
+}
+
+// PartnerOf returns the partner an id (customer, balance, card, hold) belongs to.
+func (l *Ledger) PartnerOf(ctx context.Context, id string) (string, error) {
+	p, err := l.rdb.HGet(ctx, l.keys.Index(), id).Result()
+	if err == redis.Nil {
+		return "", fmt.Errorf("finding partner of %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("finding partner of %q: %w", id, err)
+	}
+	return p, nil
+}
+
+// Row reads one row as a map of columns; ErrNotFound when absent.
+func (l *Ledger) Row(ctx context.Context, partnerID, table, id string) (map[string]string, error) {
+	m, err := l.rdb.HGetAll(ctx, l.keys.Row(partnerID, table, id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s %q: %w", table, id, err)
+	}
+	if len(m) == 0 {
+		return nil, fmt.Errorf("reading %s %q: %w", table, id, ErrNotFound)
+	}
+	return m, nil
+}
+
+// Ready reports whether Redis holds the state (set on first use and after a rebuild).
+func (l *Ledger) Ready(ctx context.Context) (bool, error) {
+	n, err := l.rdb.Exists(ctx, l.keys.Ready()).Result()
+	return n == 1, err
+}
+
+// MarkReady records that Redis holds the full state.
+func (l *Ledger) MarkReady(ctx context.Context) error {
+	return l.rdb.Set(ctx, l.keys.Ready(), l.now().UTC().Format(time.RFC3339), 0).Err()
+}
+
+func atoi(s string) int64 {
+	n, _ := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	return n
+}
+
+// toStrings converts a script's array reply to strings.
+func toStrings(v any) []string {
+	arr, _ := v.([]any)
+	out := make([]string, len(arr))
+	for i, x := range arr {
+		switch t := x.(type) {
+		case string:
+			out[i] = t
+		case int64:
+			out[i] = strconv.FormatInt(t, 10)
+		case nil:
+			out[i] = ""
+		default:
+			out[i] = fmt.Sprint(t)
+		}
+	}
+	return out
+}
+
+// ScanKeys returns every key matching pattern of type typ ("" for any). On
+// Redis Cluster it scans every master.
+func ScanKeys(ctx context.Context, rdb redis.UniversalClient, pattern, typ string) ([]string, error) {
+	scan := func(ctx context.Context, c redis.Cmdable) ([]string, error) {
+		var out []string
+		var cursor uint64
+		for {
+			var (
+				keys []string
+				err  error
+			)
+			if typ != "" {
+				keys, cursor, err = c.ScanType(ctx, cursor, pattern, 1000, typ).Result()
+			} else {
+				keys, cursor, err = c.Scan(ctx, cursor, pattern, 1000).Result()
+			}
+			if err != nil {
+				return nil, fmt.Errorf("scanning %s: %w", pattern, err)
+			}
+			out = append(out, keys...)
+			if cursor == 0 {
+				return out, nil
+			}
+		}
+	}
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return scan(ctx, rdb)
+	}
+	var (
+		all []string
+		mu  sync.Mutex
+	)
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		keys, err := scan(ctx, c)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		all = append(all, keys...)
+		mu.Unlock()
+		return nil
+	})
+	return all, err
+}
+
+// DeleteKeys removes every key matching pattern (every master of a Redis
+// Cluster), for tests, benchmarks and wiping a deployment's prefix.
+func DeleteKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) {
+	keys, _ := ScanKeys(ctx, rdb, pattern, "")
+	// One UNLINK per key, pipelined: on a cluster the keys live in many
+	// slots and the cluster client routes each command to its shard.
+	for len(keys) > 0 {
+		n := min(len(keys), 1000)
+		pipe := rdb.Pipeline()
+		for _, k := range keys[:n] {
+			pipe.Unlink(ctx, k)
+		}
+		_, _ = pipe.Exec(ctx)
+		keys = keys[n:]
+	}
+}

@@ -1,0 +1,153 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/ledger/ledgertest"
+)
+
+// TestWithLedgerScripts runs package ledger's real scripts under a running
+// write-behind — reloads, authorizations, partial capture, void, refund,
+// forced post, expiry, a decline, card locks — in both funding models, then
+// flushes, audits, loses Redis, rebuilds, audits again, and checks a
+// retransmitted authorization still gets its first answer.
+func TestWithLedgerScripts(t *testing.T) {
+	fx := newFixture(t)
+	ctx := ctxT(t, 60*time.Second)
+	l, err := ledger.New(fx.rdb, ledger.Options{Prefix: fx.keys.Prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.MarkReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	w, _ := fx.worker(t, "w1")
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := w.Run(runCtx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	t.Cleanup(func() { stop(); wg.Wait() })
+
+	check := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	var firstAuth ledger.Reservation
+	var firstHold string
+	for i, model := range []string{ledger.FundingDeposit, ledger.FundingCredit} {
+		p := fmt.Sprintf("lp%d", i)
+		pb, cus, ub, card := p+"_pb", p+"_cus", p+"_ub", p+"_card"
+		check("partner", l.CreatePartner(ctx, ledger.Partner{ID: p, Name: "P", BIN: fmt.Sprintf("4999%02d", i), Currency: "EUR", FundingModel: model}))
+		check("partner balance", l.CreatePartnerBalance(ctx, p, pb, model, "EUR", 1000))
+		_, err := l.ReloadPartnerBalance(ctx, p, pb, 1_000_000, "reload-"+p)
+		check("partner reload", err)
+		check("customer", l.CreateCustomer(ctx, ledger.Customer{ID: cus, PartnerID: p, FirstName: "Ada"}))
+		check("kyc", l.SetKYC(ctx, p, cus, "VERIFIED"))
+		check("user balance", l.CreateUserBalance(ctx, p, cus, ub, "EUR"))
+		_, _, err = l.ReloadUserBalance(ctx, p, ub, 100_000, "uload-"+p)
+		check("user reload", err)
+		check("card", l.CreateCard(ctx, ledger.Card{ID: card, PartnerID: p, CustomerID: cus, BalanceID: ub, Type: "VIRTUAL",
+			Status: "ACTIVE", PANEnc: "enc", PANHash: "tok-" + p, BIN: "4999", Last4: "1234", Expiry: "2912", CVVEnc: "cvv"}))
+		check("card copy", l.CreateCard(ctx, ledger.Card{ID: card + "_copy", PartnerID: p, CustomerID: cus, BalanceID: ub, Type: "PHYSICAL",
+			Status: "ACTIVE", PANEnc: "enc", PANHash: "tok-" + p, BIN: "4999", Last4: "1234", Expiry: "2912", CVVEnc: "cvv", CopyOf: card}))
+
+		auth := func(key string, amount int64) ledger.ReservationResult {
+			t.Helper()
+			r := ledger.Reservation{PartnerID: p, BalanceID: ub, CardID: card, Amount: amount, IdempotencyKey: key,
+				ApprovalCode: "AP" + key[len(key)-2:], TxnType: "00", Meta: `{"rrn":"1"}`}
+			res, err := l.Reserve(ctx, r)
+			check("reserve "+key, err)
+			if i == 0 && firstHold == "" {
+				firstAuth, firstHold = r, res.HoldID
+			}
+			return res
+		}
+		open := auth(p+"-a1", 1_000)
+		toExpire := auth(p+"-a2", 700)
+		_, err = l.ExpireHolds(ctx, p, -time.Hour, 10) // cutoff in the future: every open hold so far
+		check("expire", err)
+		_ = toExpire
+		open = auth(p+"-a3", 2_500)
+		capt := auth(p+"-a4", 4_000)
+		_, err = l.Capture(ctx, p, capt.HoldID, 3_000, false, "cap-"+p, "")
+		check("capture", err)
+		voided := auth(p+"-a5", 900)
+		_, err = l.Void(ctx, p, voided.HoldID, 400, false, "void-"+p, "")
+		check("partial void", err)
+		_, err = l.Refund(ctx, ledger.Reservation{PartnerID: p, BalanceID: ub, CardID: card, Amount: 250, IdempotencyKey: "ref-" + p, ApprovalCode: "RF0001"})
+		check("refund", err)
+		_, err = l.ForcePost(ctx, ledger.Reservation{PartnerID: p, BalanceID: ub, CardID: card, Amount: 120, IdempotencyKey: "fp-" + p, ApprovalCode: "FP0001", TxnType: "00"})
+		check("force post", err)
+		if d := auth(p+"-a6", 10_000_000); d.Reason == "APPROVED" {
+			t.Fatalf("reserve beyond the funds was approved")
+		}
+		check("lock", l.LockCard(ctx, p, card, 3, "partner"))
+		_, err = l.UnlockCard(ctx, p, card)
+		check("unlock", err)
+		_ = open
+	}
+
+	// The worker ran meanwhile; what is left goes now.
+	stop()
+	wg.Wait()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	fx.assertMirrors(t)
+	for _, p := range []string{"lp0", "lp1"} {
+		if n := len(fx.journalSeqs(t, p)); n < 18 {
+			t.Fatalf("journal of %s holds %d events, want the 18 or more the scripts wrote", p, n)
+		}
+	}
+	rep, err := Audit(ctx, fx.rdb, fx.keys, fx.pool)
+	if err != nil || !rep.OK() {
+		t.Fatalf("Audit after the scripts: %v\n%s", err, rep)
+	}
+
+	before := fx.snapshot(t)
+	ledgertest.DeleteKeys(ctx, fx.rdb, fx.keys.Pattern())
+	if _, err := Rebuild(ctx, fx.rdb, fx.keys, fx.pool); err != nil {
+		t.Fatalf("Rebuild: %v", err)
+	}
+	if rep, err := Audit(ctx, fx.rdb, fx.keys, fx.pool); err != nil || !rep.OK() {
+		t.Fatalf("Audit after rebuild: %v\n%s", err, rep)
+	}
+	// The rows, the partner set, BINs, index, PAN and cards-per-balance
+	// keys come back as they were; idempotency answers of other kinds than
+	// holds and the RRN references do not (Postgres does not hold them).
+	after := fx.snapshot(t)
+	if len(before) < 40 {
+		t.Fatalf("snapshot holds %d keys, want the scripts' rows and indexes", len(before))
+	}
+	for k, want := range before {
+		if strings.Contains(k, ":idem:") || strings.Contains(k, ":ref:") || strings.Contains(k, ":vel:") {
+			continue
+		}
+		if got, ok := after[k]; !ok || got != want {
+			t.Errorf("%s after rebuild:\n got  %q\n want %q", k, got, want)
+		}
+	}
+
+	// A retransmission of the first authorization gets its first answer.
+	res, err := l.Reserve(ctx, firstAuth)
+	if err != nil {
+		t.Fatalf("retransmitted reserve: %v", err)
+	}
+	if !res.Duplicate || res.HoldID != firstHold || res.Approved != firstAuth.Amount || res.Reason != "APPROVED" {
+		t.Fatalf("retransmission after rebuild = %+v, want the stored answer for hold %s", res, firstHold)
+	}
+}

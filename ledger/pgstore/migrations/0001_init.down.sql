@@ -1,0 +1,9 @@
+DROP TABLE IF EXISTS journal;
+DROP FUNCTION IF EXISTS journal_append_only();
+DROP TABLE IF EXISTS funding;
+DROP TABLE IF EXISTS holds;
+DROP TABLE IF EXISTS cards;
+DROP TABLE IF EXISTS user_balances;
+DROP TABLE IF EXISTS customers;
+DROP TABLE IF EXISTS partner_balances;
+DROP TABLE IF EXISTS partners;

@@ -1,0 +1,350 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/antaca/antaca/ledger"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrUnflushed is returned by Rebuild when a journal stream still holds
+// entries the write-behind has not written to Postgres: rebuilding then
+// would overwrite newer Redis state with older Postgres rows.
+var ErrUnflushed = errors.New("journal entries not yet written to postgres")
+
+// RebuildReport says what Rebuild restored.
+type RebuildReport struct {
+	// Skipped is true when Redis already held the state (the ready key was
+	// set) and Rebuild did nothing.
+	Skipped   bool
+	Partners  int
+	Rows      map[string]int // per table
+	PANs      int
+	OpenHolds int
+	IdemKeys  int
+	// Notes are oddities found on the way that did not stop the rebuild.
+	Notes []string
+	Took  time.Duration
+}
+
+func (r RebuildReport) String() string {
+	if r.Skipped {
+		return "rebuild skipped: redis is ready"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "rebuilt %d partners in %s:", r.Partners, r.Took.Round(time.Millisecond))
+	for _, t := range ledger.Tables {
+		fmt.Fprintf(&b, " %s=%d", t, r.Rows[t])
+	}
+	fmt.Fprintf(&b, " pans=%d open_holds=%d idem=%d", r.PANs, r.OpenHolds, r.IdemKeys)
+	for _, n := range r.Notes {
+		b.WriteString("\n  note: " + n)
+	}
+	return b.String()
+}
+
+// setIfGreater raises a counter without ever lowering it: a journal
+// sequence that went backwards would make new events collide with stored
+// ones, and ON CONFLICT DO NOTHING would then drop them silently.
+var setIfGreater = redis.NewScript(`
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end
+return 0`)
+
+// DefaultIdempotencyTTL is how long the ledger keeps an idempotency record
+// unless configured otherwise (ledger.Options.IdempotencyTTL's default).
+const DefaultIdempotencyTTL = 7 * 24 * time.Hour
+
+// RebuildOption adjusts Rebuild.
+type RebuildOption func(*rebuildConfig)
+
+type rebuildConfig struct {
+	idemTTL time.Duration
+	now     func() time.Time
+}
+
+// WithIdempotencyTTL gives the idempotency records Rebuild restores the
+// lifetime the ledger gives them (its IdempotencyTTL), counted from the
+// hold's creation; records that would have expired already are not restored.
+func WithIdempotencyTTL(d time.Duration) RebuildOption {
+	return func(c *rebuildConfig) { c.idemTTL = d }
+}
+
+// Rebuild restores the Redis state from Postgres after Redis lost it
+// (restart without persistence, failover to an empty replica). When the
+// ready key exists it does nothing. Otherwise it writes every row of every
+// table (in ledger.Tables order) as its hash, the auxiliary keys of
+// docs/ledger.md (partner set, BINs, id index of partners, customers,
+// balances and cards, PAN index, partner balance by type and currency, open
+// holds, the idempotency records of holds) plus
+// the cards-per-balance sets the card scripts keep, the journal sequences
+// (never lowered), creates each journal's consumer group at "$" (Postgres
+// already holds everything before it), and finally sets ready. It pipelines
+// its writes and can be re-run after a failure.
+//
+// What Postgres does not hold is not restored: velocity counters, the
+// RRN reversal references, and the idempotency answers of operations other
+// than holds (reloads, captures, voids) — a retransmission of those after a
+// rebuild is processed again.
+//
+// Rebuild trusts Postgres to be complete: callers flush the write-behind
+// first (WriteBehind.Flush). As a guard it refuses, with ErrUnflushed, when
+// a journal stream still holds entries the write-behind has not
+// acknowledged. The switch must not serve traffic until Rebuild returns.
+func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, pool *pgxpool.Pool, opts ...RebuildOption) (RebuildReport, error) {
+	start := time.Now()
+	cfg := rebuildConfig{idemTTL: DefaultIdempotencyTTL, now: time.Now}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if keys.Prefix == "" {
+		keys.Prefix = ledger.DefaultPrefix
+	}
+	rep := RebuildReport{Rows: map[string]int{}}
+	n, err := rdb.Exists(ctx, keys.Ready()).Result()
+	if err != nil {
+		return rep, fmt.Errorf("checking ready key: %w", err)
+	}
+	if n > 0 {
+		rep.Skipped = true
+		return rep, nil
+	}
+
+	partners, err := rebuildPartners(ctx, rdb, keys, pool)
+	if err != nil {
+		return rep, err
+	}
+	rep.Partners = len(partners)
+	if len(partners) > 0 {
+		streams := make([]string, len(partners))
+		for i, p := range partners {
+			streams[i] = keys.Journal(p)
+		}
+		lags, err := lagOfStreams(ctx, rdb, DefaultGroup, streams)
+		if err != nil {
+			return rep, fmt.Errorf("checking journal streams: %w", err)
+		}
+		for i, l := range lags {
+			if l.entries > 0 {
+				return rep, fmt.Errorf("rebuilding: %s holds %d entries not in postgres (flush the write-behind first): %w",
+					streams[i], l.entries, ErrUnflushed)
+			}
+		}
+	}
+
+	pw := &pipeWriter{ctx: ctx, pipe: rdb.Pipeline()}
+	pbalcur := map[string]string{}
+	for _, t := range tableOrder {
+		err := eachPGRow(ctx, pool, t, func(r pgRow) error {
+			rep.Rows[t.name]++
+			key := keys.Row(r.partner, t.name, r.id)
+			fields := make([]any, 0, 2*(3+len(t.cols)))
+			fields = append(fields, "id", r.id, "partner_id", r.partner, "v", r.v)
+			for i, c := range t.cols {
+				fields = append(fields, c, r.vals[i])
+			}
+			pw.pipe.Del(ctx, key)
+			pw.pipe.HSet(ctx, key, fields...)
+			col := func(name string) string { return r.vals[t.index[name]] }
+			switch t.name {
+			case "partners":
+				pw.pipe.SAdd(ctx, keys.Partners(), r.id)
+				pw.pipe.HSet(ctx, keys.Index(), r.id, r.id)
+				if bin := col("bin"); bin != "" {
+					pw.pipe.HSet(ctx, keys.BINs(), bin, r.id)
+				}
+			case "partner_balances":
+				pw.pipe.HSet(ctx, keys.Index(), r.id, r.partner)
+				typ, cur := col("type"), col("currency")
+				if typ != "" && cur != "" {
+					k := keys.PartnerBalanceByCurrency(r.partner, typ, cur)
+					if prev, dup := pbalcur[k]; dup {
+						rep.Notes = append(rep.Notes, fmt.Sprintf("partner %s has several %s %s balances (%s, %s); %s kept",
+							r.partner, typ, cur, prev, r.id, prev))
+						break
+					}
+					pbalcur[k] = r.id
+					pw.pipe.Set(ctx, k, r.id, 0)
+				}
+			case "customers", "user_balances":
+				pw.pipe.HSet(ctx, keys.Index(), r.id, r.partner)
+			case "cards":
+				pw.pipe.HSet(ctx, keys.Index(), r.id, r.partner)
+				if b := col("balance_id"); b != "" {
+					pw.pipe.SAdd(ctx, keys.BalanceCards(r.partner, b), r.id)
+				}
+				// A copy shares its original's PAN, and the lookup keeps
+				// naming the original (as create_card.lua does): only
+				// originals write it. Removed cards keep theirs, so they
+				// decline as removed rather than unknown.
+				if h := col("pan_hash"); h != "" && col("copy_of") == "" {
+					rep.PANs++
+					pw.pipe.Set(ctx, keys.PAN(r.partner, h), r.id, 0)
+				}
+			case "holds":
+				// Holds are not in the id index (docs/ledger.md): they
+				// are found by their idempotency key.
+				if col("state") == "OPEN" {
+					created, _ := strconv.ParseInt(col("created_ms"), 10, 64)
+					pw.pipe.ZAdd(ctx, keys.OpenHolds(r.partner), redis.Z{Score: float64(created), Member: r.id})
+					rep.OpenHolds++
+				}
+				if ik := col("idem_key"); ik != "" {
+					created, _ := strconv.ParseInt(col("created_ms"), 10, 64)
+					expires := time.UnixMilli(created).Add(cfg.idemTTL)
+					if cfg.idemTTL > 0 && !expires.After(cfg.now()) {
+						break // the ledger would have forgotten it by now
+					}
+					// The answer a retransmission gets (reserve.lua reads
+					// hold, approved, reason, approval). amount is the
+					// approved amount: a partial approval's requested
+					// amount is not in the row.
+					kind := "reserve"
+					if col("state") == "REFUNDED" {
+						kind = "refund"
+					}
+					k := keys.Idem(r.partner, ik)
+					pw.pipe.HSet(ctx, k, "hold", r.id, "amount", col("amount"), "approved", col("amount"),
+						"reason", "APPROVED", "approval", col("approval_code"), "kind", kind)
+					if cfg.idemTTL > 0 {
+						pw.pipe.PExpireAt(ctx, k, expires)
+					}
+					rep.IdemKeys++
+				}
+			}
+			return pw.maybeFlush()
+		})
+		if err != nil {
+			return rep, fmt.Errorf("restoring %s: %w", t.name, err)
+		}
+	}
+
+	rows, err := pool.Query(ctx, `SELECT partner_id, max(seq) FROM journal GROUP BY partner_id`)
+	if err != nil {
+		return rep, fmt.Errorf("reading journal sequences: %w", err)
+	}
+	for rows.Next() {
+		var (
+			p   string
+			seq int64
+		)
+		if err := rows.Scan(&p, &seq); err != nil {
+			rows.Close()
+			return rep, fmt.Errorf("reading journal sequences: %w", err)
+		}
+		setIfGreater.Eval(ctx, pw.pipe, []string{keys.Seq(p)}, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("reading journal sequences: %w", err)
+	}
+	for _, p := range partners {
+		pw.pipe.XGroupCreateMkStream(ctx, keys.Journal(p), DefaultGroup, "$")
+	}
+	if err := pw.flush(); err != nil {
+		return rep, err
+	}
+	if err := rdb.Set(ctx, keys.Ready(), time.Now().UTC().Format(time.RFC3339), 0).Err(); err != nil {
+		return rep, fmt.Errorf("setting ready: %w", err)
+	}
+	rep.Took = time.Since(start)
+	return rep, nil
+}
+
+// rebuildPartners lists every partner Postgres or Redis knows.
+func rebuildPartners(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, pool *pgxpool.Pool) ([]string, error) {
+	set := map[string]bool{}
+	rows, err := pool.Query(ctx, `SELECT id FROM partners UNION SELECT DISTINCT partner_id FROM journal`)
+	if err != nil {
+		return nil, fmt.Errorf("listing partners: %w", err)
+	}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("listing partners: %w", err)
+		}
+		set[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing partners: %w", err)
+	}
+	inRedis, err := partnerIDs(ctx, rdb, keys)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range inRedis {
+		set[id] = true
+	}
+	out := make([]string, 0, len(set))
+	for id := range set {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// pipeWriter sends a pipeline every thousand or so commands, so a rebuild
+// of millions of rows takes few round trips and bounded memory.
+type pipeWriter struct {
+	ctx  context.Context
+	pipe redis.Pipeliner
+}
+
+func (pw *pipeWriter) maybeFlush() error {
+	if pw.pipe.Len() < 2000 {
+		return nil
+	}
+	return pw.flush()
+}
+
+func (pw *pipeWriter) flush() error {
+	cmds, err := pw.pipe.Exec(pw.ctx)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		for _, c := range cmds {
+			if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) && !isBusyGroup(e) {
+				return fmt.Errorf("writing to redis: %s: %w", c.Name(), e)
+			}
+		}
+	}
+	return nil
+}
+
+// pgRow is one row read from Postgres, every value as text.
+type pgRow struct {
+	partner, id, v string
+	vals           []string // t.cols order
+}
+
+// eachPGRow streams every row of t.
+func eachPGRow(ctx context.Context, pool *pgxpool.Pool, t *table, fn func(pgRow) error) error {
+	rows, err := pool.Query(ctx, t.selectSQL)
+	if err != nil {
+		return fmt.Errorf("querying %s: %w", t.name, err)
+	}
+	defer rows.Close()
+	dst := make([]any, 3+len(t.cols))
+	for rows.Next() {
+		r := pgRow{vals: make([]string, len(t.cols))}
+		dst[0], dst[1], dst[2] = &r.id, &r.partner, &r.v
+		for i := range t.cols {
+			dst[3+i] = &r.vals[i]
+		}
+		if err := rows.Scan(dst...); err != nil {
+			return fmt.Errorf("reading %s: %w", t.name, err)
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading %s: %w", t.name, err)
+	}
+	return nil
+}

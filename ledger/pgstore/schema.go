@@ -1,0 +1,160 @@
+package pgstore
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/antaca/antaca/ledger"
+)
+
+// table is one row table as the write-behind, recovery and audit see it. It
+// is derived from ledger.Tables, ledger.Columns and ledger.NumericColumns at
+// start-up, so every statement built here follows the Redis side's column
+// lists and cannot drift from them.
+type table struct {
+	name    string
+	cols    []string // ledger.Columns order
+	numeric []bool   // numeric[i] reports whether cols[i] is a bigint column
+	index   map[string]int
+
+	selectSQL string // every row, every column as text
+	updateSQL string // aggregated changes to existing rows (see PGSink)
+	insertSQL string // rows that did not exist yet
+}
+
+// identRE is what a table or column name must look like before it is put in
+// SQL. Names come from package ledger, never from events, but checking them
+// once here means no identifier reaches Postgres unvalidated.
+var identRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+var (
+	tables     = map[string]*table{}
+	tableOrder []*table
+)
+
+func init() {
+	for _, name := range ledger.Tables {
+		t, err := newTable(name)
+		if err != nil {
+			panic("pgstore: " + err.Error())
+		}
+		tables[name] = t
+		tableOrder = append(tableOrder, t)
+	}
+	for name := range ledger.Columns {
+		if tables[name] == nil {
+			panic(fmt.Sprintf("pgstore: ledger.Columns has table %q missing from ledger.Tables", name))
+		}
+	}
+}
+
+// reserved are the columns every row has besides ledger.Columns.
+var reserved = map[string]bool{"id": true, "partner_id": true, "v": true}
+
+func newTable(name string) (*table, error) {
+	if !identRE.MatchString(name) {
+		return nil, fmt.Errorf("table name %q is not a plain identifier", name)
+	}
+	cols, ok := ledger.Columns[name]
+	if !ok {
+		return nil, fmt.Errorf("table %q has no ledger.Columns entry", name)
+	}
+	t := &table{name: name, cols: cols, numeric: make([]bool, len(cols)), index: make(map[string]int, len(cols))}
+	for i, c := range cols {
+		if !identRE.MatchString(c) || reserved[c] {
+			return nil, fmt.Errorf("column %q of %q is not usable", c, name)
+		}
+		if _, dup := t.index[c]; dup {
+			return nil, fmt.Errorf("column %q of %q listed twice", c, name)
+		}
+		t.index[c] = i
+	}
+	for _, c := range ledger.NumericColumns[name] {
+		i, ok := t.index[c]
+		if !ok {
+			return nil, fmt.Errorf("numeric column %q of %q is not in ledger.Columns", c, name)
+		}
+		t.numeric[i] = true
+	}
+	t.buildSQL()
+	return t, nil
+}
+
+func quote(ident string) string { return `"` + ident + `"` }
+
+func (t *table) pgType(i int) string {
+	if t.numeric[i] {
+		return "bigint"
+	}
+	return "text"
+}
+
+func (t *table) buildSQL() {
+	q := quote(t.name)
+
+	sel := []string{"id", "partner_id", "v::text"}
+	for _, c := range t.cols {
+		sel = append(sel, quote(c)+"::text")
+	}
+	t.selectSQL = "SELECT " + strings.Join(sel, ", ") + " FROM " + q + " ORDER BY partner_id, id"
+
+	// UPDATE of rows that exist. Per column the arrays carry the version of
+	// the change that last set it (0: not set in this batch), that value,
+	// and for numeric columns the sum of adds after that set and the sum of
+	// all adds. A set wins only over an older row version (v < version);
+	// adds always apply. See aggregate for why this equals applying the
+	// changes one by one.
+	var sets, params, names []string
+	n := 0
+	param := func(typ, alias string) {
+		n++
+		params = append(params, fmt.Sprintf("$%d::%s[]", n, typ))
+		names = append(names, alias)
+	}
+	param("text", "id")
+	param("bigint", "v")
+	for i, c := range t.cols {
+		ver, val := fmt.Sprintf("ver_%d", i), fmt.Sprintf("val_%d", i)
+		param("bigint", ver)
+		param(t.pgType(i), val)
+		if t.numeric[i] {
+			after, all := fmt.Sprintf("aft_%d", i), fmt.Sprintf("all_%d", i)
+			param("bigint", after)
+			param("bigint", all)
+			sets = append(sets, fmt.Sprintf("%s = CASE WHEN x.%s > r.v THEN x.%s + x.%s ELSE r.%s + x.%s END",
+				quote(c), ver, val, after, quote(c), all))
+		} else {
+			sets = append(sets, fmt.Sprintf("%s = CASE WHEN x.%s > r.v THEN x.%s ELSE r.%s END",
+				quote(c), ver, val, quote(c)))
+		}
+	}
+	sets = append(sets, "v = GREATEST(r.v, x.v)")
+	// The redundant r.id = ANY($1) lets the planner probe the primary key
+	// for the batch's rows; joined with the unnest alone it hashes the
+	// whole table, which on holds grows with every authorization.
+	t.updateSQL = "UPDATE " + q + " AS r SET " + strings.Join(sets, ", ") +
+		" FROM unnest(" + strings.Join(params, ", ") + ") AS x(" + strings.Join(names, ", ") + ")" +
+		" WHERE r.id = x.id AND r.id = ANY($1::text[])"
+
+	// INSERT of rows that did not exist: their values are computed in Go.
+	cols := []string{"id", "partner_id", "v"}
+	ins := []string{"$1::text[]", "$2::text[]", "$3::bigint[]"}
+	for i, c := range t.cols {
+		cols = append(cols, quote(c))
+		ins = append(ins, fmt.Sprintf("$%d::%s[]", i+4, t.pgType(i)))
+	}
+	t.insertSQL = "INSERT INTO " + q + " (" + strings.Join(cols, ", ") + ") SELECT * FROM unnest(" +
+		strings.Join(ins, ", ") + ") ON CONFLICT (id) DO NOTHING"
+}
+
+// sensitive columns are never printed: the audit says they differ, not how.
+var sensitive = map[string]bool{"pan_enc": true, "cvv_enc": true, "pin_verifier": true, "pan_hash": true}
+
+func lookupTable(name string) (*table, error) {
+	t, ok := tables[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown table %q", name)
+	}
+	return t, nil
+}

@@ -1,0 +1,371 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Sink stores journal events durably. The write-behind writes through this
+// one interface so that an embedded journal (SQLite, for `antaca demo`)
+// stays a small step; PGSink is the Postgres one.
+type Sink interface {
+	// Apply stores events in one transaction and returns how many were new.
+	// Events already stored (same partner and seq) change nothing, so a
+	// caller may apply the same events again after any failure.
+	Apply(ctx context.Context, events []Event) (applied int, err error)
+}
+
+// PGSink applies events to the journal and row tables of a Postgres database
+// migrated by Migrate.
+type PGSink struct {
+	pool *pgxpool.Pool
+}
+
+// NewPGSink returns a Sink writing to pool.
+func NewPGSink(pool *pgxpool.Pool) *PGSink { return &PGSink{pool: pool} }
+
+const insertJournalSQL = `INSERT INTO journal (partner_id, seq, type, reason, ts_ms, changes, meta)
+SELECT p, s, t, r, ts, c::jsonb, NULLIF(m, '')::jsonb
+FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[]) AS u(p, s, t, r, ts, c, m)
+ON CONFLICT (partner_id, seq) DO NOTHING
+RETURNING partner_id, seq`
+
+// findConflictsSQL returns the events of a batch whose id is already in the
+// journal with other content.
+const findConflictsSQL = `SELECT u.p, u.s
+FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[]) AS u(p, s, t, r, ts, c, m)
+JOIN journal j ON j.partner_id = u.p AND j.seq = u.s
+WHERE (j.type, j.reason, j.ts_ms, j.changes, j.meta) IS DISTINCT FROM (u.t, u.r, u.ts, u.c::jsonb, NULLIF(u.m, '')::jsonb)`
+
+type eventKey struct {
+	partner string
+	seq     int64
+}
+
+// EventID names an event: its partner and journal sequence number.
+type EventID struct {
+	PartnerID string
+	Seq       int64
+}
+
+// ConflictError reports events whose id is already stored with different
+// content. An event replayed after a crash is identical; a different one
+// means the partner's sequence was reused — typically Redis failed over to a
+// replica that had not received the last events, which Postgres already
+// holds. Applying it would drop it silently (ON CONFLICT DO NOTHING), so the
+// sink refuses and an operator reconciles (see Audit).
+type ConflictError struct {
+	Events []EventID
+}
+
+func (e *ConflictError) Error() string {
+	ids := make([]string, len(e.Events))
+	for i, id := range e.Events {
+		ids[i] = fmt.Sprintf("%s/%d", id.PartnerID, id.Seq)
+	}
+	return fmt.Sprintf("events %s are already stored with other content: the journal sequence was reused (redis lost events?)",
+		strings.Join(ids, ", "))
+}
+
+// Apply implements Sink with the rule of docs/ledger.md: an event's journal
+// row is inserted with ON CONFLICT DO NOTHING and only an event whose row was
+// inserted has its changes applied — insert the row when new, add every add,
+// set columns only where the row's v is older than the change's version.
+//
+// It does so in four round trips whatever the batch size: BEGIN, one
+// multi-row journal insert that returns the new event ids, one pipeline with
+// an UPDATE and an INSERT per table touched (the changes of all new events
+// aggregated per row, see aggregate), COMMIT. BenchmarkSink measures the
+// literal rule, one statement at a time, at about a seventeenth of the speed.
+//
+// Events found already stored are compared with what is stored (one more
+// round trip, only then): a replay is identical; anything else is a reused
+// sequence and fails the batch with a *ConflictError.
+func (s *PGSink) Apply(ctx context.Context, events []Event) (int, error) {
+	if len(events) == 0 {
+		return 0, nil
+	}
+	// One event per id; the same id twice with other content is a conflict.
+	evs := make([]Event, 0, len(events))
+	canon := make(map[eventKey]string, len(events))
+	var conflicts []EventID
+	for _, ev := range events {
+		k := eventKey{ev.PartnerID, ev.Seq}
+		c := fmt.Sprintf("%s\x00%s\x00%d\x00%s\x00%s", ev.Type, ev.Reason, ev.TsMs, changesJSON(ev.Changes), ev.Meta)
+		if prev, seen := canon[k]; seen {
+			if prev != c {
+				conflicts = append(conflicts, EventID{ev.PartnerID, ev.Seq})
+			}
+			continue
+		}
+		canon[k] = c
+		evs = append(evs, ev)
+	}
+	if len(conflicts) > 0 {
+		return 0, &ConflictError{Events: conflicts}
+	}
+	sortEvents(evs)
+
+	var (
+		partners = make([]string, len(evs))
+		seqs     = make([]int64, len(evs))
+		types    = make([]string, len(evs))
+		reasons  = make([]string, len(evs))
+		tss      = make([]int64, len(evs))
+		chs      = make([]string, len(evs))
+		metas    = make([]string, len(evs))
+	)
+	for i, ev := range evs {
+		partners[i], seqs[i], types[i], reasons[i], tss[i] = ev.PartnerID, ev.Seq, ev.Type, ev.Reason, ev.TsMs
+		chs[i] = string(changesJSON(ev.Changes))
+		metas[i] = ev.Meta
+	}
+
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("beginning transaction: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+
+	rows, err := tx.Query(ctx, insertJournalSQL, partners, seqs, types, reasons, tss, chs, metas)
+	if err != nil {
+		return 0, fmt.Errorf("inserting journal: %w", err)
+	}
+	inserted := make(map[eventKey]bool, len(evs))
+	for rows.Next() {
+		var k eventKey
+		if err := rows.Scan(&k.partner, &k.seq); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("reading inserted journal ids: %w", err)
+		}
+		inserted[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("inserting journal: %w", err)
+	}
+	if len(inserted) < len(evs) {
+		// Some were stored before: a replay must be the same event.
+		if err := findConflicts(ctx, tx, partners, seqs, types, reasons, tss, chs, metas); err != nil {
+			return 0, err
+		}
+	}
+
+	agg := newAggregate()
+	applied := 0
+	for _, ev := range evs {
+		if !inserted[eventKey{ev.PartnerID, ev.Seq}] {
+			continue
+		}
+		applied++
+		for _, c := range ev.Changes {
+			if err := agg.add(ev.PartnerID, c); err != nil {
+				return 0, fmt.Errorf("event %s/%d: %w", ev.PartnerID, ev.Seq, err)
+			}
+		}
+	}
+
+	batch := &pgx.Batch{}
+	// The UPDATEs join a batch's few hundred ids with tables that grow by
+	// every authorization (holds): probing the primary key is always right,
+	// but until the table is large the planner prefers hashing all of it.
+	batch.Queue("SET LOCAL enable_seqscan = off")
+	for _, t := range tableOrder {
+		ta := agg.tables[t.name]
+		if ta == nil || len(ta.rows) == 0 {
+			continue
+		}
+		batch.Queue(t.updateSQL, ta.updateArgs()...)
+		batch.Queue(t.insertSQL, ta.insertArgs()...)
+	}
+	if batch.Len() > 1 {
+		br := tx.SendBatch(ctx, batch)
+		for i := 0; i < batch.Len(); i++ {
+			if _, err := br.Exec(); err != nil {
+				_ = br.Close()
+				return 0, fmt.Errorf("applying row changes: %w", err)
+			}
+		}
+		if err := br.Close(); err != nil {
+			return 0, fmt.Errorf("applying row changes: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("committing: %w", err)
+	}
+	return applied, nil
+}
+
+// aggregate folds the changes of a batch into one pending write per row, so
+// a table takes two set-based statements instead of one per change.
+//
+// Applying changes one by one (the documented rule) gives, for a row whose
+// version in Postgres is v0 and a column c:
+//   - a change's sets apply when its version exceeds the row's version at
+//     that moment, max(v0, versions of the earlier changes in the batch);
+//     call a change "effective" when its version exceeds every earlier one in
+//     the batch — only effective changes can ever set anything;
+//   - so c ends as the value of the last effective change setting c if that
+//     change's version exceeds v0 (effective versions only grow, so no earlier
+//     one could apply otherwise), plus for a numeric c the adds made after it;
+//   - otherwise c ends as its old value plus every add.
+//
+// The UPDATE evaluates exactly that per column with v0 = r.v; rows that did
+// not exist get the same result with v0 = 0, computed here.
+type aggregate struct {
+	tables map[string]*tableAgg
+}
+
+type tableAgg struct {
+	t    *table
+	rows []*rowAgg
+	byID map[string]*rowAgg
+}
+
+type rowAgg struct {
+	id, partner string
+	v           int64 // highest version seen, also the running maximum
+	ver         []int64
+	sval        []string
+	nval        []int64
+	after       []int64
+	all         []int64
+}
+
+func newAggregate() *aggregate { return &aggregate{tables: map[string]*tableAgg{}} }
+
+func (a *aggregate) add(partner string, c Change) error {
+	t, err := lookupTable(c.Table)
+	if err != nil {
+		return err
+	}
+	ta := a.tables[t.name]
+	if ta == nil {
+		ta = &tableAgg{t: t, byID: map[string]*rowAgg{}}
+		a.tables[t.name] = ta
+	}
+	r := ta.byID[c.ID]
+	if r == nil {
+		n := len(t.cols)
+		r = &rowAgg{id: c.ID, partner: partner, ver: make([]int64, n), sval: make([]string, n),
+			nval: make([]int64, n), after: make([]int64, n), all: make([]int64, n)}
+		ta.byID[c.ID] = r
+		ta.rows = append(ta.rows, r)
+	}
+	effective := c.V > r.v
+	if effective {
+		r.v = c.V
+		for col, val := range c.Set {
+			i, ok := t.index[col]
+			if !ok {
+				return fmt.Errorf("table %q has no column %q", t.name, col)
+			}
+			r.ver[i] = c.V
+			r.after[i] = 0
+			if t.numeric[i] {
+				n, err := strconv.ParseInt(val, 10, 64)
+				if err != nil {
+					return fmt.Errorf("%s %s: %s=%q is not an integer", t.name, c.ID, col, val)
+				}
+				r.nval[i] = n
+			} else {
+				r.sval[i] = val
+			}
+		}
+	}
+	for col, d := range c.Add {
+		i, ok := t.index[col]
+		if !ok || !t.numeric[i] {
+			return fmt.Errorf("table %q has no numeric column %q", t.name, col)
+		}
+		r.after[i] += d
+		r.all[i] += d
+	}
+	return nil
+}
+
+func (ta *tableAgg) updateArgs() []any {
+	n := len(ta.rows)
+	ids, vs := make([]string, n), make([]int64, n)
+	for j, r := range ta.rows {
+		ids[j], vs[j] = r.id, r.v
+	}
+	args := []any{ids, vs}
+	for i := range ta.t.cols {
+		ver := make([]int64, n)
+		for j, r := range ta.rows {
+			ver[j] = r.ver[i]
+		}
+		args = append(args, ver)
+		if ta.t.numeric[i] {
+			val, after, all := make([]int64, n), make([]int64, n), make([]int64, n)
+			for j, r := range ta.rows {
+				val[j], after[j], all[j] = r.nval[i], r.after[i], r.all[i]
+			}
+			args = append(args, val, after, all)
+		} else {
+			val := make([]string, n)
+			for j, r := range ta.rows {
+				val[j] = r.sval[i]
+			}
+			args = append(args, val)
+		}
+	}
+	return args
+}
+
+func (ta *tableAgg) insertArgs() []any {
+	n := len(ta.rows)
+	ids, partners, vs := make([]string, n), make([]string, n), make([]int64, n)
+	for j, r := range ta.rows {
+		ids[j], partners[j], vs[j] = r.id, r.partner, r.v
+	}
+	args := []any{ids, partners, vs}
+	for i := range ta.t.cols {
+		if ta.t.numeric[i] {
+			col := make([]int64, n)
+			for j, r := range ta.rows {
+				if r.ver[i] > 0 {
+					col[j] = r.nval[i] + r.after[i]
+				} else {
+					col[j] = r.all[i]
+				}
+			}
+			args = append(args, col)
+		} else {
+			col := make([]string, n)
+			for j, r := range ta.rows {
+				col[j] = r.sval[i] // "" when not set: the column default
+			}
+			args = append(args, col)
+		}
+	}
+	return args
+}
+
+func findConflicts(ctx context.Context, tx pgx.Tx, args ...any) error {
+	rows, err := tx.Query(ctx, findConflictsSQL, args...)
+	if err != nil {
+		return fmt.Errorf("comparing replayed events: %w", err)
+	}
+	var conflicts []EventID
+	for rows.Next() {
+		var id EventID
+		if err := rows.Scan(&id.PartnerID, &id.Seq); err != nil {
+			rows.Close()
+			return fmt.Errorf("comparing replayed events: %w", err)
+		}
+		conflicts = append(conflicts, id)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("comparing replayed events: %w", err)
+	}
+	if len(conflicts) > 0 {
+		return &ConflictError{Events: conflicts}
+	}
+	return nil
+}

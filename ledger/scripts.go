@@ -1,0 +1,101 @@
+package ledger
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed lua/*.lua
+var luaFS embed.FS
+
+// scriptNames are the ledger's scripts; each is lua/<name>.lua prefixed
+// with lua/common.lua.
+var scriptNames = []string{
+	"create_partner", "create_partner_balance", "reload_partner_balance",
+	"create_customer", "set_kyc", "create_user_balance", "reload_user_balance",
+	"reserve", "force_post", "capture", "void", "refund", "expire",
+	"create_card", "update_card", "lock_card", "unlock_card", "remove_card",
+	"pin_result", "card_by_pan", "record_decline", "velocity", "cancel_late",
+}
+
+func loadScripts() (map[string]*redis.Script, error) {
+	common, err := luaFS.ReadFile("lua/common.lua")
+	if err != nil {
+		return nil, fmt.Errorf("reading common.lua: %w", err)
+	}
+	out := make(map[string]*redis.Script, len(scriptNames))
+	for _, name := range scriptNames {
+		body, err := luaFS.ReadFile("lua/" + name + ".lua")
+		if err != nil {
+			return nil, fmt.Errorf("reading %s.lua: %w", name, err)
+		}
+		out[name] = redis.NewScript(string(common) + "\n" + string(body))
+	}
+	return out, nil
+}
+
+// Errors the scripts return; callers branch on them with errors.Is.
+var (
+	ErrNotFound                 = errors.New("not found")
+	ErrAlreadyExists            = errors.New("already exists")
+	ErrInvalidAmount            = errors.New("invalid amount")
+	ErrIdempotencyMismatch      = errors.New("idempotency key reused with a different amount")
+	ErrInsufficientPartnerFunds = errors.New("insufficient partner funds")
+	ErrKYCNotVerified           = errors.New("customer KYC is not verified")
+	ErrBalanceNotActive         = errors.New("balance is not active")
+	ErrHoldNotFound             = errors.New("hold not found")
+	ErrHoldClosed               = errors.New("hold already resolved")
+	ErrAmountExceedsHold        = errors.New("amount exceeds what remains of the hold")
+	ErrCardNotFound             = errors.New("card not found")
+	ErrCardRemoved              = errors.New("card is removed")
+	ErrInvalidTransition        = errors.New("invalid card state transition")
+	ErrLockIrreversible         = errors.New("card lock is irreversible")
+	ErrCardNotLocked            = errors.New("card is not locked")
+	ErrPANExists                = errors.New("PAN already issued")
+	ErrPartnerNotFound          = errors.New("partner not found")
+	ErrBINInUse                 = errors.New("BIN belongs to another partner")
+	ErrCustomerNotFound         = errors.New("customer not found")
+	ErrBalanceNotFound          = errors.New("balance not found")
+)
+
+var scriptErrors = map[string]error{
+	"NOT_FOUND":                  ErrNotFound,
+	"ALREADY_EXISTS":             ErrAlreadyExists,
+	"INVALID_AMOUNT":             ErrInvalidAmount,
+	"IDEMPOTENCY_MISMATCH":       ErrIdempotencyMismatch,
+	"INSUFFICIENT_PARTNER_FUNDS": ErrInsufficientPartnerFunds,
+	"KYC_NOT_VERIFIED":           ErrKYCNotVerified,
+	"BALANCE_NOT_ACTIVE":         ErrBalanceNotActive,
+	"HOLD_NOT_FOUND":             ErrHoldNotFound,
+	"HOLD_CLOSED":                ErrHoldClosed,
+	"AMOUNT_EXCEEDS_HOLD":        ErrAmountExceedsHold,
+	"CARD_NOT_FOUND":             ErrCardNotFound,
+	"CARD_REMOVED":               ErrCardRemoved,
+	"INVALID_TRANSITION":         ErrInvalidTransition,
+	"CARD_LOCK_IRREVERSIBLE":     ErrLockIrreversible,
+	"CARD_NOT_LOCKED":            ErrCardNotLocked,
+	"PAN_EXISTS":                 ErrPANExists,
+	"PARTNER_NOT_FOUND":          ErrPartnerNotFound,
+	"CUSTOMER_NOT_FOUND":         ErrCustomerNotFound,
+	"BALANCE_NOT_FOUND":          ErrBalanceNotFound,
+}
+
+// mapScriptError turns a script's error reply into a sentinel error.
+func mapScriptError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		// Redis 7 prefixes error_reply messages without a code with "ERR ".
+		msg := strings.TrimPrefix(strings.TrimSpace(rerr.Error()), "ERR ")
+		if sentinel, ok := scriptErrors[msg]; ok {
+			return fmt.Errorf("%s: %w", op, sentinel)
+		}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
