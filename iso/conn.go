@@ -1,0 +1,518 @@
+package iso
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/moov-io/iso8583"
+	iso8583errors "github.com/moov-io/iso8583/errors"
+
+	"github.com/antaca/antaca/authz"
+)
+
+// aLongTimeAgo is a read deadline in the past: setting it wakes a blocked
+// Read at once, which is how a drain stops reading.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// maxLinger bounds the wait for the peer to close after we half-closed.
+const maxLinger = time.Second
+
+// serverConn is one processor link. One goroutine reads frames; each
+// message is handled in its own goroutine (at most MaxInFlightPerConn at
+// once); answers go out under one write lock as soon as they are ready.
+type serverConn struct {
+	srv *Server
+	raw net.Conn // the TCP connection
+	nc  net.Conn // raw, or the TLS connection on top of it
+	br  *bufio.Reader
+	log *slog.Logger
+
+	slots    chan struct{}
+	inflight sync.WaitGroup
+
+	rmu         sync.Mutex // guards readStopped against a racing SetReadDeadline
+	readStopped bool
+
+	wmu      sync.Mutex
+	wbuf     []byte
+	writeErr error
+
+	closeOnce sync.Once
+	echoSTAN  int // server-originated STANs; used by the reader goroutine only
+}
+
+func newServerConn(s *Server, raw net.Conn) *serverConn {
+	nc := raw
+	if s.cfg.TLSConfig != nil {
+		nc = tls.Server(raw, s.cfg.TLSConfig)
+	}
+	return &serverConn{
+		srv:   s,
+		raw:   raw,
+		nc:    nc,
+		br:    bufio.NewReaderSize(nc, 4096),
+		log:   s.log.With("remote", raw.RemoteAddr().String()),
+		slots: make(chan struct{}, s.cfg.MaxInFlightPerConn),
+	}
+}
+
+// serve runs the connection to its end: handshake, read loop, then wait
+// for every dispatched request to be answered before closing.
+func (c *serverConn) serve() {
+	graceful := true
+	defer c.srv.removeConn(c)
+	defer func() {
+		c.inflight.Wait()
+		if graceful {
+			c.closeGracefully()
+		}
+		c.closeNow()
+	}()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("panic in connection reader", "panic", r, "stack", string(debug.Stack()))
+			graceful = false
+		}
+	}()
+
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.HandshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			c.log.Warn("TLS handshake failed", "err", err)
+			graceful = false
+			return
+		}
+	}
+	c.log.Info("connection opened")
+	why := c.readLoop()
+	c.log.Info("connection closing", "why", why)
+}
+
+// readLoop reads frames until the peer goes away, the stream breaks, the
+// idle probe goes unanswered or the server drains. It returns why.
+func (c *serverConn) readLoop() string {
+	cfg := &c.srv.cfg
+	echoPending := false
+	for {
+		// Wait for the first byte of the next frame under the idle
+		// deadline, so that silence (probe it) is told apart from a
+		// frame that stalls halfway (the stream is broken).
+		var deadline time.Time
+		switch {
+		case echoPending:
+			deadline = time.Now().Add(cfg.EchoTimeout)
+		case cfg.ReadTimeout > 0:
+			deadline = time.Now().Add(cfg.ReadTimeout)
+		}
+		if !c.setReadDeadline(deadline) {
+			return "draining"
+		}
+		if _, err := c.br.Peek(1); err != nil {
+			switch {
+			case c.isReadStopped():
+				return "draining"
+			case isTimeout(err) && echoPending:
+				return "no answer to echo test"
+			case isTimeout(err):
+				if err := c.sendEcho(); err != nil {
+					return fmt.Sprintf("sending echo test: %v", err)
+				}
+				echoPending = true
+				continue
+			case errors.Is(err, io.EOF):
+				return "closed by peer"
+			}
+			return fmt.Sprintf("reading: %v", err)
+		}
+
+		if !c.setReadDeadline(time.Now().Add(cfg.EchoTimeout)) {
+			return "draining"
+		}
+		frame, err := cfg.Framing.ReadFrame(c.br)
+		if err != nil {
+			switch {
+			case c.isReadStopped():
+				return "draining"
+			case errors.Is(err, ErrFrameTooLarge), errors.Is(err, ErrEmptyFrame), errors.Is(err, ErrBadLengthField):
+				c.srv.m.formatErrors.Inc()
+				c.log.Warn("bad frame; closing connection", "err", err)
+				return "bad frame"
+			}
+			return fmt.Sprintf("reading frame: %v", err)
+		}
+		received := time.Now()
+		echoPending = false // any message proves the peer alive
+
+		if len(frame) < 4 || !isDigits(string(frame[:4])) {
+			// Without an MTI there is nothing to answer with, and the
+			// stream is likely out of step: give up on this link.
+			c.srv.m.formatErrors.Inc()
+			c.log.Warn("message without a readable MTI; closing connection", "bytes", len(frame))
+			return "unreadable MTI"
+		}
+
+		// A frame once read is always handled, draining or not; the
+		// wait for a slot is bounded by RequestTimeout.
+		c.slots <- struct{}{}
+		c.inflight.Add(1)
+		c.srv.m.inflight.Inc()
+		go c.handle(frame, received)
+	}
+}
+
+func (c *serverConn) setReadDeadline(t time.Time) bool {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.readStopped {
+		return false
+	}
+	_ = c.nc.SetReadDeadline(t)
+	return true
+}
+
+func (c *serverConn) isReadStopped() bool {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return c.readStopped
+}
+
+// stopReading makes the reader stop at the next frame boundary (or abandon
+// a frame it is in the middle of); requests already read are still
+// answered.
+func (c *serverConn) stopReading() {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if !c.readStopped {
+		c.readStopped = true
+		_ = c.nc.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// closeGracefully half-closes and waits briefly for the peer to close.
+// Closing a socket that still has unread input makes the kernel send a
+// reset, and a reset can destroy answers the peer has not read yet; during
+// a drain the processor may well still be sending.
+func (c *serverConn) closeGracefully() {
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		_ = tc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+		_ = tc.CloseWrite()
+	}
+	tcp, ok := c.raw.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	if err := tcp.CloseWrite(); err != nil {
+		return
+	}
+	_ = tcp.SetReadDeadline(time.Now().Add(min(maxLinger, c.srv.cfg.EchoTimeout)))
+	_, _ = io.Copy(io.Discard, io.LimitReader(tcp, 1<<20))
+}
+
+func (c *serverConn) closeNow() {
+	c.closeOnce.Do(func() { _ = c.raw.Close() })
+}
+
+// write sends one message under the connection's write lock. A failed or
+// timed-out write closes the connection: the peer is gone or not reading,
+// and the reader must stop taking requests it cannot answer.
+func (c *serverConn) write(payload []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.writeErr != nil {
+		return c.writeErr
+	}
+	frame, err := c.srv.cfg.Framing.AppendFrame(c.wbuf[:0], payload)
+	if err != nil {
+		return fmt.Errorf("framing response: %w", err)
+	}
+	c.wbuf = frame
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	if _, err := c.nc.Write(frame); err != nil {
+		c.writeErr = fmt.Errorf("writing response: %w", err)
+		c.closeNow()
+		return c.writeErr
+	}
+	return nil
+}
+
+// sendEcho probes a silent peer with an 0800 echo test.
+func (c *serverConn) sendEcho() error {
+	c.echoSTAN = c.echoSTAN%999999 + 1
+	msg, err := NewNetworkRequest(c.srv.cfg.Profile, NetworkEcho, fmt.Sprintf("%06d", c.echoSTAN), time.Now())
+	if err != nil {
+		return err
+	}
+	packed, err := msg.Pack()
+	if err != nil {
+		return fmt.Errorf("packing echo test: %w", err)
+	}
+	c.log.Debug("idle; sending echo test")
+	return c.write(packed)
+}
+
+// handle answers one message. Whatever happens, including a panic, a
+// request MTI gets an answer.
+func (c *serverConn) handle(frame []byte, received time.Time) {
+	mti := string(frame[:4])
+	var msg *iso8583.Message
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("panic while handling message", "mti", mti, "panic", r, "stack", string(debug.Stack()))
+			c.answerSafely(mti, msg, authz.Decision{Reason: authz.ReasonSystemError}, received, nil)
+		}
+		c.srv.m.inflight.Dec()
+		<-c.slots
+		c.inflight.Done()
+	}()
+
+	if isResponseMTI(mti) {
+		// Answers to our echo tests, or strays: nothing to answer.
+		if mti != mtiNetworkResponse {
+			c.log.Warn("unexpected response message dropped", "mti", mti)
+		}
+		return
+	}
+
+	p := c.srv.cfg.Profile
+	msg = iso8583.NewMessage(p.Spec)
+	if err := msg.Unpack(frame); err != nil {
+		field := keepReadable(msg, err)
+		c.srv.m.formatErrors.Inc()
+		if ok, suppressed := c.srv.rejectedLog.allow(received); ok {
+			c.log.Warn("message does not unpack; answering format error",
+				"mti", mti, "field", field, "err", safeUnpackError(err, field), "suppressed", suppressed)
+		}
+		c.answer(mti, msg, authz.Decision{Reason: authz.ReasonFormatError}, received, nil)
+		return
+	}
+
+	if isNetworkRequest(mti) {
+		reason, err := NetworkReason(msg)
+		code := fields{msg}.str(70)
+		if err != nil {
+			c.srv.m.formatErrors.Inc()
+			if ok, suppressed := c.srv.rejectedLog.allow(received); ok {
+				c.log.Warn("network management message rejected", "err", err, "suppressed", suppressed)
+			}
+		} else {
+			c.log.Info("network management", "code", code, "function", networkCodes[code])
+		}
+		c.answer(mti, msg, authz.Decision{Reason: reason}, received, nil)
+		return
+	}
+
+	req, err := ParseRequest(msg)
+	if err != nil {
+		reason := ReasonForError(err)
+		if reason == authz.ReasonFormatError {
+			c.srv.m.formatErrors.Inc()
+		}
+		if ok, suppressed := c.srv.rejectedLog.allow(received); ok {
+			c.log.Warn("message rejected", "mti", mti, "reason", reason, "err", err, "suppressed", suppressed)
+		}
+		c.answer(mti, msg, authz.Decision{Reason: reason}, received, nil)
+		return
+	}
+	req.ReceivedAt = received
+	c.answer(mti, msg, c.decide(req, received), received, req)
+}
+
+// decide asks the Authorizer under the request deadline. The call runs in
+// its own goroutine so that an Authorizer ignoring ctx still cannot hold
+// the answer past the deadline.
+func (c *serverConn) decide(req *authz.Request, received time.Time) authz.Decision {
+	ctx, cancel := context.WithDeadline(c.srv.baseCtx, received.Add(c.srv.cfg.RequestTimeout))
+	defer cancel()
+
+	type result struct {
+		d        authz.Decision
+		panicked any
+		stack    []byte
+	}
+	ch := make(chan result, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				ch <- result{panicked: r, stack: debug.Stack()}
+			}
+		}()
+		ch <- result{d: c.srv.auth.Authorize(ctx, req)}
+	}()
+
+	select {
+	case r := <-ch:
+		if r.panicked != nil {
+			c.log.Error("panic in Authorizer", "mti", req.MTI, "stan", req.STAN, "panic", r.panicked, "stack", string(r.stack))
+			return authz.Decision{Reason: authz.ReasonSystemError}
+		}
+		return r.d
+	case <-ctx.Done():
+		c.srv.m.timeouts.Inc()
+		if ok, suppressed := c.srv.timeoutLog.allow(time.Now()); ok {
+			c.log.Warn("decision missed its deadline; answering issuer unavailable",
+				"mti", req.MTI, "stan", req.STAN, "rrn", req.RRN, "pan", MaskPAN(req.PAN),
+				"timeout", c.srv.cfg.RequestTimeout, "suppressed", suppressed)
+		}
+		go func() {
+			if r := <-ch; r.panicked == nil && r.d.Approved() {
+				c.log.Warn("late approval discarded after timeout answer",
+					"mti", req.MTI, "stan", req.STAN, "rrn", req.RRN, "reason", r.d.Reason, "hold", r.d.HoldID)
+				// The processor was told issuer unavailable: let the
+				// engine undo what the approval reserved.
+				if ab, ok := c.srv.auth.(Abandoner); ok {
+					actx, cancel := context.WithTimeout(context.WithoutCancel(c.srv.baseCtx), 5*time.Second)
+					ab.Abandon(actx, req, r.d)
+					cancel()
+				}
+			}
+		}()
+		return authz.Decision{Reason: authz.ReasonIssuerUnavailable}
+	}
+}
+
+// answer builds, counts, logs and writes the response to msg.
+func (c *serverConn) answer(mti string, msg *iso8583.Message, d authz.Decision, received time.Time, req *authz.Request) {
+	p := c.srv.cfg.Profile
+	resp, err := BuildResponse(p, msg, d)
+	if err != nil {
+		c.log.Error("building response failed; answering system error", "mti", mti, "reason", d.Reason, "err", err)
+		d = authz.Decision{Reason: authz.ReasonSystemError}
+		resp, err = BuildResponse(p, msg, d)
+	}
+	var packed []byte
+	if err == nil {
+		packed, err = resp.Pack()
+	}
+	if err != nil {
+		// The echoed fields themselves do not pack: answer with what
+		// the processor needs to match and nothing else.
+		c.log.Error("packing response failed; answering a minimal response", "mti", mti, "err", err)
+		packed, err = minimalResponse(p, mti, msg, d.Reason)
+		if err != nil {
+			c.log.Error("no response possible", "mti", mti, "err", err)
+			return
+		}
+	}
+	code, _ := p.Code(d.Reason)
+	c.srv.m.decisionSeconds.Observe(time.Since(received).Seconds())
+	c.srv.m.requests.WithLabelValues(mtiLabel(mti), code).Inc()
+
+	if err := c.write(packed); err != nil {
+		c.log.Warn("response not delivered", "mti", mti, "reason", d.Reason, "err", err)
+		return
+	}
+	// Every decision is logged with its machine-readable reason: declines
+	// at info (they are what operators are asked about), approvals at
+	// debug (they are in the journal and the metrics, and the busiest line).
+	level := slog.LevelDebug
+	if !d.Reason.Approved() {
+		level = slog.LevelInfo
+	}
+	if c.log.Enabled(context.Background(), level) {
+		attrs := []slog.Attr{
+			slog.String("mti", mti), slog.String("reason", string(d.Reason)), slog.String("code", code),
+			slog.Duration("elapsed", time.Since(received)), slog.String("card", d.CardID),
+		}
+		if req != nil {
+			attrs = append(attrs, slog.String("stan", req.STAN), slog.String("rrn", req.RRN),
+				slog.String("pan", MaskPAN(req.PAN)), slog.Int64("amount", req.Amount), slog.String("currency", req.Currency))
+		}
+		c.log.LogAttrs(context.Background(), level, "answered", attrs...)
+	}
+}
+
+// answerSafely is answer for the panic path: if answering panics again,
+// the request is logged as unanswered instead of crashing the process.
+func (c *serverConn) answerSafely(mti string, msg *iso8583.Message, d authz.Decision, received time.Time, req *authz.Request) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("panic while answering after a panic; request unanswered", "mti", mti, "panic", r)
+		}
+	}()
+	if msg == nil {
+		msg = iso8583.NewMessage(c.srv.cfg.Profile.Spec)
+		msg.MTI(mti)
+	}
+	c.answer(mti, msg, d, received, req)
+}
+
+// minimalResponse is the last resort: response MTI, DE39 and, when they
+// pack, DE11 and DE37 so the processor can still match it.
+func minimalResponse(p *Profile, mti string, req *iso8583.Message, reason authz.Reason) ([]byte, error) {
+	respMTI, err := ResponseMTI(mti)
+	if err != nil {
+		return nil, err
+	}
+	code, ok := p.Code(reason)
+	if !ok {
+		code = p.Codes[authz.ReasonSystemError]
+	}
+	build := func(echo []int) ([]byte, error) {
+		m := iso8583.NewMessage(p.Spec)
+		m.MTI(respMTI)
+		if req != nil {
+			if err := copyFields(m, req, echo); err != nil {
+				return nil, err
+			}
+		}
+		if err := m.Field(39, code); err != nil {
+			return nil, err
+		}
+		return m.Pack()
+	}
+	if b, err := build([]int{11, 37}); err == nil {
+		return b, nil
+	}
+	return build(nil)
+}
+
+// keepReadable drops from msg the field that failed to unpack and every
+// field after it, keeping the ones read before it for the echo in the
+// format-error answer. It returns the failed field's id ("" if unknown).
+func keepReadable(msg *iso8583.Message, err error) string {
+	failed := 2
+	var ue *iso8583errors.UnpackError
+	field := ""
+	if errors.As(err, &ue) {
+		field = ue.FieldID
+		if n, convErr := strconv.Atoi(ue.FieldID); convErr == nil {
+			failed = max(n, 2)
+		}
+	}
+	for id := range msg.GetFields() {
+		if id >= failed {
+			msg.UnsetField(id)
+		}
+	}
+	return field
+}
+
+// sensitiveFields are never quoted in logs, not even through an error
+// text: PAN, expiry, track 2, track 1, PIN block.
+var sensitiveFields = map[string]bool{"2": true, "14": true, "35": true, "45": true, "52": true}
+
+// safeUnpackError returns err's text unless it concerns a sensitive field,
+// whose decoding errors can quote the offending characters.
+func safeUnpackError(err error, field string) string {
+	if sensitiveFields[field] {
+		return "field " + field + " is malformed"
+	}
+	return err.Error()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
