@@ -1,0 +1,231 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/antaca/antaca/ledger"
+)
+
+var (
+	currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+	phoneRE    = regexp.MustCompile(`^\+?[0-9][0-9 ]{4,19}$`)
+	emailRE    = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+)
+
+// KYC statuses a partner or admin may set. NONE is where a customer starts.
+var kycStatuses = map[string]bool{"PENDING": true, "VERIFIED": true, "REJECTED": true}
+
+func checkText(field, v string, required bool, max int) error {
+	if required && strings.TrimSpace(v) == "" {
+		return invalid(field, field+" is required")
+	}
+	if utf8.RuneCountInString(v) > max {
+		return invalid(field, fmt.Sprintf("%s is at most %d characters", field, max))
+	}
+	return nil
+}
+
+// POST /secure/customers, POST /admin/partners/{partnerId}/customers
+func (s *Server) createCustomer(c *call) (int, any, error) {
+	p, err := c.partner()
+	if err != nil {
+		return 0, nil, err
+	}
+	var in struct {
+		ExternalID string `json:"externalId"`
+		FirstName  string `json:"firstName"`
+		LastName   string `json:"lastName"`
+		Email      string `json:"email"`
+		Phone      string `json:"phone"`
+	}
+	if err := c.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	for _, e := range []error{
+		checkText("externalId", in.ExternalID, false, 100), checkText("firstName", in.FirstName, true, 100),
+		checkText("lastName", in.LastName, true, 100), checkText("email", in.Email, false, 254),
+	} {
+		if e != nil {
+			return 0, nil, e
+		}
+	}
+	if in.Email != "" && !emailRE.MatchString(in.Email) {
+		return 0, nil, invalid("email", "email is not an e-mail address")
+	}
+	if in.Phone != "" && !phoneRE.MatchString(in.Phone) {
+		return 0, nil, invalid("phone", "phone must be digits, optionally with a leading + (5 to 20)")
+	}
+	cust := ledger.Customer{ID: ledger.NewID("cus"), PartnerID: p["id"], ExternalID: in.ExternalID,
+		FirstName: in.FirstName, LastName: in.LastName, Email: in.Email, Phone: in.Phone}
+	if err := s.cfg.Ledger.CreateCustomer(c.ctx, cust); err != nil {
+		return 0, nil, err
+	}
+	row, err := s.cfg.Ledger.Row(c.ctx, cust.PartnerID, "customers", cust.ID)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, customerOf(cust.PartnerID, row), nil
+}
+
+// GET /customers/me, /secure/customers/{customerId}, /admin/customers/{customerId}
+func (s *Server) getCustomer(c *call) (int, any, error) {
+	pid, row, err := c.customer()
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, customerOf(pid, row), nil
+}
+
+// POST /customers/me/register, /secure/customers/{customerId}/register:
+// starts KYC (status PENDING, 202). The verification itself is outside
+// Antaca; its result arrives with PUT .../kyc. A verified customer stays
+// verified (409 KYC_ALREADY_VERIFIED).
+func (s *Server) startKYC(c *call) (int, any, error) {
+	pid, row, err := c.customer()
+	if err != nil {
+		return 0, nil, err
+	}
+	if row["kyc_status"] == "VERIFIED" {
+		return 0, nil, apiErr(http.StatusConflict, "KYC_ALREADY_VERIFIED", "the customer's KYC is already verified")
+	}
+	if err := s.cfg.Ledger.SetKYC(c.ctx, pid, row["id"], "PENDING"); err != nil {
+		return 0, nil, err
+	}
+	row["kyc_status"] = "PENDING"
+	return http.StatusAccepted, customerOf(pid, row), nil
+}
+
+// PUT /secure/customers/{customerId}/kyc, /admin/customers/{customerId}/kyc
+func (s *Server) setKYC(c *call) (int, any, error) {
+	pid, row, err := c.customer()
+	if err != nil {
+		return 0, nil, err
+	}
+	var in struct {
+		Status string `json:"status"`
+	}
+	if err := c.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	if !kycStatuses[in.Status] {
+		return 0, nil, invalid("status", "status must be VERIFIED, REJECTED or PENDING")
+	}
+	if err := s.cfg.Ledger.SetKYC(c.ctx, pid, row["id"], in.Status); err != nil {
+		return 0, nil, err
+	}
+	row["kyc_status"] = in.Status
+	return http.StatusOK, customerOf(pid, row), nil
+}
+
+// POST /customers/me/balances, /secure/customers/{customerId}/balances
+func (s *Server) createBalance(c *call) (int, any, error) {
+	pid, row, err := c.customer()
+	if err != nil {
+		return 0, nil, err
+	}
+	var in struct {
+		Currency string `json:"currency"`
+	}
+	if err := c.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	if !currencyRE.MatchString(in.Currency) {
+		return 0, nil, invalid("currency", "currency must be an ISO 4217 alpha code, e.g. EUR")
+	}
+	id := ledger.NewID("bal")
+	if err := s.cfg.Ledger.CreateUserBalance(c.ctx, pid, row["id"], id, in.Currency); err != nil {
+		return 0, nil, err
+	}
+	b, err := s.cfg.Ledger.UserBalance(c.ctx, pid, id)
+	if err != nil {
+		return 0, nil, err
+	}
+	v, err := s.balanceView(c, b)
+	return http.StatusCreated, v, err
+}
+
+// GET .../balances/{balanceId}: the balance and its cards.
+func (s *Server) getBalance(c *call) (int, any, error) {
+	b, err := c.balance()
+	if err != nil {
+		return 0, nil, err
+	}
+	v, err := s.balanceView(c, b)
+	return http.StatusOK, v, err
+}
+
+// maxAmount bounds one reload: amounts must stay exact in the ledger's Lua
+// (doubles, exact to 2^53) with room for sums.
+const maxAmount = 1_000_000_000_000
+
+type amountInput struct {
+	Amount   *int64 `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+// read decodes and checks {"amount", "currency"?} against the balance's currency.
+func (in *amountInput) read(c *call, currency string) error {
+	if err := c.decode(in); err != nil {
+		return err
+	}
+	if in.Amount == nil {
+		return invalid("amount", "amount is required (integer, minor units)")
+	}
+	if *in.Amount <= 0 || *in.Amount > maxAmount {
+		return &Error{Status: http.StatusBadRequest, Code: "INVALID_AMOUNT", Field: "amount",
+			Message: fmt.Sprintf("amount must be an integer from 1 to %d (minor units)", int64(maxAmount))}
+	}
+	if in.Currency != "" && in.Currency != currency {
+		return &Error{Status: http.StatusBadRequest, Code: "CURRENCY_MISMATCH", Field: "currency",
+			Message: "currency differs from the balance's " + currency}
+	}
+	return nil
+}
+
+// idempotencyKey reads the Idempotency-Key header, scoped to the balance
+// so that one key cannot replay an answer of another balance (the ledger
+// keeps keys per partner).
+func idempotencyKey(c *call, balanceID string) (string, error) {
+	k := c.r.Header.Get("Idempotency-Key")
+	if k == "" {
+		return "", nil
+	}
+	if len(k) > 255 {
+		return "", invalid("Idempotency-Key", "Idempotency-Key is at most 255 characters")
+	}
+	for _, r := range k {
+		if r < 0x21 || r > 0x7e {
+			return "", invalid("Idempotency-Key", "Idempotency-Key must be printable ASCII without spaces")
+		}
+	}
+	return "api:" + balanceID + ":" + k, nil
+}
+
+// POST .../balances/{balanceId}/reload. In the CREDIT model it charges the
+// partner credit balance (409 INSUFFICIENT_PARTNER_FUNDS, nothing changed,
+// when that is short).
+func (s *Server) reloadBalance(c *call) (int, any, error) {
+	b, err := c.balance()
+	if err != nil {
+		return 0, nil, err
+	}
+	var in amountInput
+	if err := in.read(c, b.Currency); err != nil {
+		return 0, nil, err
+	}
+	key, err := idempotencyKey(c, b.ID)
+	if err != nil {
+		return 0, nil, err
+	}
+	nb, change, err := s.cfg.Ledger.ReloadUserBalance(c.ctx, b.PartnerID, b.ID, *in.Amount, key)
+	if err != nil {
+		return 0, nil, err
+	}
+	s.partnerBalanceChanged(c, b.PartnerID, change)
+	v, err := s.balanceView(c, nb)
+	return http.StatusOK, v, err
+}

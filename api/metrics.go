@@ -1,0 +1,87 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/antaca/antaca/ledger"
+)
+
+// metrics of the API. Labels never carry customer, balance or card ids;
+// the partner id is a bounded label (one per card program).
+type metrics struct {
+	requests  *prometheus.CounterVec   // route, code
+	latency   *prometheus.HistogramVec // route
+	available *prometheus.GaugeVec     // partner, type, currency
+	low       *prometheus.CounterVec   // partner, type, currency
+	webhooks  *prometheus.CounterVec   // result
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "antaca_http_requests_total",
+			Help: "REST requests by route pattern and HTTP status.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "antaca_http_request_seconds",
+			Help:    "REST request latency by route pattern.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route"}),
+		available: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "antaca_partner_balance_available",
+			Help: "Available amount of a partner balance (minor units), as last read or changed through the API.",
+		}, []string{"partner", "type", "currency"}),
+		low: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "antaca_partner_balance_low_total",
+			Help: "Times a partner balance fell below its low-balance threshold.",
+		}, []string{"partner", "type", "currency"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "antaca_api_webhook_deliveries_total",
+			Help: "Low-balance webhook deliveries by result (ok, error).",
+		}, []string{"result"}),
+	}
+	var err error
+	m.requests, err = register(reg, m.requests)
+	if err == nil {
+		m.latency, err = register(reg, m.latency)
+	}
+	if err == nil {
+		m.available, err = register(reg, m.available)
+	}
+	if err == nil {
+		m.low, err = register(reg, m.low)
+	}
+	if err == nil {
+		m.webhooks, err = register(reg, m.webhooks)
+	}
+	return m, err
+}
+
+// register registers c, or returns the collector already registered under
+// the same description (two servers on one registry share their metrics).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("api: registering metrics: %w", err)
+	}
+	return c, nil
+}
+
+func (m *metrics) observe(route string, code int, d time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.latency.WithLabelValues(route).Observe(d.Seconds())
+}
+
+func (m *metrics) setAvailable(b ledger.PartnerBalance) {
+	m.available.WithLabelValues(b.PartnerID, b.Type, b.Currency).Set(float64(b.Available))
+}

@@ -1,0 +1,285 @@
+// Package api is Antaca's REST API: the three channels of the seed
+// (/customers/me with a customer session token, /secure with a partner's
+// x509 client certificate, /admin with an admin session token and roles),
+// JWE for sensitive data, one table from domain errors to HTTP (errors.go),
+// and the OpenAPI document (openapi.yaml, served at GET /openapi.yaml). The
+// routes and their channel, roles and encryption are one table in
+// routes.go; README.md describes them for people.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/antaca/antaca/authz/cardcrypto"
+	"github.com/antaca/antaca/authz/issuing"
+	"github.com/antaca/antaca/ledger"
+)
+
+// Config wires the API to its dependencies.
+type Config struct {
+	Ledger  *ledger.Ledger
+	Issuing *issuing.Service
+	Keys    *cardcrypto.Keys // the server's JWE key
+	// Redis holds sessions, login counters, the bureau queue and async
+	// card markers, under RedisPrefix (default "antaca-api", outside the
+	// ledger's "antaca:*" so that a ledger wipe or rebuild leaves them).
+	Redis       redis.UniversalClient
+	RedisPrefix string
+	// DB holds the admins table (migration 0002_admins).
+	DB *pgxpool.Pool
+
+	// SessionTTL is the life of a customer session (default 10 minutes,
+	// as the seed says); AdminSessionTTL of an admin session (default 30 minutes).
+	SessionTTL      time.Duration
+	AdminSessionTTL time.Duration
+
+	// BootstrapAdminUser / BootstrapAdminPassword: an admin with role Admin
+	// created at start when no admin of that name exists (an existing one
+	// is left as it is). Both empty: none.
+	BootstrapAdminUser     string
+	BootstrapAdminPassword string
+	// PasswordIterations is the PBKDF2-HMAC-SHA256 work factor of new
+	// password hashes (default 600 000, OWASP 2023). Existing hashes keep
+	// the count they were made with.
+	PasswordIterations int
+	// Login throttling: after LoginMaxFailures failed logins for one
+	// username (default 5) or LoginMaxFailuresPerIP from one client IP
+	// (default 20) within LoginWindow (default 15 minutes), logins answer
+	// 429 TOO_MANY_ATTEMPTS until the window passes.
+	LoginMaxFailures      int
+	LoginMaxFailuresPerIP int
+	LoginWindow           time.Duration
+
+	// LowBalanceWebhook, when set, receives a POST when a partner balance
+	// falls below its threshold; WebhookTimeout bounds it (default 5 s).
+	LowBalanceWebhook string
+	WebhookTimeout    time.Duration
+	// HTTPClient sends webhooks (a client with WebhookTimeout when nil).
+	HTTPClient *http.Client
+
+	Registerer prometheus.Registerer // a private registry when nil
+	Logger     *slog.Logger          // slog.Default() when nil
+	Now        func() time.Time      // time.Now when nil
+}
+
+// Server is the REST API; it is an http.Handler.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	mux     *http.ServeMux
+	metrics *metrics
+	keys    redisKeys
+	// dummyHash is verified against when a login names no admin, so that
+	// unknown and known usernames take the same time.
+	dummyHash string
+
+	bg     sync.WaitGroup // webhooks and async card creation
+	mu     sync.Mutex
+	closed bool
+}
+
+// New checks cfg, creates the bootstrap admin when absent and builds the routes.
+func New(cfg Config) (*Server, error) {
+	if cfg.Ledger == nil || cfg.Issuing == nil || cfg.Keys == nil || cfg.Redis == nil || cfg.DB == nil {
+		return nil, errors.New("api: Ledger, Issuing, Keys, Redis and DB are required")
+	}
+	if cfg.RedisPrefix == "" {
+		cfg.RedisPrefix = "antaca-api"
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 10 * time.Minute
+	}
+	if cfg.AdminSessionTTL <= 0 {
+		cfg.AdminSessionTTL = 30 * time.Minute
+	}
+	if cfg.PasswordIterations <= 0 {
+		cfg.PasswordIterations = 600_000
+	}
+	if cfg.LoginMaxFailures <= 0 {
+		cfg.LoginMaxFailures = 5
+	}
+	if cfg.LoginMaxFailuresPerIP <= 0 {
+		cfg.LoginMaxFailuresPerIP = 20
+	}
+	if cfg.LoginWindow <= 0 {
+		cfg.LoginWindow = 15 * time.Minute
+	}
+	if cfg.WebhookTimeout <= 0 {
+		cfg.WebhookTimeout = 5 * time.Second
+	}
+	if cfg.LowBalanceWebhook != "" {
+		u, err := url.Parse(cfg.LowBalanceWebhook)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("api: low-balance webhook %q is not an http(s) URL", cfg.LowBalanceWebhook)
+		}
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: cfg.WebhookTimeout}
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	dummy, err := hashPassword("not a password", cfg.PasswordIterations)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, now: cfg.Now, metrics: m,
+		keys: redisKeys{prefix: cfg.RedisPrefix}, dummyHash: dummy,
+	}
+	if cfg.BootstrapAdminUser != "" || cfg.BootstrapAdminPassword != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.bootstrapAdmin(ctx, cfg.BootstrapAdminUser, cfg.BootstrapAdminPassword); err != nil {
+			return nil, err
+		}
+	}
+	s.mux = http.NewServeMux()
+	for _, rt := range s.routes() {
+		s.mux.Handle(rt.pattern, s.wrap(rt))
+	}
+	return s, nil
+}
+
+// ServeHTTP serves the API. Unmatched paths and methods answer JSON 404 / 405.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	_, pattern := s.mux.Handler(r)
+	rec := &statusRecorder{ResponseWriter: w}
+	if pattern == "" {
+		s.unmatched(rec, r)
+		pattern = "unmatched"
+	} else {
+		s.mux.ServeHTTP(rec, r)
+	}
+	s.metrics.observe(pattern, rec.status(), time.Since(start))
+}
+
+// unmatched answers what the mux would (404, 405 with Allow, or a
+// redirect) but as JSON errors.
+func (s *Server) unmatched(w http.ResponseWriter, r *http.Request) {
+	probe := &headerProbe{header: http.Header{}}
+	s.mux.ServeHTTP(probe, r)
+	switch probe.code {
+	case http.StatusMethodNotAllowed:
+		if allow := probe.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		writeError(w, errMethodNotAllowed)
+	case http.StatusMovedPermanently, http.StatusPermanentRedirect, http.StatusTemporaryRedirect, http.StatusFound:
+		w.Header().Set("Location", probe.header.Get("Location"))
+		w.WriteHeader(probe.code)
+	default:
+		writeError(w, errNotFound)
+	}
+}
+
+// Close waits for background work (async card creation, webhooks) to
+// finish, or for ctx. Call it after the HTTP server stopped accepting.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// goBackground runs f in a goroutine Close waits for; false when closing.
+func (s *Server) goBackground(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		f()
+	}()
+	return true
+}
+
+// redisKeys names the API's own Redis keys.
+type redisKeys struct{ prefix string }
+
+func (k redisKeys) session(tokenHash string) string { return k.prefix + ":sess:" + tokenHash }
+func (k redisKeys) loginUser(h string) string       { return k.prefix + ":login:user:" + h }
+func (k redisKeys) loginIP(ip string) string        { return k.prefix + ":login:ip:" + ip }
+func (k redisKeys) bureauQueue() string             { return k.prefix + ":bureau:orders" }
+func (k redisKeys) pendingCard(id string) string    { return k.prefix + ":pending:" + id }
+
+// statusRecorder remembers the status written, for metrics.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) status() int {
+	if r.code == 0 {
+		return http.StatusOK
+	}
+	return r.code
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// headerProbe captures what the mux answers for an unmatched request.
+type headerProbe struct {
+	header http.Header
+	code   int
+}
+
+func (p *headerProbe) Header() http.Header { return p.header }
+func (p *headerProbe) WriteHeader(code int) {
+	if p.code == 0 {
+		p.code = code
+	}
+}
+func (p *headerProbe) Write(b []byte) (int, error) {
+	if p.code == 0 {
+		p.code = http.StatusOK
+	}
+	return len(b), nil
+}
