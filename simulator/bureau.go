@@ -1,0 +1,141 @@
+package simulator
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/antaca/antaca/authz"
+	"github.com/antaca/antaca/ledger"
+)
+
+// BureauAPI is what the personalisation bureau needs from the platform:
+// the ordered physical cards, and a way to report one personalised.
+type BureauAPI interface {
+	BureauOrders(ctx context.Context) ([]BureauOrder, error)
+	Personalise(ctx context.Context, p Partner, cardID string) error
+}
+
+var (
+	_ BureauAPI = (*RESTIssuer)(nil)
+	_ BureauAPI = (*DirectIssuer)(nil)
+)
+
+// BureauConfig configures the bureau.
+type BureauConfig struct {
+	// Poll is how often the bureau asks for new orders (default 2s).
+	Poll time.Duration
+	// Delay is how long personalising one card takes (default 2s; the
+	// real thing takes up to 48 hours).
+	Delay time.Duration
+	// Once handles the orders of one poll and returns.
+	Once bool
+	// Out receives a line per personalised card.
+	Out io.Writer
+}
+
+// RunBureau plays the card personalisation bureau until ctx ends (or after
+// one round with Once): it polls the ordered physical cards, personalises
+// each after the configured delay and reports it, upon which the platform
+// links the card to the user's balance. It returns how many cards it
+// personalised.
+func RunBureau(ctx context.Context, api BureauAPI, cfg BureauConfig) (int, error) {
+	if cfg.Poll <= 0 {
+		cfg.Poll = 2 * time.Second
+	}
+	if cfg.Delay < 0 {
+		cfg.Delay = 0
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	var (
+		mu      sync.Mutex
+		seen    = map[string]bool{}
+		done    int
+		errs    []string
+		wg      sync.WaitGroup
+		outMu   sync.Mutex
+		printf  = func(f string, a ...any) { outMu.Lock(); fmt.Fprintf(cfg.Out, f, a...); outMu.Unlock() }
+		workCtx = context.WithoutCancel(ctx)
+	)
+	for {
+		orders, err := api.BureauOrders(ctx)
+		if err != nil && ctx.Err() == nil {
+			printf("bureau: listing orders: %v\n", err)
+		}
+		for _, o := range orders {
+			mu.Lock()
+			if seen[o.CardID] {
+				mu.Unlock()
+				continue
+			}
+			seen[o.CardID] = true
+			mu.Unlock()
+			printf("bureau: card %s of partner %s ordered; personalising (%s)\n", o.CardID, o.PartnerID, cfg.Delay)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				select {
+				case <-time.After(cfg.Delay):
+				case <-ctx.Done():
+					return
+				}
+				err := api.Personalise(workCtx, Partner{ID: o.PartnerID}, o.CardID)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, fmt.Sprintf("card %s: %v", o.CardID, err))
+					printf("bureau: card %s: report failed: %v\n", o.CardID, err)
+					return
+				}
+				done++
+				printf("bureau: card %s personalised and reported; the platform links it\n", o.CardID)
+			}()
+		}
+		if cfg.Once {
+			wg.Wait()
+			break
+		}
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return done, nil
+		case <-time.After(cfg.Poll):
+		}
+	}
+	if len(errs) > 0 {
+		return done, fmt.Errorf("bureau: %d report(s) failed: %s", len(errs), strings.Join(errs, "; "))
+	}
+	return done, nil
+}
+
+// BureauOrders lists the ordered, not yet personalised physical cards of
+// every partner by scanning the card rows in Redis (the in-process
+// counterpart of the API's bureau list).
+func (d *DirectIssuer) BureauOrders(ctx context.Context) ([]BureauOrder, error) {
+	rdb := d.Ledger.Client()
+	pattern := d.Ledger.Keys().Prefix + ":{p:*}:cards:*"
+	var out []BureauOrder
+	keys, err := ledger.ScanKeys(ctx, rdb, pattern, "hash")
+	if err != nil {
+		return nil, fmt.Errorf("listing ordered cards: %w", err)
+	}
+	for _, k := range keys {
+		vals, err := rdb.HMGet(ctx, k, "id", "partner_id", "customer_id", "type", "status").Result()
+		if err != nil {
+			return nil, fmt.Errorf("listing ordered cards: %w", err)
+		}
+		s := make([]string, len(vals))
+		for i, v := range vals {
+			s[i], _ = v.(string)
+		}
+		if s[3] == string(authz.CardPhysical) && s[4] == string(authz.StatusOrdered) {
+			out = append(out, BureauOrder{CardID: s[0], PartnerID: s[1], CustomerID: s[2], Status: s[4]})
+		}
+	}
+	return out, nil
+}

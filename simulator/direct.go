@@ -1,0 +1,221 @@
+package simulator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/antaca/antaca/authz"
+	"github.com/antaca/antaca/authz/issuing"
+	"github.com/antaca/antaca/ledger"
+)
+
+// DirectIssuer performs issuer actions in process through authz/issuing and
+// the ledger, on the same Redis (and key prefix) and keys directory as the
+// switch. `antaca bench` seeds with it; `antaca sim --direct` uses it where
+// the REST API is not reachable. Refusals come back as *APIError with the
+// status and code the REST API answers them with.
+type DirectIssuer struct {
+	Ledger  *ledger.Ledger
+	Issuing *issuing.Service
+}
+
+var _ Issuer = (*DirectIssuer)(nil)
+
+// directErrors translates ledger and issuing refusals into the REST API's
+// status and code, so scenarios expect the same thing on both paths.
+var directErrors = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{ledger.ErrLockIrreversible, http.StatusConflict, "CARD_LOCK_IRREVERSIBLE"},
+	{ledger.ErrCardNotLocked, http.StatusConflict, "CARD_NOT_LOCKED"},
+	{ledger.ErrCardRemoved, http.StatusConflict, "CARD_REMOVED"},
+	{ledger.ErrInvalidTransition, http.StatusConflict, "INVALID_CARD_STATE"},
+	{issuing.ErrWrongCardType, http.StatusConflict, "WRONG_CARD_TYPE"},
+	{issuing.ErrInvalidPIN, http.StatusBadRequest, "INVALID_PIN"},
+	{ledger.ErrKYCNotVerified, http.StatusConflict, "KYC_NOT_VERIFIED"},
+	{ledger.ErrInsufficientPartnerFunds, http.StatusConflict, "INSUFFICIENT_PARTNER_FUNDS"},
+	{ledger.ErrAlreadyExists, http.StatusConflict, "ALREADY_EXISTS"},
+	{ledger.ErrInvalidAmount, http.StatusBadRequest, "INVALID_AMOUNT"},
+	{ledger.ErrCardNotFound, http.StatusNotFound, "CARD_NOT_FOUND"},
+	{ledger.ErrCustomerNotFound, http.StatusNotFound, "CUSTOMER_NOT_FOUND"},
+	{ledger.ErrBalanceNotFound, http.StatusNotFound, "BALANCE_NOT_FOUND"},
+	{ledger.ErrPartnerNotFound, http.StatusNotFound, "PARTNER_NOT_FOUND"},
+	{ledger.ErrNotFound, http.StatusNotFound, "NOT_FOUND"},
+}
+
+func directErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, m := range directErrors {
+		if errors.Is(err, m.err) {
+			return &APIError{Status: m.status, Code: m.code, Message: err.Error(), Op: op}
+		}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// CreatePartner implements Issuer.
+func (d *DirectIssuer) CreatePartner(ctx context.Context, s PartnerSpec) (Partner, error) {
+	if s.Name == "" {
+		s.Name = s.ID
+	}
+	err := d.Ledger.CreatePartner(ctx, ledger.Partner{ID: s.ID, Name: s.Name, BIN: s.BIN, Currency: s.Currency, FundingModel: s.FundingModel})
+	if err != nil {
+		return Partner{}, directErr("creating partner", err)
+	}
+	p := Partner{ID: s.ID, Name: s.Name, BIN: s.BIN, Currency: s.Currency, FundingModel: s.FundingModel, BalanceID: ledger.NewID("pbl")}
+	if err := d.Ledger.CreatePartnerBalance(ctx, p.ID, p.BalanceID, s.FundingModel, s.Currency, s.LowBalanceThreshold); err != nil {
+		return Partner{}, directErr("creating partner balance", err)
+	}
+	if s.Funds > 0 {
+		if err := d.ReloadPartnerBalance(ctx, p, s.Funds); err != nil {
+			return Partner{}, err
+		}
+	}
+	return p, nil
+}
+
+// ReloadPartnerBalance implements Issuer.
+func (d *DirectIssuer) ReloadPartnerBalance(ctx context.Context, p Partner, amount int64) error {
+	_, err := d.Ledger.ReloadPartnerBalance(ctx, p.ID, p.BalanceID, amount, "")
+	return directErr("reloading partner balance", err)
+}
+
+// CreateCustomer implements Issuer.
+func (d *DirectIssuer) CreateCustomer(ctx context.Context, p Partner, externalID string, verified bool) (Customer, error) {
+	c := ledger.Customer{ID: ledger.NewID("cus"), PartnerID: p.ID, ExternalID: externalID,
+		FirstName: "Sim", LastName: "User", Email: externalID + "@sim.invalid", Phone: "+4915100000000"}
+	if err := d.Ledger.CreateCustomer(ctx, c); err != nil {
+		return Customer{}, directErr("creating customer", err)
+	}
+	out := Customer{ID: c.ID, ExternalID: externalID, KYCStatus: "NONE"}
+	if verified {
+		if err := d.Ledger.SetKYC(ctx, p.ID, c.ID, "VERIFIED"); err != nil {
+			return Customer{}, directErr("setting KYC", err)
+		}
+		out.KYCStatus = "VERIFIED"
+	}
+	return out, nil
+}
+
+// CreateBalance implements Issuer.
+func (d *DirectIssuer) CreateBalance(ctx context.Context, p Partner, customerID, currency string) (Balance, error) {
+	id := ledger.NewID("bal")
+	if err := d.Ledger.CreateUserBalance(ctx, p.ID, customerID, id, currency); err != nil {
+		return Balance{}, directErr("creating balance", err)
+	}
+	return Balance{ID: id, Currency: currency, State: "ACTIVE"}, nil
+}
+
+// Reload implements Issuer.
+func (d *DirectIssuer) Reload(ctx context.Context, p Partner, _, balanceID string, amount int64) error {
+	_, _, err := d.Ledger.ReloadUserBalance(ctx, p.ID, balanceID, amount, "")
+	return directErr("reloading balance", err)
+}
+
+// GetBalance implements Issuer.
+func (d *DirectIssuer) GetBalance(ctx context.Context, p Partner, _, balanceID string) (Balance, error) {
+	b, err := d.Ledger.UserBalance(ctx, p.ID, balanceID)
+	if err != nil {
+		return Balance{}, directErr("reading balance", err)
+	}
+	return Balance{ID: b.ID, Currency: b.Currency, Available: b.Available, Held: b.Held, State: b.State}, nil
+}
+
+func fromFull(f issuing.FullData, c issuing.Card, partnerID string) Card {
+	return Card{ID: c.ID, Type: string(c.Type), Status: string(c.Status), PartnerID: partnerID, CustomerID: c.CustomerID,
+		BalanceID: c.BalanceID, PAN: f.CardNo, Expiry: expiryYYMM(f.Exp), CVV: f.CVV, CopyOf: c.CopyOf}
+}
+
+// IssueVirtual implements Issuer.
+func (d *DirectIssuer) IssueVirtual(ctx context.Context, p Partner, customerID, balanceID string) (Card, error) {
+	c, full, err := d.Issuing.CreateVirtual(ctx, p.ID, customerID, balanceID)
+	if err != nil {
+		return Card{}, directErr("creating virtual card", err)
+	}
+	return fromFull(full, c, p.ID), nil
+}
+
+// OrderPhysical implements Issuer.
+func (d *DirectIssuer) OrderPhysical(ctx context.Context, p Partner, customerID, balanceID string) (Card, error) {
+	c, err := d.Issuing.OrderPhysical(ctx, p.ID, customerID, balanceID, deliveryJSON)
+	if err != nil {
+		return Card{}, directErr("ordering physical card", err)
+	}
+	full, err := d.Issuing.FullData(ctx, p.ID, c.ID)
+	if err != nil {
+		return Card{}, directErr("reading card data", err)
+	}
+	return fromFull(full, c, p.ID), nil
+}
+
+// Personalise implements Issuer: personalised, then linked.
+func (d *DirectIssuer) Personalise(ctx context.Context, p Partner, cardID string) error {
+	if _, err := d.Issuing.Personalise(ctx, p.ID, cardID); err != nil {
+		return directErr("personalising card", err)
+	}
+	_, err := d.Issuing.Link(ctx, p.ID, cardID)
+	return directErr("linking card", err)
+}
+
+// Activate implements Issuer.
+func (d *DirectIssuer) Activate(ctx context.Context, p Partner, _, cardID string) error {
+	_, err := d.Issuing.Activate(ctx, p.ID, cardID)
+	return directErr("activating card", err)
+}
+
+// Print implements Issuer.
+func (d *DirectIssuer) Print(ctx context.Context, p Partner, _, cardID string) (Card, error) {
+	c, err := d.Issuing.Print(ctx, p.ID, cardID, deliveryJSON)
+	if err != nil {
+		return Card{}, directErr("printing card", err)
+	}
+	full, err := d.Issuing.FullData(ctx, p.ID, c.ID)
+	if err != nil {
+		return Card{}, directErr("reading card data", err)
+	}
+	return fromFull(full, c, p.ID), nil
+}
+
+// SetPIN implements Issuer.
+func (d *DirectIssuer) SetPIN(ctx context.Context, p Partner, _, cardID, pin string) error {
+	return directErr("setting PIN", d.Issuing.SetPIN(ctx, p.ID, cardID, pin))
+}
+
+// FullData implements Issuer.
+func (d *DirectIssuer) FullData(ctx context.Context, p Partner, _, cardID string) (Card, error) {
+	c, err := d.Issuing.Get(ctx, p.ID, cardID)
+	if err != nil {
+		return Card{}, directErr("reading card", err)
+	}
+	full, err := d.Issuing.FullData(ctx, p.ID, cardID)
+	if err != nil {
+		return Card{}, directErr("reading card data", err)
+	}
+	return fromFull(full, c, p.ID), nil
+}
+
+// Lock implements Issuer.
+func (d *DirectIssuer) Lock(ctx context.Context, p Partner, _, cardID string, reason int) error {
+	_, err := d.Issuing.Lock(ctx, p.ID, cardID, authz.LockReason(reason), "PARTNER")
+	return directErr("locking card", err)
+}
+
+// Unlock implements Issuer.
+func (d *DirectIssuer) Unlock(ctx context.Context, p Partner, _, cardID string) error {
+	_, err := d.Issuing.Unlock(ctx, p.ID, cardID)
+	return directErr("unlocking card", err)
+}
+
+// Remove implements Issuer.
+func (d *DirectIssuer) Remove(ctx context.Context, p Partner, _, cardID string) error {
+	return directErr("removing card", d.Issuing.Remove(ctx, p.ID, cardID))
+}
+
+// deliveryJSON is the delivery address of every simulated plastic.
+const deliveryJSON = `{"name":"Sim User","line1":"Simulatorstrasse 1","city":"Berlin","postalCode":"10115","country":"DE"}`
