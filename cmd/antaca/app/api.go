@@ -1,0 +1,31 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/antaca/antaca/api"
+	"github.com/antaca/antaca/ledger"
+)
+
+// mountAPI mounts the REST API on mux (health and metrics stay on their
+// own patterns) and lets authorizations that lower a partner deposit below
+// its threshold raise the same notification as REST operations.
+func (a *App) mountAPI(mux *http.ServeMux, le *ledger.Engine) error {
+	srv, err := api.New(api.Config{
+		Ledger: a.Ledger, Issuing: a.Issuing, Keys: a.Keys, Redis: a.Redis, RedisPrefix: a.cfg.KeyPrefix + "-api",
+		DB: a.Pool, SessionTTL: a.cfg.SessionTTL,
+		BootstrapAdminUser: a.cfg.AdminUser, BootstrapAdminPassword: a.cfg.AdminPassword,
+		LowBalanceWebhook: a.cfg.LowBalanceWebhook, Registerer: a.Registry, Logger: a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("creating REST API: %w", err)
+	}
+	a.api = srv
+	le.OnPartnerBelowThreshold = func(ctx context.Context, partnerID string, ch ledger.BalanceChange) {
+		srv.PartnerBalanceCrossed(ctx, partnerID, ch)
+	}
+	mux.Handle("/", srv)
+	return nil
+}

@@ -1,0 +1,430 @@
+// Package app wires Antaca's parts into one process: keys, Postgres
+// (migrations, write-behind, recovery), Redis (the ledger), the decision
+// engine, the ISO 8583 listener and the HTTP listener (REST API, health,
+// metrics). Tests start it on 127.0.0.1:0 and stop it like `antaca serve`.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/antaca/antaca/api"
+	"github.com/antaca/antaca/authz"
+	"github.com/antaca/antaca/authz/cardcrypto"
+	"github.com/antaca/antaca/authz/issuing"
+	"github.com/antaca/antaca/iso"
+	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/ledger/pgstore"
+)
+
+// App is a running Antaca.
+type App struct {
+	cfg      Config
+	log      *slog.Logger
+	Registry *prometheus.Registry
+
+	Keys    *cardcrypto.Keys
+	Redis   redis.UniversalClient
+	Pool    *pgxpool.Pool
+	Ledger  *ledger.Ledger
+	Issuing *issuing.Service
+	Engine  *authz.Engine
+
+	writeBehind *pgstore.WriteBehind
+	api         *api.Server
+	engine      *ledger.Engine
+	iso         *iso.Server
+	http        *http.Server
+	httpLn      net.Listener
+
+	ready    atomic.Bool
+	draining atomic.Bool
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	errs     chan error
+}
+
+// New prepares an App: it loads keys, migrates Postgres, connects to Redis,
+// rebuilds Redis from Postgres when Redis lost its state, and binds the
+// listeners. Start begins serving.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &App{cfg: cfg, log: log, Registry: prometheus.NewRegistry(), errs: make(chan error, 4)}
+	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ok := false
+	defer func() {
+		if !ok {
+			a.closeStores()
+		}
+	}()
+
+	var err error
+	if a.Keys, err = cardcrypto.LoadOrCreate(cfg.KeysDir); err != nil {
+		return nil, fmt.Errorf("loading keys: %w", err)
+	}
+	if err := pgstore.Migrate(ctx, cfg.DatabaseURL); err != nil {
+		return nil, fmt.Errorf("migrating: %w", err)
+	}
+	if a.Pool, err = pgstore.OpenPool(ctx, cfg.DatabaseURL); err != nil {
+		return nil, fmt.Errorf("opening postgres: %w", err)
+	}
+	if a.Redis, err = newRedis(cfg); err != nil {
+		return nil, err
+	}
+	useRedisLogger(log)
+	if err := a.Redis.Ping(ctx).Err(); err != nil {
+		return nil, fmt.Errorf("connecting to redis: %w", err)
+	}
+	if a.Ledger, err = ledger.New(a.Redis, ledger.Options{Prefix: cfg.KeyPrefix}); err != nil {
+		return nil, err
+	}
+	if err := a.Ledger.Preload(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.recover(ctx); err != nil {
+		return nil, err
+	}
+	a.Issuing = &issuing.Service{Ledger: a.Ledger, Keys: a.Keys}
+	ledgerEngine := &ledger.Engine{L: a.Ledger, Token: a.Keys.LookupToken, VelocityWindow: cfg.VelocityWindow}
+	a.engine = ledgerEngine
+	a.Engine = &authz.Engine{
+		Ledger: ledgerEngine, PIN: a.Keys, CVV: a.Keys, Velocity: ledgerEngine, MaxPerWindow: cfg.VelocityMax,
+		Limits: authz.Limits{MaxAmount: cfg.MaxAmount, MaxCashAmount: cfg.MaxCashAmount, AllowPartial: cfg.AllowPartial},
+		Logger: log,
+	}
+
+	a.writeBehind, err = pgstore.NewWriteBehind(pgstore.Options{
+		Redis: a.Redis, Keys: a.Ledger.Keys(), Pool: a.Pool, Registerer: a.Registry, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating write-behind: %w", err)
+	}
+	if err := a.newISO(); err != nil {
+		return nil, err
+	}
+	if err := a.newHTTP(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return a, nil
+}
+
+// newRedis connects to one Redis or to a Redis Cluster. Deadlines of
+// authorizations must reach the socket (ContextTimeoutEnabled): without it
+// go-redis waits for its own read timeout, not the request's.
+func newRedis(cfg Config) (redis.UniversalClient, error) {
+	if cfg.RedisCluster {
+		opts, err := redis.ParseClusterURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("parsing redis cluster url: %w", err)
+		}
+		opts.ContextTimeoutEnabled = true
+		opts.PoolSize = 128
+		opts.MinIdleConns = 8
+		opts.DialTimeout = time.Second
+		opts.MaxRetries = 0
+		return redis.NewClusterClient(opts), nil
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing redis url: %w", err)
+	}
+	opts.ContextTimeoutEnabled = true
+	opts.PoolSize = 128
+	opts.MinIdleConns = 8
+	opts.DialTimeout = time.Second
+	opts.MaxRetries = 0
+	return redis.NewClient(opts), nil
+}
+
+// recover rebuilds Redis from Postgres when Redis lacks the state (a
+// restart without persistence, a failover to an empty replica).
+func (a *App) recover(ctx context.Context) error {
+	ready, err := a.Ledger.Ready(ctx)
+	if err != nil {
+		return fmt.Errorf("checking redis state: %w", err)
+	}
+	if ready {
+		return nil
+	}
+	rep, err := pgstore.Rebuild(ctx, a.Redis, a.Ledger.Keys(), a.Pool)
+	if err != nil {
+		return fmt.Errorf("rebuilding redis from postgres: %w", err)
+	}
+	a.log.Info("rebuilt redis state from postgres", "report", rep.String())
+	return nil
+}
+
+func (a *App) newISO() error {
+	profile, err := iso.ProfileByName(a.cfg.ISOProfile)
+	if err != nil {
+		return err
+	}
+	framing, err := iso.ParseFraming(a.cfg.ISOFraming)
+	if err != nil {
+		return err
+	}
+	var tlsCfg *tls.Config
+	if a.cfg.ISOTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(a.cfg.ISOTLSCert, a.cfg.ISOTLSKey)
+		if err != nil {
+			return fmt.Errorf("loading ISO TLS certificate: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	a.iso, err = iso.New(iso.Config{
+		Addr: a.cfg.ISOAddr, Profile: profile, Framing: framing, MaxConnections: a.cfg.ISOMaxConns,
+		TLSConfig: tlsCfg, ReadTimeout: a.cfg.ISOIdleTimeout, RequestTimeout: a.cfg.ISODeadline,
+		Logger: a.log, Registerer: a.Registry,
+	}, gate{a})
+	if err != nil {
+		return fmt.Errorf("creating ISO server: %w", err)
+	}
+	if err := a.iso.Listen(); err != nil {
+		return fmt.Errorf("listening for ISO 8583: %w", err)
+	}
+	return nil
+}
+
+// gate answers issuer unavailable while Redis is being rebuilt, so that no
+// card looks unknown during recovery.
+type gate struct{ a *App }
+
+// Abandon undoes an approval the listener could not deliver in time.
+func (g gate) Abandon(ctx context.Context, req *authz.Request, d authz.Decision) {
+	g.a.Engine.Abandon(ctx, req, d)
+}
+
+func (g gate) Authorize(ctx context.Context, req *authz.Request) authz.Decision {
+	if !g.a.ready.Load() {
+		return authz.Decision{Reason: authz.ReasonIssuerUnavailable}
+	}
+	return g.a.Engine.Authorize(ctx, req)
+}
+
+func (a *App) newHTTP() error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{Registry: a.Registry}))
+	if err := a.mountAPI(mux, a.engine); err != nil {
+		return err
+	}
+	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listening for HTTP: %w", err)
+	}
+	if a.cfg.TLSCert != "" {
+		tlsCfg, err := serverTLS(a.cfg)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	a.httpLn = ln
+	return nil
+}
+
+func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	problem := ""
+	switch {
+	case a.draining.Load():
+		problem = "draining"
+	case !a.ready.Load():
+		problem = "recovering"
+	case a.Redis.Ping(ctx).Err() != nil:
+		problem = "redis unreachable"
+	case a.Pool.Ping(ctx) != nil:
+		problem = "postgres unreachable"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if problem != "" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, `{"status":"unavailable","reason":%q}`, problem)
+		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ready"}`))
+}
+
+// serveDebug serves pprof on its own mux and listener, never the HTTP one.
+func (a *App) serveDebug(ctx context.Context) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: a.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	a.log.Info("pprof serving", "addr", a.cfg.DebugAddr)
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving pprof: %w", err)
+	}
+	return nil
+}
+
+// ISOAddr is the address the ISO listener is bound to.
+func (a *App) ISOAddr() string { return a.iso.Addr().String() }
+
+// API is the REST API (for tests that call it in-process).
+func (a *App) API() *api.Server { return a.api }
+
+// HTTPAddr is the address the HTTP listener is bound to.
+func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// Start serves until Shutdown; background failures arrive on Err.
+func (a *App) Start(ctx context.Context) {
+	ctx, a.cancel = context.WithCancel(ctx)
+	a.ready.Store(true)
+	a.goBackground(func() error { return a.writeBehind.Run(ctx) })
+	a.goBackground(func() error { return a.iso.Serve(ctx) })
+	a.goBackground(func() error {
+		if err := a.http.Serve(a.httpLn); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	a.goBackground(func() error { a.expireHolds(ctx); return nil })
+	if a.cfg.DebugAddr != "" {
+		a.goBackground(func() error { return a.serveDebug(ctx) })
+	}
+	a.goBackground(func() error { a.watchRedis(ctx); return nil })
+	a.log.Info("antaca serving", "iso", a.ISOAddr(), "http", a.HTTPAddr(), "profile", a.cfg.ISOProfile)
+}
+
+func (a *App) goBackground(f func() error) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := f(); err != nil && !errors.Is(err, context.Canceled) {
+			select {
+			case a.errs <- err:
+			default:
+			}
+		}
+	}()
+}
+
+// FlushJournal waits until the write-behind has written every journal
+// entry to Postgres.
+func (a *App) FlushJournal(ctx context.Context) error { return a.writeBehind.Flush(ctx) }
+
+// Err delivers a background component's failure.
+func (a *App) Err() <-chan error { return a.errs }
+
+// expireHolds releases holds older than the configured age, every partner,
+// every half minute.
+func (a *App) expireHolds(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		partners, err := a.Redis.SMembers(ctx, a.Ledger.Keys().Partners()).Result()
+		if err != nil {
+			continue
+		}
+		for _, p := range partners {
+			for {
+				n, err := a.Ledger.ExpireHolds(ctx, p, a.cfg.HoldMaxAge, 500)
+				if err != nil {
+					a.log.Warn("expiring holds", "partner", p, "err", err)
+				}
+				if err != nil || n < 500 {
+					break
+				}
+			}
+		}
+	}
+}
+
+// watchRedis notices when Redis lost its state while running (a restart
+// without persistence) and rebuilds it from Postgres; authorizations answer
+// issuer unavailable meanwhile.
+func (a *App) watchRedis(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ready, err := a.Ledger.Ready(ctx)
+		if err != nil || ready {
+			continue
+		}
+		a.ready.Store(false)
+		a.log.Warn("redis lost its state; rebuilding from postgres")
+		if err := a.recover(ctx); err != nil {
+			a.log.Error("rebuilding redis", "err", err)
+			continue
+		}
+		a.ready.Store(true)
+	}
+}
+
+// Shutdown drains: readiness goes false, the ISO listener stops accepting
+// and answers what is in flight, HTTP finishes its requests, the
+// write-behind flushes the journal to Postgres, and the stores close.
+func (a *App) Shutdown(ctx context.Context) error {
+	a.draining.Store(true)
+	var errs []error
+	if err := a.iso.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("draining ISO: %w", err))
+	}
+	if err := a.http.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("draining HTTP: %w", err))
+	}
+	if err := a.api.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("finishing REST background work: %w", err))
+	}
+	if err := a.writeBehind.Flush(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("flushing write-behind: %w", err))
+	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.wg.Wait()
+	a.closeStores()
+	return errors.Join(errs...)
+}
+
+func (a *App) closeStores() {
+	if a.Redis != nil {
+		_ = a.Redis.Close()
+	}
+	if a.Pool != nil {
+		a.Pool.Close()
+	}
+}

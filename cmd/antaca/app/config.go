@@ -1,0 +1,130 @@
+package app
+
+import (
+	"flag"
+	"fmt"
+	"time"
+)
+
+// Config is everything `antaca serve` is configured with. Every field has a
+// flag and an environment variable (ANTACA_ + the flag name in upper case
+// with dashes as underscores), listed by `antaca serve --help`.
+type Config struct {
+	RedisURL     string
+	RedisCluster bool
+	DatabaseURL  string
+	KeyPrefix    string
+
+	ISOAddr        string
+	ISOProfile     string
+	ISOFraming     string
+	ISOMaxConns    int
+	ISODeadline    time.Duration
+	ISOIdleTimeout time.Duration
+	ISOTLSCert     string
+	ISOTLSKey      string
+
+	HTTPAddr  string
+	TLSCert   string
+	TLSKey    string
+	PartnerCA string
+
+	AdminUser     string
+	AdminPassword string
+	SessionTTL    time.Duration
+
+	KeysDir string
+
+	HoldMaxAge        time.Duration
+	MaxAmount         int64
+	MaxCashAmount     int64
+	AllowPartial      bool
+	VelocityMax       int64
+	VelocityWindow    time.Duration
+	LowBalanceWebhook string
+
+	LogLevel  string
+	LogFormat string
+
+	// DebugAddr serves net/http/pprof on its own listener when set (keep
+	// it on loopback: profiles show internals).
+	DebugAddr string
+}
+
+// DefaultConfig returns the defaults of CONTRACT.md.
+func DefaultConfig() Config {
+	return Config{
+		RedisURL:       "redis://127.0.0.1:6379/0",
+		DatabaseURL:    "postgres://postgres@127.0.0.1:5432/antaca?sslmode=disable",
+		KeyPrefix:      "antaca",
+		ISOAddr:        ":8583",
+		ISOProfile:     "cmf",
+		ISOFraming:     "binary2",
+		ISOMaxConns:    1024,
+		ISODeadline:    300 * time.Millisecond,
+		ISOIdleTimeout: 60 * time.Second,
+		HTTPAddr:       ":8080",
+		SessionTTL:     10 * time.Minute,
+		KeysDir:        "./keys",
+		HoldMaxAge:     7 * 24 * time.Hour,
+		MaxAmount:      500_000,
+		MaxCashAmount:  100_000,
+		VelocityWindow: time.Hour,
+		LogLevel:       "info",
+		LogFormat:      "json",
+	}
+}
+
+// RegisterFlags defines every Config field on fs, with its environment
+// variable named in the usage text.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	env := func(name, usage string) string {
+		return fmt.Sprintf("%s (env ANTACA_%s)", usage, envName(name))
+	}
+	str := func(p *string, name, usage string) { fs.StringVar(p, name, *p, env(name, usage)) }
+	dur := func(p *time.Duration, name, usage string) { fs.DurationVar(p, name, *p, env(name, usage)) }
+
+	str(&c.RedisURL, "redis-url", "Redis URL; with --redis-cluster, redis://host:port?addr=host2:port2&addr=... (seed nodes)")
+	fs.BoolVar(&c.RedisCluster, "redis-cluster", c.RedisCluster, env("redis-cluster", "Redis is a Redis Cluster (every partner's keys share one slot)"))
+	str(&c.DatabaseURL, "database-url", "PostgreSQL URL")
+	str(&c.KeyPrefix, "key-prefix", "prefix of every Redis key")
+	str(&c.ISOAddr, "iso-addr", "ISO 8583 listen address")
+	str(&c.ISOProfile, "iso-profile", "ISO 8583 profile: cmf (4-digit action codes) or iso87 (2-digit)")
+	str(&c.ISOFraming, "iso-framing", "ISO 8583 length header: binary2 or ascii4")
+	fs.IntVar(&c.ISOMaxConns, "iso-max-conns", c.ISOMaxConns, env("iso-max-conns", "most ISO connections open at once"))
+	dur(&c.ISODeadline, "iso-deadline", "deadline of one authorization; past it the answer is issuer unavailable")
+	dur(&c.ISOIdleTimeout, "iso-idle-timeout", "silence after which the switch sends an 0800 echo")
+	str(&c.ISOTLSCert, "iso-tls-cert", "certificate for TLS on the ISO listener (optional)")
+	str(&c.ISOTLSKey, "iso-tls-key", "key for TLS on the ISO listener (optional)")
+	str(&c.HTTPAddr, "http-addr", "REST, health and metrics listen address")
+	str(&c.TLSCert, "tls-cert", "HTTPS server certificate; when set the HTTP listener serves TLS")
+	str(&c.TLSKey, "tls-key", "HTTPS server key")
+	str(&c.PartnerCA, "partner-ca", "PEM bundle of the CAs that sign partner client certificates")
+	str(&c.AdminUser, "admin-user", "bootstrap admin user (role Admin), created at start when absent")
+	str(&c.AdminPassword, "admin-password", "bootstrap admin password")
+	dur(&c.SessionTTL, "session-ttl", "lifetime of customer session tokens")
+	str(&c.KeysDir, "keys-dir", "directory of the server's keys (JWE, PAN, lookup, PIN, ZPK); filled on first start")
+	dur(&c.HoldMaxAge, "hold-max-age", "age after which an unresolved hold expires and its funds return")
+	fs.Int64Var(&c.MaxAmount, "max-amount", c.MaxAmount, env("max-amount", "largest purchase in minor units (0: no limit)"))
+	fs.Int64Var(&c.MaxCashAmount, "max-cash-amount", c.MaxCashAmount, env("max-cash-amount", "largest cash withdrawal in minor units (0: max-amount)"))
+	fs.BoolVar(&c.AllowPartial, "allow-partial", c.AllowPartial, env("allow-partial", "approve partial amounts of purchases when funds are short"))
+	fs.Int64Var(&c.VelocityMax, "velocity-max", c.VelocityMax, env("velocity-max", "most authorizations per card per velocity window (0: no limit)"))
+	dur(&c.VelocityWindow, "velocity-window", "window of the per-card frequency limit")
+	str(&c.LowBalanceWebhook, "low-balance-webhook", "URL called when a partner balance falls below its threshold (optional)")
+	str(&c.LogLevel, "log-level", "debug, info, warn or error")
+	str(&c.LogFormat, "log-format", "json or text")
+	str(&c.DebugAddr, "debug-addr", "pprof listen address, e.g. 127.0.0.1:6060 (off when empty)")
+}
+
+func envName(flagName string) string {
+	b := []byte(flagName)
+	for i, ch := range b {
+		switch {
+		case ch == '-':
+			b[i] = '_'
+		case ch >= 'a' && ch <= 'z':
+			b[i] = ch - 'a' + 'A'
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,166 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/antaca/antaca/cmd/antaca/app"
+	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/ledger/ledgertest"
+	"github.com/antaca/antaca/ledger/pgstore"
+)
+
+// TestRebuildAfterRedisWipe: the project's Redis keys are wiped, the
+// switch restarts, rebuilds Redis from Postgres, and the audit is clean
+// with the same balances as before.
+func TestRebuildAfterRedisWipe(t *testing.T) {
+	h := startApp(t, nil)
+	ctx := context.Background()
+	p := h.newProgram(ledger.FundingDeposit, 100_000, 5_000)
+	c := h.client("cmf")
+	card := p.virtualCard(p.balance)
+	auth := h.send(c, txn{MTI: "0100", PAN: card.PAN, Amount: 1_200})
+	if got := field(t, auth.Resp, 39); got != "0000" {
+		t.Fatalf("auth: %s", got)
+	}
+	h.send(c, txn{MTI: "0200", PAN: card.PAN, Amount: 300})
+	before, deposit := p.user(p.balance), p.deposit()
+
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	must(t, h.App.Shutdown(sctx)) // drains the write-behind
+	ledgertest.DeleteKeys(ctx, h.App.Redis, h.Config.KeyPrefix+":*")
+
+	h2 := startWith(t, h.Config)
+	p.h = h2
+	if after := p.user(p.balance); after != before {
+		t.Fatalf("user balance after rebuild %+v, before %+v", after, before)
+	}
+	if d := p.deposit(); d != deposit {
+		t.Fatalf("deposit after rebuild %+v, before %+v", d, deposit)
+	}
+	rep, err := pgstore.Audit(ctx, h2.App.Redis, h2.App.Ledger.Keys(), h2.App.Pool)
+	must(t, err)
+	if !rep.OK() {
+		t.Fatalf("audit after rebuild:\n%s", rep)
+	}
+	// The rebuilt state keeps working: the hold can be reversed, the
+	// duplicate detection still knows the original.
+	c2 := h2.client("cmf")
+	rev := h2.send(c2, txn{MTI: "0400", PAN: card.PAN, Amount: 1_200, RRN: auth.RRN, Original: auth})
+	if got := field(t, rev.Resp, 39); got != "4000" {
+		t.Fatalf("reversal after rebuild: %s", got)
+	}
+	if u := p.user(p.balance); u.Held != 0 || u.Available != 4_700 {
+		t.Fatalf("after reversal: %+v", u)
+	}
+	p.checkMoney()
+}
+
+// privateRedis runs a redis-server of the test's own on a free port, so the
+// test can stop and restart it.
+type privateRedis struct {
+	t    *testing.T
+	port int
+	cmd  *exec.Cmd
+}
+
+func startPrivateRedis(t *testing.T, port int) *privateRedis {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed")
+	}
+	if port == 0 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		must(t, err)
+		port = ln.Addr().(*net.TCPAddr).Port
+		_ = ln.Close()
+	}
+	r := &privateRedis{t: t, port: port}
+	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	must(t, r.cmd.Start())
+	t.Cleanup(r.stop)
+	rdb := redis.NewClient(&redis.Options{Addr: r.addr()})
+	defer rdb.Close()
+	for range 100 {
+		if rdb.Ping(context.Background()).Err() == nil {
+			return r
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("private redis did not start")
+	return nil
+}
+
+func (r *privateRedis) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
+
+func (r *privateRedis) stop() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		r.cmd = nil
+	}
+}
+
+// TestRedisDownAnswersIssuerUnavailable: with Redis stopped every request
+// is answered within the deadline with 9112; when Redis comes back (empty,
+// as after a restart without persistence) the switch rebuilds it from
+// Postgres by itself and approves again.
+func TestRedisDownAnswersIssuerUnavailable(t *testing.T) {
+	r := startPrivateRedis(t, 0)
+	h := startApp(t, func(c *app.Config) {
+		c.RedisURL = "redis://" + r.addr() + "/0"
+		c.ISODeadline = 200 * time.Millisecond
+	})
+	p := h.newProgram(ledger.FundingCredit, 100_000, 5_000)
+	c := h.client("cmf")
+	card := p.virtualCard(p.balance)
+	if got := field(t, h.send(c, txn{MTI: "0100", PAN: card.PAN, Amount: 100}).Resp, 39); got != "0000" {
+		t.Fatalf("before: %s", got)
+	}
+	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	must(t, h.App.FlushJournal(fctx))
+
+	r.stop()
+	for i := range 10 {
+		start := time.Now()
+		s := h.send(c, txn{MTI: "0100", PAN: card.PAN, Amount: 100})
+		elapsed := time.Since(start)
+		if got := field(t, s.Resp, 39); got != "9112" {
+			t.Fatalf("request %d with redis down: DE39 = %s, want 9112", i, got)
+		}
+		if elapsed > h.Config.ISODeadline+300*time.Millisecond {
+			t.Fatalf("request %d answered after %v, deadline %v", i, elapsed, h.Config.ISODeadline)
+		}
+	}
+
+	startPrivateRedis(t, r.port) // empty: no persistence
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s := h.send(c, txn{MTI: "0100", PAN: card.PAN, Amount: 100})
+		got := field(t, s.Resp, 39)
+		if got == "0000" {
+			break
+		}
+		if got != "9112" {
+			t.Fatalf("while recovering: DE39 = %s, want 9112 or 0000", got)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("switch did not recover after redis returned")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if u := p.user(p.balance); u.Held != 200 || u.Available != 4_800 {
+		t.Fatalf("after recovery: %+v, want two holds of 100", u)
+	}
+	p.checkMoney()
+}
