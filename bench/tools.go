@@ -31,7 +31,7 @@ func deleteKeys(ctx context.Context, redisURL, pattern string) {
 	}
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
-	ledger.DeleteKeys(ctx, rdb, pattern)
+	_, _ = ledger.DeleteKeys(ctx, rdb, pattern) // best effort: clean-up after a run
 }
 
 func hostInfo(ctx context.Context, o Options) Host {

@@ -214,18 +214,27 @@ func ScanKeys(ctx context.Context, rdb redis.UniversalClient, pattern, typ strin
 }
 
 // DeleteKeys removes every key matching pattern (every master of a Redis
-// Cluster), for tests, benchmarks and wiping a deployment's prefix.
-func DeleteKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) {
-	keys, _ := ScanKeys(ctx, rdb, pattern, "")
+// Cluster), for tests, benchmarks and wiping a deployment's prefix, and
+// returns how many it removed.
+func DeleteKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) (int, error) {
+	keys, err := ScanKeys(ctx, rdb, pattern, "")
+	if err != nil {
+		return 0, fmt.Errorf("listing keys to delete: %w", err)
+	}
 	// One UNLINK per key, pipelined: on a cluster the keys live in many
 	// slots and the cluster client routes each command to its shard.
+	deleted := 0
 	for len(keys) > 0 {
 		n := min(len(keys), 1000)
 		pipe := rdb.Pipeline()
 		for _, k := range keys[:n] {
 			pipe.Unlink(ctx, k)
 		}
-		_, _ = pipe.Exec(ctx)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return deleted, fmt.Errorf("deleting keys: %w", err)
+		}
+		deleted += n
 		keys = keys[n:]
 	}
+	return deleted, nil
 }

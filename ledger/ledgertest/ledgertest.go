@@ -62,15 +62,28 @@ func MustRedis(tb testing.TB) (*redis.Client, string) {
 	}
 	prefix := UniqueName("t")
 	tb.Cleanup(func() {
-		DeleteKeys(context.Background(), rdb, prefix+":*")
+		_, _ = ledger.DeleteKeys(context.Background(), rdb, prefix+":*")
 		_ = rdb.Close()
 	})
 	return rdb, prefix
 }
 
-// DeleteKeys removes every key matching pattern.
-func DeleteKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) {
-	ledger.DeleteKeys(ctx, rdb, pattern)
+// DeleteKeys removes every key matching pattern and fails the test when
+// that does not work or nothing matched: a wipe that silently did nothing
+// would let a recovery test pass without recovering anything.
+func DeleteKeys(tb testing.TB, ctx context.Context, rdb redis.UniversalClient, pattern string) {
+	tb.Helper()
+	n, err := ledger.DeleteKeys(ctx, rdb, pattern)
+	if err != nil {
+		tb.Fatalf("wiping %s: %v", pattern, err)
+	}
+	if n == 0 {
+		tb.Fatalf("wiping %s: no key matched", pattern)
+	}
+	left, err := ledger.ScanKeys(ctx, rdb, pattern, "")
+	if err != nil || len(left) != 0 {
+		tb.Fatalf("wiping %s: %d keys left (%v)", pattern, len(left), err)
+	}
 }
 
 // MustDatabase creates a fresh Postgres database for the test and returns

@@ -104,7 +104,7 @@ func TestRebuild(t *testing.T) {
 		t.Fatalf("Rebuild with ready set = %+v, %v; want skipped", rep, err)
 	}
 
-	ledgertest.DeleteKeys(ctx, fx.rdb, fx.keys.Pattern())
+	ledgertest.DeleteKeys(t, ctx, fx.rdb, fx.keys.Pattern())
 	rep, err = Rebuild(ctx, fx.rdb, fx.keys, fx.pool)
 	if err != nil {
 		t.Fatalf("Rebuild: %v", err)

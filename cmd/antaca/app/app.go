@@ -54,6 +54,8 @@ type App struct {
 
 	ready    atomic.Bool
 	draining atomic.Bool
+	rebuilds prometheus.Counter
+	rebuilt  atomic.Int64
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	errs     chan error
@@ -68,6 +70,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	a := &App{cfg: cfg, log: log, Registry: prometheus.NewRegistry(), errs: make(chan error, 4)}
 	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.rebuilds = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "antaca_ledger_rebuilds_total",
+		Help: "Times this instance rebuilt the Redis state from Postgres (at start or after Redis lost it).",
+	})
+	a.Registry.MustRegister(a.rebuilds)
 	ok := false
 	defer func() {
 		if !ok {
@@ -168,9 +175,16 @@ func (a *App) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("rebuilding redis from postgres: %w", err)
 	}
+	if !rep.Skipped {
+		a.rebuilds.Inc()
+		a.rebuilt.Add(1)
+	}
 	a.log.Info("rebuilt redis state from postgres", "report", rep.String())
 	return nil
 }
+
+// Rebuilds is how many times this instance rebuilt Redis from Postgres.
+func (a *App) Rebuilds() int64 { return a.rebuilt.Load() }
 
 func (a *App) newISO() error {
 	profile, err := iso.ProfileByName(a.cfg.ISOProfile)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/antaca/antaca/cmd/antaca/app"
 	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/ledger/ledgertest"
 	"github.com/antaca/antaca/ledger/pgstore"
 )
 
@@ -150,10 +151,7 @@ func TestOnRedisCluster(t *testing.T) {
 	must(t, err)
 	cc2 := redis.NewClusterClient(rdb)
 	defer cc2.Close()
-	ledger.DeleteKeys(ctx, cc2, h.Config.KeyPrefix+":*")
-	if keys, _ := ledger.ScanKeys(ctx, cc2, h.Config.KeyPrefix+":*", ""); len(keys) != 0 {
-		t.Fatalf("%d keys left after the wipe", len(keys))
-	}
+	ledgertest.DeleteKeys(t, ctx, cc2, h.Config.KeyPrefix+":*")
 	h2 := startWith(t, h.Config)
 	for _, p := range programs {
 		p.h = h2
