@@ -204,7 +204,7 @@ func (l *Ledger) Answer(ctx context.Context, partnerID, key string) (StoredAnswe
 
 // HoldByReference finds a hold by its second key (RRN + PAN token).
 func (l *Ledger) HoldByReference(ctx context.Context, partnerID, ref string) (string, error) {
-	id, err := l.rdb.Get(ctx, l.keys.Tag(partnerID)+":ref:"+ref).Result()
+	id, err := l.rdb.Get(ctx, l.keys.Reference(partnerID, ref)).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", fmt.Errorf("finding hold by reference: %w", ErrHoldNotFound)
 	}

@@ -35,7 +35,7 @@ var Columns = map[string][]string{
 	"cards": {"customer_id", "balance_id", "type", "status", "lock_reason", "lock_source", "pan_enc", "pan_hash",
 		"bin", "last4", "expiry", "cvv_enc", "pin_verifier", "pin_tries", "copy_of", "delivery", "created_at"},
 	"holds": {"balance_id", "card_id", "partner_balance_id", "currency", "amount", "captured", "released", "state",
-		"idem_key", "approval_code", "txn_type", "created_ms", "closed_ms"},
+		"idem_key", "approval_code", "txn_type", "created_ms", "closed_ms", "reference"},
 	"funding": {"currency", "total_in"},
 }
 
@@ -62,6 +62,9 @@ func (k Keys) BalanceCards(partnerID, balanceID string) string {
 
 // Idem holds the stored answer for an idempotency key.
 func (k Keys) Idem(partnerID, key string) string { return k.Tag(partnerID) + ":idem:" + key }
+
+// Reference maps a hold's second key (RRN + card id) to the hold id.
+func (k Keys) Reference(partnerID, ref string) string { return k.Tag(partnerID) + ":ref:" + ref }
 
 // OpenHolds is the zset of open holds by creation time.
 func (k Keys) OpenHolds(partnerID string) string { return k.Tag(partnerID) + ":holds:open" }

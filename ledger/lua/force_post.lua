@@ -35,6 +35,7 @@ newrow('holds', hid, {
   'txn_type', txn,
   'created_ms', fmt(now),
   'closed_ms', fmt(now),
+  'reference', ARGV[12] or '',
 })
 local after = fmt(int(u.available) - amount)
 idem_put(key, ttl, { amount = fmt(amount), reason = 'ADVICE_ACCEPTED', hold = hid, approved = fmt(amount),

@@ -28,6 +28,7 @@ newrow('holds', hid, {
   'txn_type', '20',
   'created_ms', fmt(now),
   'closed_ms', fmt(now),
+  'reference', ARGV[11] or '',
 })
 local after = fmt(int(u.available) + amount)
 idem_put(key, tonumber(ARGV[6]), { amount = fmt(amount), available = after, reason = 'APPROVED', hold = hid,

@@ -78,6 +78,7 @@ newrow('holds', hid, {
   'txn_type', txn,
   'created_ms', fmt(now),
   'closed_ms', capture and fmt(now) or '0',
+  'reference', ARGV[14] or '',
 })
 if not capture then redis.call('ZADD', base .. ':holds:open', now, hid) end
 local after = fmt(avail - approved)

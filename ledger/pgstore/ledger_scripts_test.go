@@ -68,7 +68,7 @@ func TestWithLedgerScripts(t *testing.T) {
 		auth := func(key string, amount int64) ledger.ReservationResult {
 			t.Helper()
 			r := ledger.Reservation{PartnerID: p, BalanceID: ub, CardID: card, Amount: amount, IdempotencyKey: key,
-				ApprovalCode: "AP" + key[len(key)-2:], TxnType: "00", Meta: `{"rrn":"1"}`}
+				ApprovalCode: "AP" + key[len(key)-2:], TxnType: "00", Meta: `{"rrn":"1"}`, Reference: "rrn-" + key + "|" + card}
 			res, err := l.Reserve(ctx, r)
 			check("reserve "+key, err)
 			if i == 0 && firstHold == "" {
@@ -88,9 +88,9 @@ func TestWithLedgerScripts(t *testing.T) {
 		voided := auth(p+"-a5", 900)
 		_, err = l.Void(ctx, p, voided.HoldID, 400, false, "void-"+p, "")
 		check("partial void", err)
-		_, err = l.Refund(ctx, ledger.Reservation{PartnerID: p, BalanceID: ub, CardID: card, Amount: 250, IdempotencyKey: "ref-" + p, ApprovalCode: "RF0001"})
+		_, err = l.Refund(ctx, ledger.Reservation{PartnerID: p, BalanceID: ub, CardID: card, Amount: 250, IdempotencyKey: "ref-" + p, ApprovalCode: "RF0001", Reference: "rrn-refund|" + card})
 		check("refund", err)
-		_, err = l.ForcePost(ctx, ledger.Reservation{PartnerID: p, BalanceID: ub, CardID: card, Amount: 120, IdempotencyKey: "fp-" + p, ApprovalCode: "FP0001", TxnType: "00"})
+		_, err = l.ForcePost(ctx, ledger.Reservation{PartnerID: p, BalanceID: ub, CardID: card, Amount: 120, IdempotencyKey: "fp-" + p, ApprovalCode: "FP0001", TxnType: "00", Reference: "rrn-fp|" + card})
 		check("force post", err)
 		if d := auth(p+"-a6", 10_000_000); d.Reason == "APPROVED" {
 			t.Fatalf("reserve beyond the funds was approved")
@@ -119,22 +119,23 @@ func TestWithLedgerScripts(t *testing.T) {
 	}
 
 	before := fx.snapshot(t)
-	ledgertest.DeleteKeys(ctx, fx.rdb, fx.keys.Pattern())
+	ledgertest.DeleteKeys(t, ctx, fx.rdb, fx.keys.Pattern())
 	if _, err := Rebuild(ctx, fx.rdb, fx.keys, fx.pool); err != nil {
 		t.Fatalf("Rebuild: %v", err)
 	}
 	if rep, err := Audit(ctx, fx.rdb, fx.keys, fx.pool); err != nil || !rep.OK() {
 		t.Fatalf("Audit after rebuild: %v\n%s", err, rep)
 	}
-	// The rows, the partner set, BINs, index, PAN and cards-per-balance
-	// keys come back as they were; idempotency answers of other kinds than
-	// holds and the RRN references do not (Postgres does not hold them).
+	// The rows, the partner set, BINs, index, PAN, cards-per-balance and
+	// RRN reference keys come back as they were; idempotency answers of
+	// other kinds than holds and velocity counters do not (Postgres does
+	// not hold them).
 	after := fx.snapshot(t)
 	if len(before) < 40 {
 		t.Fatalf("snapshot holds %d keys, want the scripts' rows and indexes", len(before))
 	}
 	for k, want := range before {
-		if strings.Contains(k, ":idem:") || strings.Contains(k, ":ref:") || strings.Contains(k, ":vel:") {
+		if strings.Contains(k, ":idem:") || strings.Contains(k, ":vel:") {
 			continue
 		}
 		if got, ok := after[k]; !ok || got != want {
@@ -149,5 +150,18 @@ func TestWithLedgerScripts(t *testing.T) {
 	}
 	if !res.Duplicate || res.HoldID != firstHold || res.Approved != firstAuth.Amount || res.Reason != "APPROVED" {
 		t.Fatalf("retransmission after rebuild = %+v, want the stored answer for hold %s", res, firstHold)
+	}
+	// A reversal without DE90 still finds the hold by its RRN reference.
+	if id, err := l.HoldByReference(ctx, firstAuth.PartnerID, firstAuth.Reference); err != nil || id != firstHold {
+		t.Fatalf("hold by reference after rebuild = %q, %v; want %s", id, err, firstHold)
+	}
+	refs := 0
+	for k := range after {
+		if strings.Contains(k, ":ref:") {
+			refs++
+		}
+	}
+	if refs != 14 {
+		t.Errorf("%d reference keys after rebuild, want 14 (five holds, a refund and a forced post per partner)", refs)
 	}
 }

@@ -29,6 +29,8 @@ type RebuildReport struct {
 	PANs      int
 	OpenHolds int
 	IdemKeys  int
+	// References are the restored RRN keys of holds (reversal fallback).
+	References int
 	// Notes are oddities found on the way that did not stop the rebuild.
 	Notes []string
 	Took  time.Duration
@@ -43,7 +45,7 @@ func (r RebuildReport) String() string {
 	for _, t := range ledger.Tables {
 		fmt.Fprintf(&b, " %s=%d", t, r.Rows[t])
 	}
-	fmt.Fprintf(&b, " pans=%d open_holds=%d idem=%d", r.PANs, r.OpenHolds, r.IdemKeys)
+	fmt.Fprintf(&b, " pans=%d open_holds=%d idem=%d refs=%d", r.PANs, r.OpenHolds, r.IdemKeys, r.References)
 	for _, n := range r.Notes {
 		b.WriteString("\n  note: " + n)
 	}
@@ -83,16 +85,16 @@ func WithIdempotencyTTL(d time.Duration) RebuildOption {
 // table (in ledger.Tables order) as its hash, the auxiliary keys of
 // docs/ledger.md (partner set, BINs, id index of partners, customers,
 // balances and cards, PAN index, partner balance by type and currency, open
-// holds, the idempotency records of holds) plus
+// holds, the idempotency records and RRN references of holds) plus
 // the cards-per-balance sets the card scripts keep, the journal sequences
 // (never lowered), creates each journal's consumer group at "$" (Postgres
 // already holds everything before it), and finally sets ready. It pipelines
 // its writes and can be re-run after a failure.
 //
-// What Postgres does not hold is not restored: velocity counters, the
-// RRN reversal references, and the idempotency answers of operations other
-// than holds (reloads, captures, voids) — a retransmission of those after a
-// rebuild is processed again.
+// What Postgres does not hold is not restored: velocity counters and the
+// idempotency answers of operations other than holds (reloads, captures,
+// voids, declines) — a retransmission of those after a rebuild is
+// processed again.
 //
 // Rebuild trusts Postgres to be complete: callers flush the write-behind
 // first (WriteBehind.Flush). As a guard it refuses, with ErrUnflushed, when
@@ -196,12 +198,22 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 					pw.pipe.ZAdd(ctx, keys.OpenHolds(r.partner), redis.Z{Score: float64(created), Member: r.id})
 					rep.OpenHolds++
 				}
-				if ik := col("idem_key"); ik != "" {
-					created, _ := strconv.ParseInt(col("created_ms"), 10, 64)
-					expires := time.UnixMilli(created).Add(cfg.idemTTL)
-					if cfg.idemTTL > 0 && !expires.After(cfg.now()) {
-						break // the ledger would have forgotten it by now
+				created, _ := strconv.ParseInt(col("created_ms"), 10, 64)
+				expires := time.UnixMilli(created).Add(cfg.idemTTL)
+				if cfg.idemTTL > 0 && !expires.After(cfg.now()) {
+					break // the ledger would have forgotten its keys by now
+				}
+				// The reversal fallback (RRN + card id), with the lifetime
+				// the scripts give it: the idempotency TTL.
+				if ref := col("reference"); ref != "" {
+					k := keys.Reference(r.partner, ref)
+					pw.pipe.Set(ctx, k, r.id, 0)
+					if cfg.idemTTL > 0 {
+						pw.pipe.PExpireAt(ctx, k, expires)
 					}
+					rep.References++
+				}
+				if ik := col("idem_key"); ik != "" {
 					// The answer a retransmission gets (reserve.lua reads
 					// hold, approved, reason, approval). amount is the
 					// approved amount: a partial approval's requested

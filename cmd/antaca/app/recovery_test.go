@@ -31,14 +31,26 @@ func TestRebuildAfterRedisWipe(t *testing.T) {
 		t.Fatalf("auth: %s", got)
 	}
 	h.send(c, txn{MTI: "0200", PAN: card.PAN, Amount: 300})
+	second := h.send(c, txn{MTI: "0100", PAN: card.PAN, Amount: 250})
+	if got := field(t, second.Resp, 39); got != "0000" {
+		t.Fatalf("second auth: %s", got)
+	}
 	before, deposit := p.user(p.balance), p.deposit()
 
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	must(t, h.App.Shutdown(sctx)) // drains the write-behind
-	ledgertest.DeleteKeys(ctx, h.App.Redis, h.Config.KeyPrefix+":*")
+	// The switch closed its own client: wipe through a fresh one.
+	opts, err := redis.ParseURL(h.Config.RedisURL)
+	must(t, err)
+	wipe := redis.NewClient(opts)
+	defer wipe.Close()
+	ledgertest.DeleteKeys(t, ctx, wipe, h.Config.KeyPrefix+":*")
 
 	h2 := startWith(t, h.Config)
+	if n := h2.App.Rebuilds(); n != 1 {
+		t.Fatalf("the restarted switch rebuilt Redis %d times, want 1", n)
+	}
 	p.h = h2
 	if after := p.user(p.balance); after != before {
 		t.Fatalf("user balance after rebuild %+v, before %+v", after, before)
@@ -58,8 +70,17 @@ func TestRebuildAfterRedisWipe(t *testing.T) {
 	if got := field(t, rev.Resp, 39); got != "4000" {
 		t.Fatalf("reversal after rebuild: %s", got)
 	}
-	if u := p.user(p.balance); u.Held != 0 || u.Available != 4_700 {
+	if u := p.user(p.balance); u.Held != 250 || u.Available != 4_450 {
 		t.Fatalf("after reversal: %+v", u)
+	}
+	// A reversal without DE90 finds its original by RRN and card: the
+	// rebuild restored that reference too.
+	rev2 := h2.send(c2, txn{MTI: "0400", PAN: card.PAN, Amount: 250, RRN: second.RRN})
+	if got := field(t, rev2.Resp, 39); got != "4000" {
+		t.Fatalf("reversal by RRN after rebuild: %s", got)
+	}
+	if u := p.user(p.balance); u.Held != 0 || u.Available != 4_700 {
+		t.Fatalf("after both reversals: %+v", u)
 	}
 	p.checkMoney()
 }
