@@ -21,6 +21,7 @@ if pbid then
   addf('partner_balances', pbid, 'available', -amount)
   addf('partner_balances', pbid, 'settled', amount)
 end
+local after = fmt(int(u.available) - amount)
 newrow('holds', hid, {
   'balance_id', bid,
   'card_id', cid,
@@ -36,8 +37,10 @@ newrow('holds', hid, {
   'created_ms', fmt(now),
   'closed_ms', fmt(now),
   'reference', ARGV[12] or '',
+  'origin', 'force_post',
+  'requested', fmt(amount),
+  'available_after', after,
 })
-local after = fmt(int(u.available) - amount)
 idem_put(key, ttl, { amount = fmt(amount), reason = 'ADVICE_ACCEPTED', hold = hid, approved = fmt(amount),
   available = after, approval = approval, kind = 'force_post' })
 -- A second way to find the hold: the RRN + PAN reference (reversal fallback).

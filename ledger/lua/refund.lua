@@ -14,6 +14,7 @@ local u = row('user_balances', bid)
 if u == nil then return fail('NOT_FOUND') end
 addf('user_balances', bid, 'available', amount)
 fund(u.currency, amount)
+local after = fmt(int(u.available) + amount)
 newrow('holds', hid, {
   'balance_id', bid,
   'card_id', ARGV[9],
@@ -29,8 +30,10 @@ newrow('holds', hid, {
   'created_ms', fmt(now),
   'closed_ms', fmt(now),
   'reference', ARGV[11] or '',
+  'origin', 'refund',
+  'requested', fmt(amount),
+  'available_after', after,
 })
-local after = fmt(int(u.available) + amount)
 idem_put(key, tonumber(ARGV[6]), { amount = fmt(amount), available = after, reason = 'APPROVED', hold = hid,
   approved = fmt(amount), approval = ARGV[10], kind = 'refund' })
 -- A second way to find the hold: the RRN + PAN reference (reversal fallback).

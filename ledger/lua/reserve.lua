@@ -64,6 +64,7 @@ if pb then
   else addf('partner_balances', pbid, 'reserved', approved) end
   pbefore, pafter, thr = pb.available, fmt(int(pb.available) - approved), pb.low_threshold
 end
+local after = fmt(avail - approved)
 newrow('holds', hid, {
   'balance_id', bid,
   'card_id', cid,
@@ -79,9 +80,11 @@ newrow('holds', hid, {
   'created_ms', fmt(now),
   'closed_ms', capture and fmt(now) or '0',
   'reference', ARGV[14] or '',
+  'origin', 'reserve',
+  'requested', fmt(amount),
+  'available_after', after,
 })
 if not capture then redis.call('ZADD', base .. ':holds:open', now, hid) end
-local after = fmt(avail - approved)
 idem_put(key, ttl, { amount = fmt(amount), reason = reason, hold = hid, approved = fmt(approved),
   available = after, approval = approval, kind = 'reserve' })
 -- A second way to find the hold: the RRN + PAN reference (reversal fallback).

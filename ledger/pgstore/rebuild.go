@@ -214,17 +214,8 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 					rep.References++
 				}
 				if ik := col("idem_key"); ik != "" {
-					// The answer a retransmission gets (reserve.lua reads
-					// hold, approved, reason, approval). amount is the
-					// approved amount: a partial approval's requested
-					// amount is not in the row.
-					kind := "reserve"
-					if col("state") == "REFUNDED" {
-						kind = "refund"
-					}
 					k := keys.Idem(r.partner, ik)
-					pw.pipe.HSet(ctx, k, "hold", r.id, "amount", col("amount"), "approved", col("amount"),
-						"reason", "APPROVED", "approval", col("approval_code"), "kind", kind)
+					pw.pipe.HSet(ctx, k, storedAnswer(r.id, col)...)
 					if cfg.idemTTL > 0 {
 						pw.pipe.PExpireAt(ctx, k, expires)
 					}
@@ -267,6 +258,37 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 	}
 	rep.Took = time.Since(start)
 	return rep, nil
+}
+
+// storedAnswer is the idempotency record the script that made a hold wrote
+// (reserve.lua, force_post.lua, refund.lua), rebuilt from the hold's row.
+// Rows written before migration 0003 lack origin, requested and
+// available_after: their record gets the approved amount as the request
+// and no balance.
+func storedAnswer(holdID string, col func(string) string) []any {
+	amount, requested, origin := col("amount"), col("requested"), col("origin")
+	if requested == "" || requested == "0" {
+		requested = amount
+	}
+	if origin == "" {
+		origin = "reserve"
+		if col("state") == "REFUNDED" {
+			origin = "refund"
+		}
+	}
+	reason := "APPROVED"
+	switch {
+	case origin == "force_post":
+		reason = "ADVICE_ACCEPTED"
+	case origin == "reserve" && requested != amount:
+		reason = "APPROVED_PARTIAL"
+	}
+	out := []any{"hold", holdID, "amount", requested, "approved", amount, "reason", reason,
+		"approval", col("approval_code"), "kind", origin}
+	if col("origin") != "" {
+		out = append(out, "available", col("available_after"))
+	}
+	return out
 }
 
 // rebuildPartners lists every partner Postgres or Redis knows.
