@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"partner", "type", "currency"}),
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "antaca_api_webhook_deliveries_total",
-			Help: "Low-balance webhook deliveries by result (ok, error).",
+			Help: "Low-balance webhook delivery attempts by result (ok; retry: failed, tried again; error: given up; dropped: abandoned at shutdown).",
 		}, []string{"result"}),
 	}
 	var err error

@@ -62,9 +62,14 @@ type Config struct {
 	LoginWindow           time.Duration
 
 	// LowBalanceWebhook, when set, receives a POST when a partner balance
-	// falls below its threshold; WebhookTimeout bounds it (default 5 s).
+	// falls below its threshold; WebhookTimeout bounds each attempt
+	// (default 5 s). A failed delivery (network error, 5xx, 408, 429) is
+	// tried again up to WebhookAttempts times in all (default 5), waiting
+	// WebhookBackoff (default 1 s) and doubling it each time.
 	LowBalanceWebhook string
 	WebhookTimeout    time.Duration
+	WebhookAttempts   int
+	WebhookBackoff    time.Duration
 	// HTTPClient sends webhooks (a client with WebhookTimeout when nil).
 	HTTPClient *http.Client
 
@@ -85,9 +90,10 @@ type Server struct {
 	// unknown and known usernames take the same time.
 	dummyHash string
 
-	bg     sync.WaitGroup // webhooks and async card creation
-	mu     sync.Mutex
-	closed bool
+	bg       sync.WaitGroup // webhooks and async card creation
+	mu       sync.Mutex
+	closed   bool
+	stopping chan struct{} // closed by Close: background retries give up
 }
 
 // New checks cfg, creates the bootstrap admin when absent and builds the routes.
@@ -119,6 +125,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.WebhookTimeout <= 0 {
 		cfg.WebhookTimeout = 5 * time.Second
 	}
+	if cfg.WebhookAttempts <= 0 {
+		cfg.WebhookAttempts = 5
+	}
+	if cfg.WebhookBackoff <= 0 {
+		cfg.WebhookBackoff = time.Second
+	}
 	if cfg.LowBalanceWebhook != "" {
 		u, err := url.Parse(cfg.LowBalanceWebhook)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -147,7 +159,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now, metrics: m,
-		keys: redisKeys{prefix: cfg.RedisPrefix}, dummyHash: dummy,
+		keys: redisKeys{prefix: cfg.RedisPrefix}, dummyHash: dummy, stopping: make(chan struct{}),
 	}
 	if cfg.BootstrapAdminUser != "" || cfg.BootstrapAdminPassword != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -197,10 +209,15 @@ func (s *Server) unmatched(w http.ResponseWriter, r *http.Request) {
 }
 
 // Close waits for background work (async card creation, webhooks) to
-// finish, or for ctx. Call it after the HTTP server stopped accepting.
+// finish, or for ctx. Webhook deliveries waiting to retry give up (each is
+// logged and counted as dropped). Call it after the HTTP server stopped
+// accepting.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
-	s.closed = true
+	if !s.closed {
+		s.closed = true
+		close(s.stopping)
+	}
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.bg.Wait(); close(done) }()
