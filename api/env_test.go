@@ -158,7 +158,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		BootstrapAdminUser: rootUser, BootstrapAdminPassword: rootPassword,
 		PasswordIterations: 1000, // fast tests; production uses the 600 000 default
 		LowBalanceWebhook:  hook.URL, Registerer: e.reg,
-		Logger: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger: slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:    func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
 	}
 	for _, o := range opts {
@@ -516,6 +516,17 @@ func (e *env) metric(name string, labels map[string]string) float64 {
 	return 0
 }
 
+// cardIDs lists the card ids a balance's card set names, read straight
+// from Redis: a refused request must not leave even a dangling id there.
+func (e *env) cardIDs(partner, balanceID string) []string {
+	e.t.Helper()
+	ids, err := e.ledger.Client().SMembers(context.Background(), e.ledger.Keys().BalanceCards(partner, balanceID)).Result()
+	if err != nil {
+		e.t.Fatalf("reading cards of %s: %v", balanceID, err)
+	}
+	return ids
+}
+
 func contains(b []byte, s string) bool { return s != "" && strings.Contains(string(b), s) }
 
 // newProgramWithThreshold creates a CREDIT partner whose EUR credit
@@ -526,4 +537,11 @@ func (e *env) newProgramWithThreshold(id, bin string, threshold int64) *program 
 	var pb partnerBalanceJSON
 	e.root.json("POST", "/admin/partners/"+id+"/balances", map[string]any{"type": "CREDIT", "currency": "EUR", "lowBalanceThreshold": threshold}, 201, &pb)
 	return &program{id: id, bin: bin, pbal: pb.ID, c: e.partnerClient(id)}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }

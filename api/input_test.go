@@ -139,12 +139,17 @@ func TestBadInput(t *testing.T) {
 	}
 
 	// Nothing changed.
-	b, _ := e.ledger.UserBalance(ctx, "acme", bid)
-	c, _ := e.ledger.Card(ctx, "acme", card.ID)
-	cust, _ := e.ledger.Row(ctx, "acme", "customers", cid)
-	cards, _ := e.ledger.CardsOfBalance(ctx, "acme", bid)
-	pb, _ := e.ledger.PartnerBalance(ctx, "acme", p.pbal)
-	partners, _ := e.ledger.Client().SCard(ctx, e.ledger.Keys().Partners()).Result()
+	b, err := e.ledger.UserBalance(ctx, "acme", bid)
+	must(t, err)
+	c, err := e.ledger.Card(ctx, "acme", card.ID)
+	must(t, err)
+	cust, err := e.ledger.Row(ctx, "acme", "customers", cid)
+	must(t, err)
+	cards := e.cardIDs("acme", bid)
+	pb, err := e.ledger.PartnerBalance(ctx, "acme", p.pbal)
+	must(t, err)
+	partners, err := e.ledger.Client().SCard(ctx, e.ledger.Keys().Partners()).Result()
+	must(t, err)
 	if b.Available != 1000 || c.LockReason != 0 || c.Status != "ACTIVE" || c.PINVerifier != "" || cust["kyc_status"] != "VERIFIED" ||
 		len(cards) != 1 || pb.Available != 0 || partners != 1 {
 		t.Errorf("state changed: balance %d, card %s/%d pin %t, kyc %s, %d cards, partner balance %d, %d partners",
@@ -238,8 +243,8 @@ func TestJWEErrors(t *testing.T) {
 			}
 		})
 	}
-	if cards, _ := e.ledger.CardsOfBalance(ctx, "acme", bid); len(cards) != 0 {
-		t.Fatalf("refused JWE requests created %d cards", len(cards))
+	if cards := e.cardIDs("acme", bid); len(cards) != 0 {
+		t.Fatalf("refused JWE requests created cards %v", cards)
 	}
 
 	// RSA-OAEP (SHA-1) is accepted from clients; the answer is RSA-OAEP-256

@@ -59,11 +59,13 @@ func TestMoney(t *testing.T) {
 	mgr.json("POST", "/admin/balances/"+d2b+"/reload", map[string]int{"amount": 200}, 200, nil)
 
 	// CREDIT: reloads move money from the credit balance.
-	reload(low, l1, l1b, 20_000, 200, "")
-	select {
-	case ev := <-e.webhooks:
-		t.Fatalf("webhook before crossing the threshold: %+v", ev)
-	default:
+	lowAlerts := func() float64 {
+		return e.metric("antaca_partner_balance_low_total", map[string]string{"partner": "low", "type": "CREDIT", "currency": "EUR"})
+	}
+	reload(low, l1, l1b, 20_000, 200, "") // 50 000 -> 30 000: still above
+	// The alert is counted before the answer, so the count is exact here.
+	if got := lowAlerts(); got != 0 {
+		t.Fatalf("antaca_partner_balance_low_total = %v before crossing the threshold", got)
 	}
 	reload(low, l1, l1b, 15_000, 200, "") // 30 000 -> 15 000: below 20 000
 	select {
@@ -74,7 +76,7 @@ func TestMoney(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no low-balance webhook")
 	}
-	if got := e.metric("antaca_partner_balance_low_total", map[string]string{"partner": "low", "type": "CREDIT", "currency": "EUR"}); got != 1 {
+	if got := lowAlerts(); got != 1 {
 		t.Errorf("antaca_partner_balance_low_total = %v, want 1", got)
 	}
 	if got := e.metric("antaca_partner_balance_available", map[string]string{"partner": "low", "type": "CREDIT", "currency": "EUR"}); got != 15_000 {
@@ -84,6 +86,14 @@ func TestMoney(t *testing.T) {
 	// Short credit: refused, nothing changed.
 	if r := reload(low, l1, l1b, 20_000, 409, ""); r.code() != "INSUFFICIENT_PARTNER_FUNDS" {
 		t.Errorf("short credit: %s", r.body)
+	}
+	if got := lowAlerts(); got != 1 {
+		t.Errorf("antaca_partner_balance_low_total = %v after staying below, want still 1", got)
+	}
+	select {
+	case ev := <-e.webhooks:
+		t.Errorf("a second webhook while staying below: %+v", ev)
+	case <-time.After(100 * time.Millisecond):
 	}
 	var lb balanceJSON
 	low.c.json("GET", "/secure/customers/"+l1+"/balances/"+l1b, nil, 200, &lb)

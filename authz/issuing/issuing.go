@@ -181,7 +181,10 @@ func (s *Service) expiry() string {
 	if years == 0 {
 		years = 3
 	}
-	return s.now().AddDate(years, 0, 0).Format("0601")
+	// The issue month, years later: AddDate would normalise 29 February
+	// into March and give the card a month more.
+	now := s.now().UTC()
+	return time.Date(now.Year()+years, now.Month(), 1, 0, 0, 0, 0, time.UTC).Format("0601")
 }
 
 // issue creates a card row with a fresh, unique PAN and CVV2 under the id
@@ -409,7 +412,7 @@ func (s *Service) FullData(ctx context.Context, partnerID, cardID string) (FullD
 // ResetCVV gives a virtual or digital-first card a new CVV2; the old one
 // stops working at once.
 func (s *Service) ResetCVV(ctx context.Context, partnerID, cardID string) (FullData, error) {
-	c, err := s.Ledger.Card(ctx, partnerID, cardID)
+	c, state, err := s.load(ctx, partnerID, cardID)
 	if err != nil {
 		return FullData{}, err
 	}
@@ -419,9 +422,17 @@ func (s *Service) ResetCVV(ctx context.Context, partnerID, cardID string) (FullD
 	if !authz.CardType(c.Type).CanResetCVV() {
 		return FullData{}, fmt.Errorf("resetting CVV of %s card: %w", c.Type, ErrWrongCardType)
 	}
-	cvv, err := cardcrypto.NewCVV(s.rand())
+	old, err := s.Keys.DecryptCVV(state.CVVEnc)
 	if err != nil {
-		return FullData{}, fmt.Errorf("generating CVV2: %w", err)
+		return FullData{}, fmt.Errorf("reading current CVV2: %w", err)
+	}
+	// A reset always changes the CVV2: the holder asks for one because the
+	// old one may be known to someone else.
+	var cvv string
+	for cvv == "" || cardcrypto.CVVEqual(cvv, old) {
+		if cvv, err = cardcrypto.NewCVV(s.rand()); err != nil {
+			return FullData{}, fmt.Errorf("generating CVV2: %w", err)
+		}
 	}
 	enc, err := s.Keys.EncryptCVV(cvv)
 	if err != nil {

@@ -3,6 +3,7 @@ package issuing_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"strings"
@@ -111,6 +112,28 @@ func TestDigitalFirstSharesTheVirtualCard(t *testing.T) {
 	if !ok {
 		t.Fatal("the virtual card does not see its copy's new CVV")
 	}
+	if reset.CVV == full.CVV {
+		t.Fatal("a CVV reset kept the CVV")
+	}
+	if ok, err := f.svc.VerifyCVV(ctx, f.partner, v.ID, full.CVV); err != nil || ok {
+		t.Fatalf("the old CVV still verifies after a reset: %v, %v", ok, err)
+	}
+	// A reset draws again while the draw equals the current CVV2: a
+	// source giving "000" three times, then real randomness.
+	cur := reset.CVV
+	f.svc.Rand = &zerosThen{n: 3}
+	reset, err = f.svc.ResetCVV(ctx, f.partner, v.ID)
+	must(t, err)
+	if cur != "000" && reset.CVV != "000" {
+		t.Fatalf("reset from a zero source gave %s", reset.CVV)
+	}
+	prev := reset.CVV
+	f.svc.Rand = &zerosThen{n: 9}
+	reset, err = f.svc.ResetCVV(ctx, f.partner, v.ID)
+	must(t, err)
+	if reset.CVV == prev {
+		t.Fatalf("reset kept CVV %s", prev)
+	}
 	// Removing the virtual card removes its copy; a removed copy changes nothing.
 	must(t, f.svc.Remove(ctx, f.partner, v.ID))
 	if _, err := f.svc.ResetCVV(ctx, f.partner, df.ID); !errors.Is(err, ledger.ErrCardRemoved) {
@@ -150,6 +173,30 @@ func TestPhysicalLifeCycle(t *testing.T) {
 	must(t, err)
 	if _, err := f.svc.Print(ctx, f.partner, v.ID, ""); !errors.Is(err, ledger.ErrLockIrreversible) {
 		t.Fatalf("printing a stolen card: %v", err)
+	}
+}
+
+// zerosThen reads n zero bytes, then crypto/rand.
+type zerosThen struct{ n int }
+
+func (z *zerosThen) Read(p []byte) (int, error) {
+	if z.n <= 0 {
+		return rand.Read(p)
+	}
+	k := min(len(p), z.n)
+	clear(p[:k])
+	z.n -= k
+	return k, nil
+}
+
+// TestExpiryFromLeapDay: a card issued on 29 February expires in February.
+func TestExpiryFromLeapDay(t *testing.T) {
+	f := setup(t)
+	f.svc.Now = func() time.Time { return time.Date(2028, 2, 29, 23, 59, 0, 0, time.UTC) }
+	c, full, err := f.svc.CreateVirtual(context.Background(), f.partner, f.customer, f.balance)
+	must(t, err)
+	if c.Expiry != "2031-02" || full.Exp != "2031-02-28" {
+		t.Fatalf("expiry %s / %s, want 2031-02 / 2031-02-28", c.Expiry, full.Exp)
 	}
 }
 
