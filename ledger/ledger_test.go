@@ -340,9 +340,10 @@ func TestCaptureVoidAndExpiry(t *testing.T) {
 				t.Fatalf("void = %+v", s)
 			}
 		}
-		if u := p.user(t, 0); u.Available != 800 {
-			t.Fatalf("user available = %d, want 800", u.Available)
+		if u := p.user(t, 0); u.Available != 800 || u.Held != 0 {
+			t.Fatalf("user = %+v, want 800 available, nothing held", u)
 		}
+		p.checkMoney(t)
 	})
 
 	t.Run("capture racing expiry resolves once", func(t *testing.T) {

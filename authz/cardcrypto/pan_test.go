@@ -213,11 +213,17 @@ func TestCiphertextTamperingDetected(t *testing.T) {
 
 func TestPurposeSeparation(t *testing.T) {
 	k := testKeys(t)
-	ctCVV, _ := k.EncryptCVV("123")
+	ctCVV, err := k.EncryptCVV("123")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := k.DecryptPAN(ctCVV); !errors.Is(err, ErrDecrypt) {
 		t.Errorf("CVV ciphertext decrypted as PAN: err = %v", err)
 	}
-	ctPAN, _ := k.EncryptPAN("4123456789012345")
+	ctPAN, err := k.EncryptPAN("4123456789012345")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := k.DecryptCVV(ctPAN); !errors.Is(err, ErrDecrypt) {
 		t.Errorf("PAN ciphertext decrypted as CVV: err = %v", err)
 	}

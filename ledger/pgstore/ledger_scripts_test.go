@@ -79,9 +79,18 @@ func TestWithLedgerScripts(t *testing.T) {
 		}
 		open := auth(p+"-a1", 1_000)
 		toExpire := auth(p+"-a2", 700)
-		_, err = l.ExpireHolds(ctx, p, -time.Hour, 10) // cutoff in the future: every open hold so far
+		expired, err := l.ExpireHolds(ctx, p, -time.Hour, 10) // cutoff in the future: every open hold so far
 		check("expire", err)
-		_ = toExpire
+		if expired != 2 {
+			t.Fatalf("expired %d holds, want 2", expired)
+		}
+		for _, id := range []string{open.HoldID, toExpire.HoldID} {
+			h, err := l.Hold(ctx, p, id)
+			check("reading expired hold", err)
+			if h.State != "EXPIRED" {
+				t.Fatalf("hold %s is %s after expiry, want EXPIRED", id, h.State)
+			}
+		}
 		open = auth(p+"-a3", 2_500)
 		capt := auth(p+"-a4", 4_000)
 		_, err = l.Capture(ctx, p, capt.HoldID, 3_000, false, "cap-"+p, "")
