@@ -124,7 +124,11 @@ func BenchmarkServerRoundTrip(b *testing.B) {
 					defer wg.Done()
 					c := clients[w%conns]
 					for take() {
-						msg := template.build(b, ts.profile)
+						msg, err := template.tryBuild(ts.profile)
+						if err != nil {
+							b.Error(err)
+							return
+						}
 						t0 := time.Now()
 						resp, err := c.Send(context.Background(), msg)
 						if err != nil {

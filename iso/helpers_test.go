@@ -161,14 +161,20 @@ func mustProfile(t testing.TB, name string) *iso.Profile {
 
 func (ts *testServer) dial(t testing.TB) *isoclient.Client {
 	t.Helper()
-	c, err := isoclient.Dial(context.Background(), isoclient.Config{
-		Addr: ts.Addr().String(), Profile: ts.profile, Framing: ts.framing,
-	})
+	c, err := ts.tryDial()
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// tryDial is dial for goroutines other than the test's own, which must not
+// call t.Fatal: the caller reports the error and closes the client.
+func (ts *testServer) tryDial() (*isoclient.Client, error) {
+	return isoclient.Dial(context.Background(), isoclient.Config{
+		Addr: ts.Addr().String(), Profile: ts.profile, Framing: ts.framing,
+	})
 }
 
 func (ts *testServer) rawDial(t testing.TB) net.Conn {
@@ -181,35 +187,72 @@ func (ts *testServer) rawDial(t testing.TB) net.Conn {
 	return c
 }
 
-// metricValue reads one series from the server's registry.
+// metricValue reads one series from the server's registry: a counter's or
+// gauge's value, a histogram's sample count. It fails the test when no
+// family has that name, when labels names a label the metric lacks, or when
+// not exactly one series matches labels, so a typo cannot read as 0. (A
+// plain Counter or Gauge always has its one series; a CounterVec has a
+// series, and a family, only once some label values were counted.)
 func (ts *testServer) metricValue(t testing.TB, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := ts.reg.Gather()
+	v, err := gatherValue(ts.reg, name, labels)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return v
+}
+
+// gatherValue is metricValue's lookup, returning an error instead of
+// failing the test.
+func gatherValue(g prometheus.Gatherer, name string, labels map[string]string) (float64, error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0, err
 	}
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
 		}
+		var (
+			found bool
+			value float64
+		)
 	next:
 		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
 			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				got, ok := have[k]
+				if !ok {
+					return 0, fmt.Errorf("metric %s has no label %q (labels %v)", name, k, have)
+				}
+				if got != v {
 					continue next
 				}
 			}
+			if found {
+				return 0, fmt.Errorf("metric %s: more than one series matches %v", name, labels)
+			}
+			found = true
 			switch {
 			case m.Counter != nil:
-				return m.Counter.GetValue()
+				value = m.Counter.GetValue()
 			case m.Gauge != nil:
-				return m.Gauge.GetValue()
+				value = m.Gauge.GetValue()
 			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount())
+				value = float64(m.Histogram.GetSampleCount())
+			default:
+				return 0, fmt.Errorf("metric %s: unsupported type %s", name, mf.GetType())
 			}
 		}
+		if !found {
+			return 0, fmt.Errorf("metric %s: no series matches %v", name, labels)
+		}
+		return value, nil
 	}
-	return 0
+	return 0, fmt.Errorf("no metric family %s in the registry", name)
 }
 
 // txn describes a test transaction message. Without stan, DE11 is left
@@ -229,6 +272,15 @@ type txn struct {
 // isoclient.Spec so that DE52 packs.
 func (x txn) build(t testing.TB, p *iso.Profile) *iso8583.Message {
 	t.Helper()
+	m, err := x.tryBuild(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// tryBuild is build for goroutines other than the test's own.
+func (x txn) tryBuild(p *iso.Profile) (*iso8583.Message, error) {
 	m := iso8583.NewMessage(isoclient.Spec(p))
 	m.MTI(x.mti)
 	f := map[int]string{
@@ -262,31 +314,49 @@ func (x txn) build(t testing.TB, p *iso.Profile) *iso8583.Message {
 	}
 	for k, v := range f {
 		if err := m.Field(k, v); err != nil {
-			t.Fatalf("setting DE%d: %v", k, err)
+			return nil, fmt.Errorf("setting DE%d: %w", k, err)
 		}
 	}
-	return m
+	return m, nil
 }
 
 func get(t testing.TB, m *iso8583.Message, id int) string {
 	t.Helper()
-	s, err := m.GetString(id)
+	s, err := tryGet(m, id)
 	if err != nil {
-		t.Fatalf("reading DE%d: %v", id, err)
+		t.Fatal(err)
 	}
 	return s
+}
+
+// tryGet is get for goroutines other than the test's own.
+func tryGet(m *iso8583.Message, id int) (string, error) {
+	s, err := m.GetString(id)
+	if err != nil {
+		return "", fmt.Errorf("reading DE%d: %w", id, err)
+	}
+	return s, nil
 }
 
 // send sends msg on c with a generous timeout.
 func send(t testing.TB, c *isoclient.Client, msg *iso8583.Message) *iso8583.Message {
 	t.Helper()
+	resp, err := trySend(c, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// trySend is send for goroutines other than the test's own.
+func trySend(c *isoclient.Client, msg *iso8583.Message) (*iso8583.Message, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	resp, err := c.Send(ctx, msg)
 	if err != nil {
-		t.Fatalf("Send: %v", err)
+		return nil, fmt.Errorf("Send: %w", err)
 	}
-	return resp
+	return resp, nil
 }
 
 // writeRaw frames payload with the server's framing and writes it.

@@ -59,7 +59,11 @@ func TestShutdownUnderLoad(t *testing.T) {
 		go func() { // sends until the server stops taking requests
 			defer writers.Done()
 			for i := 1; ; i++ {
-				msg := txn{mti: "0100", stan: stan(i), extra: map[int]string{41: terminal}}.build(t, p)
+				msg, err := txn{mti: "0100", stan: stan(i), extra: map[int]string{41: terminal}}.tryBuild(p)
+				if err != nil {
+					t.Error(err)
+					return
+				}
 				b, err := msg.Pack()
 				if err != nil {
 					t.Error(err)

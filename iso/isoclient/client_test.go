@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moov-io/iso8583"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/iso"
@@ -100,22 +101,59 @@ func TestClientGeneratesUniqueSTANs(t *testing.T) {
 	wg.Wait()
 }
 
+// gateAuthorizer signals arrived on each request and holds it until
+// release is closed (or the request's deadline passes).
+type gateAuthorizer struct {
+	arrived chan struct{}
+	release chan struct{}
+}
+
+func (a gateAuthorizer) Authorize(ctx context.Context, req *authz.Request) authz.Decision {
+	select {
+	case a.arrived <- struct{}{}:
+	default:
+	}
+	select {
+	case <-a.release:
+	case <-ctx.Done():
+	}
+	return authz.Decision{Reason: authz.ReasonApproved, ApprovalCode: req.STAN}
+}
+
 func TestClientRefusesSTANInFlight(t *testing.T) {
-	srv := start(t, iso.Config{}, slowAuthorizer{delay: 200 * time.Millisecond})
+	gate := gateAuthorizer{arrived: make(chan struct{}, 1), release: make(chan struct{})}
+	// A long deadline: the first request must still be in flight,
+	// unanswered, when the second is tried.
+	srv := start(t, iso.Config{RequestTimeout: 10 * time.Second}, gate)
 	c, err := isoclient.Dial(context.Background(), isoclient.Config{Addr: srv.Addr().String()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(gate.release)
+		}
+	}
+	defer release()
 	first := make(chan error, 1)
 	go func() {
 		_, err := c.Send(context.Background(), authRequest(c, "000042"))
 		first <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-gate.arrived: // the server holds the first request
+	case err := <-first:
+		t.Fatalf("first Send returned before reaching the Authorizer: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("first request never reached the Authorizer")
+	}
 	if _, err := c.Send(context.Background(), authRequest(c, "000042")); !errors.Is(err, isoclient.ErrSTANInFlight) {
 		t.Errorf("second Send with the same STAN = %v, want ErrSTANInFlight", err)
 	}
+	release()
 	if err := <-first; err != nil {
 		t.Errorf("first Send: %v", err)
 	}
@@ -145,7 +183,8 @@ func TestClientSendHonoursContext(t *testing.T) {
 
 func TestClientASCII4AndEchoInterval(t *testing.T) {
 	f := iso.Framing{Header: iso.ASCII4}
-	srv := start(t, iso.Config{Framing: f, Profile: mustISO87(t)}, slowAuthorizer{})
+	reg := prometheus.NewRegistry()
+	srv := start(t, iso.Config{Framing: f, Profile: mustISO87(t), Registerer: reg}, slowAuthorizer{})
 	c, err := isoclient.Dial(context.Background(), isoclient.Config{
 		Addr: srv.Addr().String(), Framing: f, Profile: mustISO87(t), SignOn: true, EchoInterval: 20 * time.Millisecond,
 	})
@@ -153,7 +192,24 @@ func TestClientASCII4AndEchoInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	time.Sleep(100 * time.Millisecond) // several echo tests go out meanwhile
+	// The idle link carries the sign-on and then an echo test every
+	// EchoInterval; the server's own idle probe waits its 60 s ReadTimeout,
+	// so every 0800 it answers here came from the client.
+	const want = 1 + 2 // sign-on and at least two echo tests
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := answered0800s(reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server answered %v 0800s, want at least %d (sign-on and echo tests)", n, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	resp, err := c.Send(context.Background(), authRequest(c, ""))
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +229,29 @@ func TestDialFailures(t *testing.T) {
 	if _, err := isoclient.Dial(context.Background(), isoclient.Config{Addr: addr, ConnectTimeout: time.Second}); err == nil {
 		t.Error("Dial to a closed port succeeded")
 	}
+}
+
+// answered0800s sums antaca_iso_requests_total{mti="0800"} over action
+// codes; the family is absent until the first message is counted.
+func answered0800s(reg prometheus.Gatherer) (float64, error) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0, err
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "antaca_iso_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "mti" && lp.GetValue() == "0800" {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n, nil
 }
 
 func mustISO87(t *testing.T) *iso.Profile {
