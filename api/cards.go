@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -330,7 +331,12 @@ const maxBureauOrders = 500
 // GET /admin/bureau/orders: physical cards waiting for the bureau (status
 // ORDERED), oldest first, with their delivery address. No PAN: the bureau
 // gets card data from the processor, not from the admin API.
+//
+// The Redis queue answers at once; Postgres (through the write-behind)
+// adds what the queue lost — a Redis restart without persistence, or an
+// order whose queueing failed — so no ordered card waits forever.
 func (s *Server) bureauOrders(c *call) (int, any, error) {
+	s.requeueOrderedCards(c.ctx)
 	zs, err := s.cfg.Redis.ZRangeWithScores(c.ctx, s.keys.bureauQueue(), 0, maxBureauOrders-1).Result()
 	if err != nil {
 		return 0, nil, fmt.Errorf("reading bureau queue: %w", err)
@@ -361,6 +367,42 @@ func (s *Server) bureauOrders(c *call) (int, any, error) {
 			OrderedAt: time.UnixMilli(int64(z.Score)).UTC()})
 	}
 	return http.StatusOK, map[string]any{"orders": out}, nil
+}
+
+// requeueOrderedCards puts back into the bureau queue the physical cards
+// Postgres knows as ORDERED (oldest first, one listing's worth). The state
+// in Redis decides afterwards: bureauOrders drops what is no longer
+// ORDERED there. Postgres being unreachable only costs the repair.
+func (s *Server) requeueOrderedCards(ctx context.Context) {
+	rows, err := s.cfg.DB.Query(ctx, `SELECT id, created_at FROM cards
+		WHERE status = 'ORDERED' AND type = 'PHYSICAL' ORDER BY created_at, id LIMIT $1`, maxBureauOrders)
+	if err != nil {
+		s.log.WarnContext(ctx, "reading ordered cards from postgres for the bureau queue", "err", err)
+		return
+	}
+	var zs []redis.Z
+	for rows.Next() {
+		var id, created string
+		if err := rows.Scan(&id, &created); err != nil {
+			s.log.WarnContext(ctx, "reading ordered cards from postgres for the bureau queue", "err", err)
+			rows.Close()
+			return
+		}
+		ms, _ := strconv.ParseInt(created, 10, 64)
+		zs = append(zs, redis.Z{Score: float64(ms), Member: id})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		s.log.WarnContext(ctx, "reading ordered cards from postgres for the bureau queue", "err", err)
+		return
+	}
+	if len(zs) == 0 {
+		return
+	}
+	// NX: a queued card keeps its order time.
+	if err := s.cfg.Redis.ZAddNX(ctx, s.keys.bureauQueue(), zs...).Err(); err != nil {
+		s.log.WarnContext(ctx, "requeueing ordered cards for the bureau", "err", err)
+	}
 }
 
 // POST /admin/bureau/cards/{cardId}/personalised: the bureau reports the

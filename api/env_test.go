@@ -91,6 +91,8 @@ type env struct {
 	reg      *prometheus.Registry
 	offset   atomic.Int64 // the API's clock runs this far ahead
 	webhooks chan api.LowBalanceEvent
+	pool     *pgxpool.Pool
+	apiKeys  string // the API's Redis prefix
 	serverPK *rsa.PublicKey
 	root     *client // bootstrap admin
 	logs     lockedBuffer
@@ -139,7 +141,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, ledger: l, keys: keys, issuing: &issuing.Service{Ledger: l, Keys: keys},
-		reg: prometheus.NewRegistry(), webhooks: make(chan api.LowBalanceEvent, 16)}
+		reg: prometheus.NewRegistry(), webhooks: make(chan api.LowBalanceEvent, 16), pool: pool, apiKeys: prefix + ":api"}
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var ev api.LowBalanceEvent
 		if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
@@ -154,7 +156,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		logOut = io.MultiWriter(&e.logs, os.Stderr)
 	}
 	cfg := api.Config{
-		Ledger: l, Issuing: e.issuing, Keys: keys, Redis: rdb, RedisPrefix: prefix + ":api", DB: pool,
+		Ledger: l, Issuing: e.issuing, Keys: keys, Redis: rdb, RedisPrefix: e.apiKeys, DB: pool,
 		BootstrapAdminUser: rootUser, BootstrapAdminPassword: rootPassword,
 		PasswordIterations: 1000, // fast tests; production uses the 600 000 default
 		LowBalanceWebhook:  hook.URL, Registerer: e.reg,
@@ -543,5 +545,21 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// flushJournal writes the ledger's journal to Postgres, as the switch's
+// write-behind does.
+func (e *env) flushJournal() {
+	e.t.Helper()
+	wb, err := pgstore.NewWriteBehind(pgstore.Options{Redis: e.ledger.Client(), Keys: e.ledger.Keys(), Pool: e.pool,
+		Registerer: prometheus.NewRegistry(), Consumer: "api-test"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := wb.Flush(ctx); err != nil {
+		e.t.Fatalf("flushing the journal: %v", err)
 	}
 }

@@ -183,6 +183,17 @@ func TestPhysicalCardFlow(t *testing.T) {
 	if len(orders.Orders) != 1 || orders.Orders[0].ID != card.ID || orders.Orders[0].PartnerID != "acme" || orders.Orders[0].DeliveryAddress["city"] != "Warsaw" {
 		t.Fatalf("bureau orders = %+v", orders)
 	}
+	// The queue is lost (Redis restarted without persistence); the order
+	// is in Postgres, and the bureau still sees it.
+	e.flushJournal()
+	ctx := context.Background()
+	if n, err := e.ledger.Client().Del(ctx, e.apiKeys+":bureau:orders").Result(); err != nil || n != 1 {
+		t.Fatalf("deleting the bureau queue: %d, %v", n, err)
+	}
+	bureau.json("GET", "/admin/bureau/orders", nil, 200, &orders)
+	if len(orders.Orders) != 1 || orders.Orders[0].ID != card.ID || orders.Orders[0].DeliveryAddress["city"] != "Warsaw" {
+		t.Fatalf("bureau orders after losing the queue = %+v", orders)
+	}
 	// The bureau may do nothing else.
 	if r := bureau.do("GET", "/admin/balances/"+bid, nil); r.status != 403 || r.code() != "FORBIDDEN" {
 		t.Errorf("bureau reading a balance: %d %s", r.status, r.body)

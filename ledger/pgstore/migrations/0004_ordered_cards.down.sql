@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS cards_ordered_idx;
