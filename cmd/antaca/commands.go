@@ -22,16 +22,19 @@ import (
 
 var envOptions = []ff.Option{ff.WithEnvVarPrefix("ANTACA")}
 
-func newLogger(level, format string) *slog.Logger {
+func newLogger(level, format string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		lv = slog.LevelInfo
+		return nil, fmt.Errorf("ANTACA_LOG_LEVEL %q: want debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
-	if format == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json", "":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	return nil, fmt.Errorf("ANTACA_LOG_FORMAT %q: want json or text", format)
 }
 
 func serveCommand() *ffcli.Command {
@@ -50,7 +53,10 @@ func serveCommand() *ffcli.Command {
 		FlagSet: fs,
 		Options: envOptions,
 		Exec: func(ctx context.Context, _ []string) error {
-			log := newLogger(cfg.LogLevel, cfg.LogFormat)
+			log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+			if err != nil {
+				return err
+			}
 			a, err := app.New(ctx, cfg, log)
 			if err != nil {
 				return err
