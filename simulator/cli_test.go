@@ -141,4 +141,6 @@ func TestCommands(t *testing.T) {
 			t.Fatal("load output shows a PAN in clear")
 		}
 	}
+	// seed, bureau, run and load moved money through the switch.
+	sw.audit(t)
 }

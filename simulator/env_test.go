@@ -5,12 +5,16 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/antaca/antaca/authz/cardcrypto"
 	"github.com/antaca/antaca/cmd/antaca/app"
+	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
+	"github.com/antaca/antaca/ledger/pgstore"
 	"github.com/antaca/antaca/simulator"
 )
 
@@ -90,8 +94,10 @@ func startSwitch(t testing.TB, mutate ...func(*app.Config)) *testSwitch {
 	}
 }
 
-// rest returns a REST issuer for the switch, or skips the test while the
-// REST API is not mounted in app.
+// rest returns a REST issuer for the switch. The test switch always mounts
+// the REST API, so an API that does not answer (TLS, dial, timeout, a
+// status other than 200) fails the test with the reason instead of
+// skipping it.
 func (s *testSwitch) rest(t testing.TB) *simulator.RESTIssuer {
 	t.Helper()
 	r, err := simulator.NewRESTIssuer(simulator.RESTConfig{
@@ -101,12 +107,115 @@ func (s *testSwitch) rest(t testing.TB) *simulator.RESTIssuer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Generous: a TLS handshake under -race on a busy two-core machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if !r.Available(ctx) {
-		t.Skip("REST API not mounted in app (GET /openapi.yaml does not answer 200)")
+	if err := r.Ping(ctx); err != nil {
+		t.Fatalf("REST API of the test switch does not answer: %v", err)
 	}
 	return r
+}
+
+// audit checks the ledger at a quiescent point (after the load or the
+// scenarios, before shutdown): it flushes the write-behind journal to
+// Postgres, requires pgstore.Audit to find Redis and Postgres equal row by
+// row (with the money identity and held/reserved against open holds on
+// each side), and checks the money identity of docs/ledger.md once more
+// through the ledger's own readers, per partner and currency:
+//
+//	funding.total_in = Σ partner balances (available + reserved + settled)
+//	                 + Σ user balances (available + held + posted)
+func (s *testSwitch) audit(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.App.FlushJournal(ctx); err != nil {
+		t.Fatalf("flushing the write-behind journal: %v", err)
+	}
+	rep, err := pgstore.Audit(ctx, s.App.Redis, s.App.Ledger.Keys(), s.App.Pool)
+	if err != nil {
+		t.Fatalf("audit: %v", err)
+	}
+	if !rep.OK() {
+		t.Errorf("Redis and Postgres disagree after the run:\n%s", rep)
+	}
+	checkMoney(ctx, t, s.App.Ledger)
+}
+
+// checkMoney checks the money identity for every partner and currency of
+// l, reading balances and funding through the ledger. It fails when there
+// is no partner or no money at all, so that it cannot pass vacuously.
+func checkMoney(ctx context.Context, t testing.TB, l *ledger.Ledger) {
+	t.Helper()
+	rdb, keys := l.Client(), l.Keys()
+	partners, err := rdb.SMembers(ctx, keys.Partners()).Result()
+	if err != nil {
+		t.Fatalf("listing partners: %v", err)
+	}
+	if len(partners) == 0 {
+		t.Fatal("money check: the ledger has no partner")
+	}
+	sort.Strings(partners)
+	// ids lists the ids of a partner's rows of a table, from their keys.
+	ids := func(pid, table string) []string {
+		base := keys.Row(pid, table, "")
+		found, err := ledger.ScanKeys(ctx, rdb, base+"*", "hash")
+		if err != nil {
+			t.Fatalf("listing %s of partner %s: %v", table, pid, err)
+		}
+		out := make([]string, 0, len(found))
+		for _, k := range found {
+			out = append(out, strings.TrimPrefix(k, base))
+		}
+		return out
+	}
+	type sums struct{ in, partners, users int64 }
+	var totalIn int64
+	for _, pid := range partners {
+		byCur := map[string]*sums{}
+		at := func(cur string) *sums {
+			if byCur[cur] == nil {
+				byCur[cur] = &sums{}
+			}
+			return byCur[cur]
+		}
+		pbIDs, err := l.PartnerBalanceIDs(ctx, pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range pbIDs {
+			b, err := l.PartnerBalance(ctx, pid, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at(b.Currency).partners += b.Available + b.Reserved + b.Settled
+		}
+		for _, id := range ids(pid, "user_balances") {
+			b, err := l.UserBalance(ctx, pid, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at(b.Currency).users += b.Available + b.Held + b.Posted
+		}
+		for _, id := range ids(pid, "funding") {
+			cur := strings.TrimPrefix(id, pid+":")
+			in, err := l.Funding(ctx, pid, cur)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at(cur).in += in
+			totalIn += in
+		}
+		for cur, s := range byCur {
+			if s.in != s.partners+s.users {
+				t.Errorf("money not conserved for partner %s %s: funding in %d != partner balances %d + user balances %d (off by %d)",
+					pid, cur, s.in, s.partners, s.users, s.in-s.partners-s.users)
+			}
+		}
+	}
+	if totalIn == 0 {
+		t.Error("money check: no money entered any program (nothing was checked)")
+	}
 }
 
 // seed provisions a small program through iss.

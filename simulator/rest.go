@@ -85,24 +85,27 @@ func NewRESTIssuer(cfg RESTConfig) (*RESTIssuer, error) {
 	return &RESTIssuer{cfg: cfg, base: u, jwe: key, pub: pub, clients: map[string]*http.Client{}}, nil
 }
 
-// Available reports whether the API answers GET /openapi.yaml, i.e.
-// whether the REST API is mounted on this server.
-func (r *RESTIssuer) Available(ctx context.Context) bool {
+// Ping checks that the REST API answers GET /openapi.yaml over HTTPS with
+// the configured CA, and says why not (TLS, dial, timeout, status).
+func (r *RESTIssuer) Ping(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base.String()+"/openapi.yaml", nil)
 	if err != nil {
-		return false
+		return err
 	}
 	hc, err := r.client("", "")
 	if err != nil {
-		return false
+		return err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return false
+		return err
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %q", req.URL.Redacted(), resp.Status, body)
+	}
+	return nil
 }
 
 func (r *RESTIssuer) client(certFile, keyFile string) (*http.Client, error) {

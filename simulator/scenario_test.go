@@ -55,6 +55,7 @@ func TestBundledSuite(t *testing.T) {
 			if strings.Contains(out, "FAIL") {
 				t.Errorf("output mentions a failure:\n%s", out)
 			}
+			sw.audit(t)
 		})
 	}
 }
@@ -90,6 +91,7 @@ func TestBundledSuiteREST(t *testing.T) {
 	if err := rest.Activate(ctx, p, c.ID, card.ID); err != nil {
 		t.Fatalf("activating after the bureau: %v", err)
 	}
+	sw.audit(t)
 }
 
 // TestWrongExpectationFails proves a failing expectation fails the run and
@@ -153,4 +155,5 @@ func TestTLSLink(t *testing.T) {
 	if sum, out := runSuite(t, sw, sw.Direct, n, sc); !sum.OK() {
 		t.Fatalf("over TLS:\n%s", out)
 	}
+	sw.audit(t)
 }
