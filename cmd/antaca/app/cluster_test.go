@@ -74,9 +74,9 @@ func startRedisCluster(t *testing.T) string {
 }
 
 // TestOnRedisCluster runs the switch on a three-master Redis Cluster:
-// several partners land on different shards, every script stays in its
+// partners land on at least two shards, every script stays in its
 // partner's slot, the write-behind drains every shard's journals, and
-// the audit is clean.
+// the audit is clean, before and after a rebuild from Postgres.
 func TestOnRedisCluster(t *testing.T) {
 	url := startRedisCluster(t)
 	h := startApp(t, func(c *app.Config) {
@@ -85,9 +85,40 @@ func TestOnRedisCluster(t *testing.T) {
 	})
 	ctx := context.Background()
 	c := h.client("cmf")
+	cc := h.App.Redis.(*redis.ClusterClient)
+	topology, err := cc.ClusterShards(ctx).Result()
+	must(t, err)
+	// shardOf names the master serving the partner's hash slot.
+	shardOf := func(partner string) string {
+		t.Helper()
+		slot, err := cc.ClusterKeySlot(ctx, h.App.Ledger.Keys().Tag(partner)).Result()
+		must(t, err)
+		for _, s := range topology {
+			for _, r := range s.Slots {
+				if slot >= r.Start && slot <= r.End {
+					for _, n := range s.Nodes {
+						if n.Role == "master" {
+							return n.ID
+						}
+					}
+					return s.Nodes[0].ID
+				}
+			}
+		}
+		t.Fatalf("no shard serves slot %d of partner %s", slot, partner)
+		return ""
+	}
+	// Partners get random ids: create programs until they cover at least
+	// two shards (at least four programs, at most 20; with three masters
+	// twenty on one shard has odds of about 3^-19).
 	var programs []*program
-	for range 4 {
+	shards := map[string]int{}
+	for len(programs) < 4 || len(shards) < 2 {
+		if len(programs) == 20 {
+			t.Fatalf("all %d partners landed on one shard: %v", len(programs), shards)
+		}
 		p := h.newProgram(ledger.FundingDeposit, 100_000, 10_000)
+		shards[shardOf(p.partner)]++
 		card := p.virtualCard(p.balance)
 		auth := h.send(c, txn{MTI: "0100", PAN: card.PAN, Amount: 700})
 		if got := field(t, auth.Resp, 39); got != "0000" {
@@ -106,25 +137,7 @@ func TestOnRedisCluster(t *testing.T) {
 		p.checkMoney()
 		programs = append(programs, p)
 	}
-	// The partners' keys are spread over the shards.
-	cc := h.App.Redis.(*redis.ClusterClient)
-	shards := map[string]bool{}
-	for _, p := range programs {
-		slot, err := cc.ClusterKeySlot(ctx, h.App.Ledger.Keys().Tag(p.partner)).Result()
-		must(t, err)
-		nodes, err := cc.ClusterShards(ctx).Result()
-		must(t, err)
-		for _, s := range nodes {
-			for _, r := range s.Slots {
-				if slot >= r.Start && slot <= r.End {
-					shards[s.Nodes[0].ID] = true
-				}
-			}
-		}
-	}
-	if len(shards) < 2 {
-		t.Logf("all %d partners landed on one shard; the test still ran every script on the cluster", len(programs))
-	}
+	t.Logf("%d partners on %d shards: %v", len(programs), len(shards), shards)
 	fctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	must(t, h.App.FlushJournal(fctx))
@@ -142,22 +155,31 @@ func TestOnRedisCluster(t *testing.T) {
 	}
 
 	// Lose the cluster's state (every master), restart: rebuilt from
-	// Postgres, same balances, clean audit.
-	before := programs[0].user(programs[0].balance)
-	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
-	defer scancel()
-	must(t, h.App.Shutdown(sctx))
+	// Postgres once, same balances, money conserved, clean audit.
+	users := make([]ledger.UserBalance, len(programs))
+	deposits := make([]ledger.PartnerBalance, len(programs))
+	for i, p := range programs {
+		users[i], deposits[i] = p.user(p.balance), p.deposit()
+	}
+	h.shutdown(t)
 	rdb, err := redis.ParseClusterURL(url)
 	must(t, err)
 	cc2 := redis.NewClusterClient(rdb)
 	defer cc2.Close()
 	ledgertest.DeleteKeys(t, ctx, cc2, h.Config.KeyPrefix+":*")
 	h2 := startWith(t, h.Config)
-	for _, p := range programs {
-		p.h = h2
+	if n := h2.App.Rebuilds(); n != 1 {
+		t.Fatalf("the restarted switch rebuilt the cluster %d times, want 1", n)
 	}
-	if after := programs[0].user(programs[0].balance); after != before {
-		t.Fatalf("after rebuild on the cluster %+v, before %+v", after, before)
+	for i, p := range programs {
+		p.h = h2
+		if after := p.user(p.balance); after != users[i] {
+			t.Fatalf("program %d: user balance after rebuild on the cluster %+v, before %+v", i, after, users[i])
+		}
+		if d := p.deposit(); d != deposits[i] {
+			t.Fatalf("program %d: deposit after rebuild on the cluster %+v, before %+v", i, d, deposits[i])
+		}
+		p.checkMoney()
 	}
 	rep, err = pgstore.Audit(ctx, h2.App.Redis, h2.App.Ledger.Keys(), h2.App.Pool)
 	must(t, err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/antaca/antaca/cmd/antaca/app"
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -155,7 +156,10 @@ func TestConcurrentConnections(t *testing.T) {
 	if testing.Short() {
 		t.Skip("200 connections")
 	}
-	h := startApp(t, nil)
+	// The test is about pairing answers with requests, not latency: a
+	// thousand authorizations at once under -race on a loaded machine can
+	// miss the usual deadline, and 9112 would not say anything here.
+	h := startApp(t, func(c *app.Config) { c.ISODeadline = 5 * time.Second })
 	p := h.newProgram(ledger.FundingDeposit, 10_000_000, 10_000_000)
 	card := p.virtualCard(p.balance)
 	const conns, perConn = 200, 5

@@ -37,9 +37,7 @@ func TestRebuildAfterRedisWipe(t *testing.T) {
 	}
 	before, deposit := p.user(p.balance), p.deposit()
 
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	must(t, h.App.Shutdown(sctx)) // drains the write-behind
+	h.shutdown(t) // drains the write-behind
 	// The switch closed its own client: wipe through a fresh one.
 	opts, err := redis.ParseURL(h.Config.RedisURL)
 	must(t, err)
@@ -141,15 +139,17 @@ func TestRedisDownAnswersIssuerUnavailable(t *testing.T) {
 		c.RedisURL = "redis://" + r.addr() + "/0"
 		c.ISODeadline = 200 * time.Millisecond
 	})
+	ctx := context.Background()
 	p := h.newProgram(ledger.FundingCredit, 100_000, 5_000)
 	c := h.client("cmf")
 	card := p.virtualCard(p.balance)
 	if got := field(t, h.send(c, txn{MTI: "0100", PAN: card.PAN, Amount: 100}).Resp, 39); got != "0000" {
 		t.Fatalf("before: %s", got)
 	}
-	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	must(t, h.App.FlushJournal(fctx))
+	rebuilds := h.App.Rebuilds()
 
 	r.stop()
 	for i := range 10 {
@@ -159,12 +159,18 @@ func TestRedisDownAnswersIssuerUnavailable(t *testing.T) {
 		if got := field(t, s.Resp, 39); got != "9112" {
 			t.Fatalf("request %d with redis down: DE39 = %s, want 9112", i, got)
 		}
-		if elapsed > h.Config.ISODeadline+300*time.Millisecond {
+		// 9112 proves the deadline path; the bound only catches a switch
+		// that waits for Redis's own timeouts (seconds), with room for a
+		// loaded machine.
+		if elapsed > h.Config.ISODeadline+time.Second {
 			t.Fatalf("request %d answered after %v, deadline %v", i, elapsed, h.Config.ISODeadline)
 		}
 	}
 
-	startPrivateRedis(t, r.port) // empty: no persistence
+	// Empty, as after a restart without persistence. Its cleanup runs
+	// before the harness's, so the switch is shut down below, while it is
+	// up.
+	startPrivateRedis(t, r.port)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		s := h.send(c, txn{MTI: "0100", PAN: card.PAN, Amount: 100})
@@ -180,8 +186,22 @@ func TestRedisDownAnswersIssuerUnavailable(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	if n := h.App.Rebuilds() - rebuilds; n != 1 {
+		t.Fatalf("the switch rebuilt Redis %d times across the outage, want 1", n)
+	}
 	if u := p.user(p.balance); u.Held != 200 || u.Available != 4_800 {
 		t.Fatalf("after recovery: %+v, want two holds of 100", u)
 	}
 	p.checkMoney()
+	// The hold taken after the recovery reaches Postgres, and the rebuilt
+	// Redis agrees with Postgres.
+	fctx2, cancel2 := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel2()
+	must(t, h.App.FlushJournal(fctx2))
+	rep, err := pgstore.Audit(ctx, h.App.Redis, h.App.Ledger.Keys(), h.App.Pool)
+	must(t, err)
+	if !rep.OK() {
+		t.Fatalf("audit after recovery:\n%s", rep)
+	}
+	h.shutdown(t)
 }

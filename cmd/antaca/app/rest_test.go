@@ -141,10 +141,14 @@ func TestLockOverRESTDeclinesOnISO(t *testing.T) {
 	plain, err = r.jwe.DecryptResponse(r.send(req, 200))
 	must(t, err)
 	fresh := decode[map[string]string](t, plain)
-	if fresh["cvv"] != card["cvv"] {
-		if got := field(t, h.send(c, txn{MTI: "0100", PAN: pan, Amount: 10, CVV2: card["cvv"]}).Resp, 39); got != "1000" {
-			t.Fatalf("old CVV2 after a reset: DE39 %s, want 1000", got)
-		}
+	if fresh["cvv"] == card["cvv"] {
+		t.Fatalf("the CVV reset kept the CVV2 %s", card["cvv"])
+	}
+	if !cvv2Pattern.MatchString(card["cvv"]) || !cvv2Pattern.MatchString(fresh["cvv"]) {
+		t.Fatalf("CVV2 before the reset %q, after %q, want three digits each", card["cvv"], fresh["cvv"])
+	}
+	if got := field(t, h.send(c, txn{MTI: "0100", PAN: pan, Amount: 10, CVV2: card["cvv"]}).Resp, 39); got != "1000" {
+		t.Fatalf("old CVV2 after a reset: DE39 %s, want 1000", got)
 	}
 	if got := field(t, h.send(c, txn{MTI: "0100", PAN: pan, Amount: 10, CVV2: fresh["cvv"]}).Resp, 39); got != "0000" {
 		t.Fatalf("new CVV2: DE39 %s, want 0000", got)

@@ -100,9 +100,13 @@ func TestActionCodeTable(t *testing.T) {
 		expect(t, h.send(c, txn{MTI: "0100", PAN: vc.PAN, Amount: 10, CVV2: wrong}), want{"1000", false})
 		fresh, err := h.App.Issuing.ResetCVV(ctx, p.partner, vc.ID)
 		must(t, err)
-		if fresh.CVV != full.CVV {
-			expect(t, h.send(c, txn{MTI: "0100", PAN: vc.PAN, Amount: 10, CVV2: full.CVV}), want{"1000", false})
+		if fresh.CVV == full.CVV {
+			t.Fatalf("the CVV reset kept the CVV2 %s", full.CVV)
 		}
+		if !cvv2Pattern.MatchString(full.CVV) || !cvv2Pattern.MatchString(fresh.CVV) {
+			t.Fatalf("CVV2 before the reset %q, after %q, want three digits each", full.CVV, fresh.CVV)
+		}
+		expect(t, h.send(c, txn{MTI: "0100", PAN: vc.PAN, Amount: 10, CVV2: full.CVV}), want{"1000", false})
 		expect(t, h.send(c, txn{MTI: "0100", PAN: vc.PAN, Amount: 10, CVV2: fresh.CVV}), want{"0000", true})
 	})
 	t.Run("1001 wrong expiry", func(t *testing.T) {
