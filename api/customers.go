@@ -148,6 +148,27 @@ func (s *Server) createBalance(c *call) (int, any, error) {
 	return http.StatusCreated, v, err
 }
 
+// GET .../balances: the customer's balances with their cards, oldest first.
+func (s *Server) listBalances(c *call) (int, any, error) {
+	pid, row, err := c.customer()
+	if err != nil {
+		return 0, nil, err
+	}
+	bs, err := s.cfg.Ledger.CustomerBalances(c.ctx, pid, row["id"])
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]balanceView, 0, len(bs))
+	for _, b := range bs {
+		v, err := s.balanceView(c, b)
+		if err != nil {
+			return 0, nil, err
+		}
+		out = append(out, v)
+	}
+	return http.StatusOK, map[string]any{"balances": out}, nil
+}
+
 // GET .../balances/{balanceId}: the balance and its cards.
 func (s *Server) getBalance(c *call) (int, any, error) {
 	b, err := c.balance()

@@ -1,6 +1,9 @@
 package api_test
 
 import (
+	"flag"
+	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -8,6 +11,23 @@ import (
 	"github.com/antaca/antaca/api"
 	"github.com/antaca/antaca/api/apitest"
 )
+
+// TestMain adds one check after a run of the whole package: every
+// documented operation answered 2xx to some test request that went
+// through the validating transport, so no route is documented but never
+// exercised against its description.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	whole := flag.Lookup("test.run").Value.String() == "" && flag.Lookup("test.skip").Value.String() == ""
+	if code == 0 && whole && !testing.Short() && fixture.validator != nil {
+		if missing := fixture.validator.Untested(); len(missing) > 0 {
+			fmt.Fprintf(os.Stderr, "FAIL: documented operations no test got a 2xx answer from:\n  %s\n", strings.Join(missing, "\n  "))
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // TestRouteTableMatchesOpenAPI keeps routes.go and openapi.yaml in step:
 // every route is documented with its channel, roles and encryption rule,

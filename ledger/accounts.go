@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
@@ -229,10 +230,50 @@ func (l *Ledger) UserBalance(ctx context.Context, partnerID, id string) (UserBal
 	if err != nil {
 		return UserBalance{}, err
 	}
+	return userBalance(partnerID, id, m), nil
+}
+
+func userBalance(partnerID, id string, m map[string]string) UserBalance {
 	return UserBalance{
 		ID: id, PartnerID: partnerID, CustomerID: m["customer_id"], Currency: m["currency"], State: m["state"],
 		Available: atoi(m["available"]), Held: atoi(m["held"]), Posted: atoi(m["posted"]),
-	}, nil
+	}
+}
+
+// CustomerBalances returns a customer's user balances, oldest first.
+func (l *Ledger) CustomerBalances(ctx context.Context, partnerID, customerID string) ([]UserBalance, error) {
+	ids, err := l.rdb.SMembers(ctx, l.keys.CustomerBalances(partnerID, customerID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("listing balances of %s: %w", customerID, err)
+	}
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, l.keys.Row(partnerID, "user_balances", id))
+	}
+	if len(ids) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("reading balances of %s: %w", customerID, err)
+		}
+	}
+	out := make([]UserBalance, 0, len(ids))
+	created := make(map[string]int64, len(ids))
+	for i, id := range ids {
+		m := cmds[i].Val()
+		if len(m) == 0 {
+			return nil, fmt.Errorf("balance %s of %s: %w", id, customerID, ErrNotFound)
+		}
+		out = append(out, userBalance(partnerID, id, m))
+		created[id] = atoi(m["created_at"])
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if created[a.ID] != created[b.ID] {
+			return created[a.ID] < created[b.ID]
+		}
+		return a.ID < b.ID
+	})
+	return out, nil
 }
 
 // Funding returns the money that entered a partner's program from outside, per currency.

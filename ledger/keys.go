@@ -61,6 +61,11 @@ func (k Keys) BalanceCards(partnerID, balanceID string) string {
 	return k.Tag(partnerID) + ":balcards:" + balanceID
 }
 
+// CustomerBalances is the set of user balance ids of a customer.
+func (k Keys) CustomerBalances(partnerID, customerID string) string {
+	return k.Tag(partnerID) + ":custbals:" + customerID
+}
+
 // Idem holds the stored answer for an idempotency key.
 func (k Keys) Idem(partnerID, key string) string { return k.Tag(partnerID) + ":idem:" + key }
 

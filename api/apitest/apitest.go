@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 
@@ -27,6 +28,9 @@ import (
 type Validator struct {
 	doc    *openapi3.T
 	router routers.Router
+
+	mu      sync.Mutex
+	answers map[string]map[int]int // "METHOD /template" -> status -> count
 }
 
 var registerDecoders sync.Once
@@ -51,7 +55,7 @@ func NewValidator() (*Validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("routing openapi.yaml: %w", err)
 	}
-	return &Validator{doc: doc, router: router}, nil
+	return &Validator{doc: doc, router: router, answers: map[string]map[int]int{}}, nil
 }
 
 // Doc returns the parsed document.
@@ -119,6 +123,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(respBody))
+	t.v.record(route.Method+" "+route.Path, resp.StatusCode)
 	out := &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header,
 		Body: io.NopCloser(bytes.NewReader(respBody)), Options: options(),
@@ -182,5 +187,33 @@ func (v *Validator) Operations() map[string]*openapi3.Operation {
 			out[strings.ToUpper(method)+" "+path] = op
 		}
 	}
+	return out
+}
+
+func (v *Validator) record(op string, status int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.answers[op] == nil {
+		v.answers[op] = map[int]int{}
+	}
+	v.answers[op][status]++
+}
+
+// Untested lists the documented operations ("METHOD /path") that no
+// request through Transport got a 2xx answer from, sorted.
+func (v *Validator) Untested() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []string
+	for op := range v.Operations() {
+		ok := false
+		for status := range v.answers[op] {
+			ok = ok || status/100 == 2
+		}
+		if !ok {
+			out = append(out, op)
+		}
+	}
+	sort.Strings(out)
 	return out
 }

@@ -13,5 +13,6 @@ newrow('user_balances', id, {
   'state', 'ACTIVE',
   'created_at', fmt(now),
 })
+redis.call('SADD', base .. ':custbals:' .. cid, id)
 emit('user_balance_create', '')
 return 'OK'

@@ -188,6 +188,7 @@ func (fx *fixture) seedProgram(tb testing.TB, p, model, bin string) {
 	fx.emit(tb, p, "balance_create", chg{T: "user_balances", ID: ub, Set: map[string]string{
 		"customer_id": cus, "currency": cur, "state": "ACTIVE", "created_at": "2026-01-03T00:00:00Z"}})
 	must(tb, fx.rdb.HSet(ctx, k.Index(), ub, p).Err())
+	must(tb, fx.rdb.SAdd(ctx, k.CustomerBalances(p, cus), ub).Err())
 
 	cardSet := map[string]string{"customer_id": cus, "balance_id": ub, "type": "VIRTUAL", "status": "ACTIVE",
 		"pan_enc": "gcm:secret-pan-" + p, "pan_hash": panHash, "bin": bin, "last4": "4242", "expiry": "2912",

@@ -86,7 +86,7 @@ func WithIdempotencyTTL(d time.Duration) RebuildOption {
 // docs/ledger.md (partner set, BINs, id index of partners, customers,
 // balances and cards, PAN index, partner balance by type and currency, open
 // holds, the idempotency records and RRN references of holds) plus
-// the cards-per-balance sets the card scripts keep, the journal sequences
+// the cards-per-balance and balances-per-customer sets the scripts keep, the journal sequences
 // (never lowered), creates each journal's consumer group at "$" (Postgres
 // already holds everything before it), and finally sets ready. It pipelines
 // its writes and can be re-run after a failure.
@@ -175,8 +175,13 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 					pbalcur[k] = r.id
 					pw.pipe.Set(ctx, k, r.id, 0)
 				}
-			case "customers", "user_balances":
+			case "customers":
 				pw.pipe.HSet(ctx, keys.Index(), r.id, r.partner)
+			case "user_balances":
+				pw.pipe.HSet(ctx, keys.Index(), r.id, r.partner)
+				if c := col("customer_id"); c != "" {
+					pw.pipe.SAdd(ctx, keys.CustomerBalances(r.partner, c), r.id)
+				}
 			case "cards":
 				pw.pipe.HSet(ctx, keys.Index(), r.id, r.partner)
 				if b := col("balance_id"); b != "" {
