@@ -19,6 +19,7 @@ import (
 	"github.com/antaca/antaca/iso/isoclient"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
+	"github.com/antaca/antaca/ledger/pgstore"
 )
 
 // harness is a switch started for one test on real Redis and Postgres.
@@ -53,8 +54,9 @@ func startApp(t *testing.T, mutate func(*app.Config)) *harness {
 }
 
 // startWith starts the switch with cfg. Unless the test stopped it with
-// shutdown, the cleanup drains it and fails the test when the drain or a
-// background component reported an error. Cleanups run last registered
+// shutdown, the cleanup audits it (Redis against Postgres, money
+// conserved) when the test passed so far, then drains it and fails the
+// test when the drain or a background component reported an error. Cleanups run last registered
 // first: whatever the test sets up after this (a Redis it restarts, a
 // client) is torn down before the drain.
 func startWith(t *testing.T, cfg app.Config) *harness {
@@ -67,6 +69,11 @@ func startWith(t *testing.T, cfg app.Config) *harness {
 	a.Start(ctx)
 	h := &harness{t: t, App: a, Config: cfg, ctx: ctx}
 	t.Cleanup(func() {
+		if !h.stopped && !t.Failed() {
+			if err := h.auditErr(); err != nil {
+				t.Errorf("audit at the end of the test: %v", err)
+			}
+		}
 		if err := h.stop(); err != nil {
 			t.Errorf("stopping the switch at cleanup: %v", err)
 		}
@@ -372,4 +379,29 @@ func available(t *testing.T, m *iso8583.Message) string {
 		v = -v
 	}
 	return strconv.FormatInt(v, 10)
+}
+
+// audit flushes the write-behind and requires Redis and Postgres to agree
+// (pgstore.Audit: rows, held and reserved against open holds, money).
+func (h *harness) audit(what string) {
+	h.t.Helper()
+	if err := h.auditErr(); err != nil {
+		h.t.Fatalf("audit %s: %v", what, err)
+	}
+}
+
+func (h *harness) auditErr() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := h.App.FlushJournal(ctx); err != nil {
+		return fmt.Errorf("flushing the journal: %w", err)
+	}
+	rep, err := pgstore.Audit(ctx, h.App.Redis, h.App.Ledger.Keys(), h.App.Pool)
+	if err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return fmt.Errorf("redis and postgres disagree:\n%s", rep)
+	}
+	return nil
 }

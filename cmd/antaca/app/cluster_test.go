@@ -16,7 +16,6 @@ import (
 	"github.com/antaca/antaca/cmd/antaca/app"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
-	"github.com/antaca/antaca/ledger/pgstore"
 )
 
 // startRedisCluster runs a three-master Redis Cluster of the test's own on
@@ -138,14 +137,7 @@ func TestOnRedisCluster(t *testing.T) {
 		programs = append(programs, p)
 	}
 	t.Logf("%d partners on %d shards: %v", len(programs), len(shards), shards)
-	fctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	must(t, h.App.FlushJournal(fctx))
-	rep, err := pgstore.Audit(ctx, h.App.Redis, h.App.Ledger.Keys(), h.App.Pool)
-	must(t, err)
-	if !rep.OK() {
-		t.Fatalf("audit on the cluster:\n%s", rep)
-	}
+	h.audit("on the cluster")
 	for _, p := range programs {
 		ids, err := h.App.Ledger.PartnerBalanceIDs(ctx, p.partner)
 		must(t, err)
@@ -181,9 +173,5 @@ func TestOnRedisCluster(t *testing.T) {
 		}
 		p.checkMoney()
 	}
-	rep, err = pgstore.Audit(ctx, h2.App.Redis, h2.App.Ledger.Keys(), h2.App.Pool)
-	must(t, err)
-	if !rep.OK() {
-		t.Fatalf("audit after rebuild on the cluster:\n%s", rep)
-	}
+	h2.audit("after rebuild on the cluster")
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/antaca/antaca/cmd/antaca/app"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
-	"github.com/antaca/antaca/ledger/pgstore"
 )
 
 // TestRebuildAfterRedisWipe: the project's Redis keys are wiped, the
@@ -56,11 +55,7 @@ func TestRebuildAfterRedisWipe(t *testing.T) {
 	if d := p.deposit(); d != deposit {
 		t.Fatalf("deposit after rebuild %+v, before %+v", d, deposit)
 	}
-	rep, err := pgstore.Audit(ctx, h2.App.Redis, h2.App.Ledger.Keys(), h2.App.Pool)
-	must(t, err)
-	if !rep.OK() {
-		t.Fatalf("audit after rebuild:\n%s", rep)
-	}
+	h2.audit("after rebuild")
 	// The rebuilt state keeps working: the hold can be reversed, the
 	// duplicate detection still knows the original.
 	c2 := h2.client("cmf")
@@ -195,13 +190,6 @@ func TestRedisDownAnswersIssuerUnavailable(t *testing.T) {
 	p.checkMoney()
 	// The hold taken after the recovery reaches Postgres, and the rebuilt
 	// Redis agrees with Postgres.
-	fctx2, cancel2 := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel2()
-	must(t, h.App.FlushJournal(fctx2))
-	rep, err := pgstore.Audit(ctx, h.App.Redis, h.App.Ledger.Keys(), h.App.Pool)
-	must(t, err)
-	if !rep.OK() {
-		t.Fatalf("audit after recovery:\n%s", rep)
-	}
+	h.audit("after recovery")
 	h.shutdown(t)
 }
