@@ -1,8 +1,13 @@
 package api_test
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/antaca/antaca/api"
+	"github.com/antaca/antaca/ledger"
 )
 
 // TestPartnerChannelLifecycle runs the card and customer operations over
@@ -201,4 +206,46 @@ func TestAdminPartnersAndCustomers(t *testing.T) {
 		t.Fatalf("partner view: %+v", cust)
 	}
 	p.c.json("POST", "/secure/customers/"+cust.ID+"/balances", map[string]string{"currency": "EUR"}, 201, nil)
+}
+
+// TestNotReadyRefusesAndChangesNothing: while the switch rebuilds its
+// state, authenticated routes answer 503 NOT_READY and change nothing;
+// the public documents are still served.
+func TestNotReadyRefusesAndChangesNothing(t *testing.T) {
+	t.Parallel()
+	var ready atomic.Bool
+	ready.Store(true)
+	e := newEnv(t, func(c *api.Config) { c.Ready = ready.Load })
+	p := e.newProgram("acme", "412345", "DEPOSIT", 0)
+	cid, bid := p.verifiedCustomer(t, "ada")
+
+	ready.Store(false)
+	for _, r := range []resp{
+		p.c.do("POST", "/secure/customers/"+cid+"/balances/"+bid+"/reload", map[string]int{"amount": 500}),
+		p.c.do("POST", "/secure/customers", map[string]string{"externalId": "x", "firstName": "X", "lastName": "Y", "email": "x@example.com", "phone": "+48123456789"}),
+		e.root.do("GET", "/admin/partners", nil),
+	} {
+		if r.status != 503 || r.code() != "NOT_READY" {
+			t.Errorf("while not ready: %d %s, want 503 NOT_READY", r.status, r.body)
+		}
+	}
+	e.root.json("GET", "/openapi.yaml", nil, 200, nil)
+
+	ready.Store(true)
+	var bal balanceJSON
+	p.c.json("GET", "/secure/customers/"+cid+"/balances/"+bid, nil, 200, &bal)
+	if bal.Available != 0 {
+		t.Errorf("a refused reload changed the balance: %+v", bal)
+	}
+	var custs struct {
+		Balances []balanceJSON `json:"balances"`
+	}
+	p.c.json("GET", "/secure/customers/"+cid+"/balances", nil, 200, &custs)
+	if len(custs.Balances) != 1 {
+		t.Errorf("balances after refusals: %+v", custs)
+	}
+	customers, err := ledger.ScanKeys(context.Background(), e.ledger.Client(), e.ledger.Keys().Row("acme", "customers", "*"), "hash")
+	if err != nil || len(customers) != 1 {
+		t.Errorf("customers after a refused registration: %v, %v; want only ada", customers, err)
+	}
 }

@@ -86,6 +86,7 @@ func toAPIError(err error) (e *Error, internal bool) {
 // Errors of the API layer itself (status and code in the values).
 var (
 	errTooLarge             = apiErr(413, "PAYLOAD_TOO_LARGE", "request body over 64 KiB")
+	errNotReady             = apiErr(503, "NOT_READY", "the switch is rebuilding its state from Postgres; retry shortly")
 	errUnauthorized         = apiErr(401, "UNAUTHORIZED", "a valid session token is required (Authorization: Bearer <token>)")
 	errSessionExpired       = apiErr(401, "SESSION_EXPIRED", "the session has expired; authenticate again")
 	errClientCertRequired   = apiErr(401, "CLIENT_CERTIFICATE_REQUIRED", "a client certificate signed by the partner CA is required")

@@ -73,6 +73,11 @@ type Config struct {
 	// HTTPClient sends webhooks (a client with WebhookTimeout when nil).
 	HTTPClient *http.Client
 
+	// Ready, when set and false, makes every non-public route answer 503
+	// NOT_READY and change nothing: the switch sets it while it rebuilds
+	// Redis from Postgres.
+	Ready func() bool
+
 	Registerer prometheus.Registerer // a private registry when nil
 	Logger     *slog.Logger          // slog.Default() when nil
 	Now        func() time.Time      // time.Now when nil

@@ -18,6 +18,7 @@ func (a *App) mountAPI(mux *http.ServeMux, le *ledger.Engine) error {
 		DB: a.Pool, SessionTTL: a.cfg.SessionTTL,
 		BootstrapAdminUser: a.cfg.AdminUser, BootstrapAdminPassword: a.cfg.AdminPassword,
 		LowBalanceWebhook: a.cfg.LowBalanceWebhook, Registerer: a.Registry, Logger: a.log,
+		Ready: a.ready.Load,
 	})
 	if err != nil {
 		return fmt.Errorf("creating REST API: %w", err)
