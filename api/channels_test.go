@@ -215,7 +215,7 @@ func TestNotReadyRefusesAndChangesNothing(t *testing.T) {
 	t.Parallel()
 	var ready atomic.Bool
 	ready.Store(true)
-	e := newEnv(t, func(c *api.Config) { c.Ready = ready.Load })
+	e := newEnv(t, func(c *api.Config) { c.Ready = func(context.Context) bool { return ready.Load() } })
 	p := e.newProgram("acme", "412345", "DEPOSIT", 0)
 	cid, bid := p.verifiedCustomer(t, "ada")
 

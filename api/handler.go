@@ -81,7 +81,7 @@ func (s *Server) wrap(rt route) http.Handler {
 // serve authenticates, authorises, reads and (for JWE routes) decrypts the
 // body, then runs the handler.
 func (s *Server) serve(w http.ResponseWriter, c *call) (int, any, error) {
-	if c.rt.ch != public && s.cfg.Ready != nil && !s.cfg.Ready() {
+	if c.rt.ch != public && s.cfg.Ready != nil && !s.cfg.Ready(c.ctx) {
 		return 0, nil, errNotReady
 	}
 	if err := s.authenticate(c); err != nil {

@@ -76,7 +76,7 @@ type Config struct {
 	// Ready, when set and false, makes every non-public route answer 503
 	// NOT_READY and change nothing: the switch sets it while it rebuilds
 	// Redis from Postgres.
-	Ready func() bool
+	Ready func(context.Context) bool
 
 	Registerer prometheus.Registerer // a private registry when nil
 	Logger     *slog.Logger          // slog.Default() when nil

@@ -18,7 +18,7 @@ func (a *App) mountAPI(mux *http.ServeMux, le *ledger.Engine) error {
 		DB: a.Pool, SessionTTL: a.cfg.SessionTTL,
 		BootstrapAdminUser: a.cfg.AdminUser, BootstrapAdminPassword: a.cfg.AdminPassword,
 		LowBalanceWebhook: a.cfg.LowBalanceWebhook, Registerer: a.Registry, Logger: a.log,
-		Ready: a.ready.Load,
+		Ready: a.restReady,
 	})
 	if err != nil {
 		return fmt.Errorf("creating REST API: %w", err)
@@ -29,4 +29,23 @@ func (a *App) mountAPI(mux *http.ServeMux, le *ledger.Engine) error {
 	}
 	mux.Handle("/", srv)
 	return nil
+}
+
+// restReady gates the REST API: not while a rebuild runs, and not on a
+// Redis that lost its state the watcher has not noticed yet (that costs
+// one EXISTS per request, and wakes the watcher at once). When Redis does
+// not answer, the request goes on and fails on its own.
+func (a *App) restReady(ctx context.Context) bool {
+	if !a.ready.Load() {
+		return false
+	}
+	ok, err := a.Ledger.Ready(ctx)
+	if err == nil && !ok {
+		select {
+		case a.recheck <- struct{}{}:
+		default:
+		}
+		return false
+	}
+	return true
 }

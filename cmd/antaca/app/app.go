@@ -56,6 +56,7 @@ type App struct {
 	draining atomic.Bool
 	rebuilds prometheus.Counter
 	rebuilt  atomic.Int64
+	recheck  chan struct{} // wakes watchRedis before its next tick
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	errs     chan error
@@ -68,7 +69,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &App{cfg: cfg, log: log, Registry: prometheus.NewRegistry(), errs: make(chan error, 4)}
+	a := &App{cfg: cfg, log: log, Registry: prometheus.NewRegistry(), errs: make(chan error, 4), recheck: make(chan struct{}, 1)}
 	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.rebuilds = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "antaca_ledger_rebuilds_total",
@@ -393,6 +394,7 @@ func (a *App) watchRedis(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-a.recheck:
 		}
 		ready, err := a.Ledger.Ready(ctx)
 		if err != nil || ready {

@@ -1,9 +1,13 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -192,4 +196,71 @@ func TestRedisDownAnswersIssuerUnavailable(t *testing.T) {
 	// Redis agrees with Postgres.
 	h.audit("after recovery")
 	h.shutdown(t)
+}
+
+// TestRESTWaitsForTheRebuild: Redis loses the switch's state while it
+// runs. REST requests answer 503 NOT_READY, never a wrong 404, until the
+// switch has rebuilt, then the same data as before.
+func TestRESTWaitsForTheRebuild(t *testing.T) {
+	const user, password = "root", "correct horse battery staple"
+	h := startApp(t, func(c *app.Config) { c.AdminUser, c.AdminPassword = user, password })
+	p := h.newProgram(ledger.FundingDeposit, 100_000, 5_000)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	base := "http://" + h.App.HTTPAddr()
+	call := func(method, path, token string, body any) (int, map[string]any) {
+		t.Helper()
+		var rd io.Reader
+		if body != nil {
+			b, err := json.Marshal(body)
+			must(t, err)
+			rd = bytes.NewReader(b)
+		}
+		req, err := http.NewRequest(method, base+path, rd)
+		must(t, err)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := hc.Do(req)
+		must(t, err)
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	status, login := call("POST", "/admin/login", "", map[string]string{"username": user, "password": password})
+	if status != 200 {
+		t.Fatalf("login: %d %v", status, login)
+	}
+	token, _ := login["token"].(string)
+	h.audit("before the wipe") // Postgres holds everything now
+
+	rebuilds := h.App.Rebuilds()
+	opts, err := redis.ParseURL(h.Config.RedisURL)
+	must(t, err)
+	wipe := redis.NewClient(opts)
+	defer wipe.Close()
+	ledgertest.DeleteKeys(t, context.Background(), wipe, h.Config.KeyPrefix+":*")
+
+	refused := 0
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		status, body := call("GET", "/admin/balances/"+p.balance, token, nil)
+		if status == 200 {
+			if body["available"] != float64(5_000) {
+				t.Fatalf("balance after the rebuild: %v", body)
+			}
+			break
+		}
+		if status != 503 || body["code"] != "NOT_READY" {
+			t.Fatalf("during the rebuild: %d %v, want 503 NOT_READY", status, body)
+		}
+		refused++
+		if time.Now().After(deadline) {
+			t.Fatalf("still not ready after 15 s (%d refusals)", refused)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("%d requests refused with NOT_READY before the rebuild finished", refused)
+	if n := h.App.Rebuilds(); n != rebuilds+1 {
+		t.Fatalf("rebuilds: %d, want %d", n, rebuilds+1)
+	}
 }
