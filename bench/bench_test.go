@@ -51,6 +51,10 @@ func newHotPath(tb testing.TB) *hotPath {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// As the switch does after its start-up recovery: Redis holds the state.
+	if err := l.MarkReady(ctx); err != nil {
+		tb.Fatal(err)
+	}
 	le := &ledger.Engine{L: l, Token: keys.LookupToken}
 	return &hotPath{ledger: l, keys: keys, cards: f.Cards,
 		engine: &authz.Engine{Ledger: le, PIN: keys, Limits: authz.Limits{MaxAmount: 500_000}, Logger: slog.New(slog.DiscardHandler)}}

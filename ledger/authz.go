@@ -26,6 +26,10 @@ type Engine struct {
 	// off the authorization path) when an authorization took a partner
 	// deposit below its low-balance threshold.
 	OnPartnerBelowThreshold func(ctx context.Context, partnerID string, ch BalanceChange)
+	// OnStateLost, when set, is called when an authorization found Redis
+	// without the ledger's state (a restart without persistence), so the
+	// owner can rebuild at once. It must not block.
+	OnStateLost func()
 
 	// bins caches BIN prefix -> partner id. A program's BIN never changes
 	// and is never reused (CreatePartner claims it for good), so a found
@@ -72,12 +76,25 @@ func storeErr(err error) error {
 func (e *Engine) FindCard(ctx context.Context, pan string) (authz.CardInfo, error) {
 	partnerID, err := e.route(ctx, pan)
 	if errors.Is(err, ErrNotFound) {
+		// An unknown BIN is a hard decline, unless Redis lost the routes:
+		// then the card may well exist, and the answer is "unavailable".
+		ready, rerr := e.L.Ready(ctx)
+		if rerr != nil {
+			return authz.CardInfo{}, storeErr(rerr)
+		}
+		if !ready {
+			e.stateLost()
+			return authz.CardInfo{}, fmt.Errorf("routing card: redis holds no ledger state: %w", authz.ErrUnavailable)
+		}
 		return authz.CardInfo{}, fmt.Errorf("routing card: %w", authz.ErrCardNotFound)
 	}
 	if err != nil {
 		return authz.CardInfo{}, storeErr(err)
 	}
 	c, err := e.L.CardByPANHash(ctx, partnerID, e.Token(pan))
+	if errors.Is(err, ErrPartnerNotFound) {
+		e.stateLost()
+	}
 	if err != nil {
 		return authz.CardInfo{}, storeErr(err)
 	}
@@ -86,6 +103,12 @@ func (e *Engine) FindCard(ctx context.Context, pan string) (authz.CardInfo, erro
 		Status: authz.CardStatus(c.Status), Lock: authz.LockReason(c.LockReason), Expiry: c.Expiry,
 		PINVerifier: c.PINVerifier, PINTries: c.PINTries, Currency: c.BalanceCurrency, CVVEnc: c.CVVEnc,
 	}, nil
+}
+
+func (e *Engine) stateLost() {
+	if e.OnStateLost != nil {
+		e.OnStateLost()
+	}
 }
 
 // route finds the partner of a PAN, from the cache when it can.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
 )
@@ -542,5 +543,23 @@ func TestCancelLateApproval(t *testing.T) {
 			t.Fatalf("retransmission after cancel: %+v", dup)
 		}
 		p.checkMoney(t)
+	}
+}
+
+// TestUnknownBINWithoutState: an unknown BIN is "card not found" only while
+// Redis holds the ledger's state; on a Redis that lost it (before the
+// rebuild) the answer is "unavailable", and the owner is told at once.
+func TestUnknownBINWithoutState(t *testing.T) {
+	ctx := context.Background()
+	l := newLedger(t)
+	lost := 0
+	eng := &ledger.Engine{L: l, Token: func(pan string) string { return "tok-" + pan }, OnStateLost: func() { lost++ }}
+	const pan = "9999990000000001"
+	if _, err := eng.FindCard(ctx, pan); !errors.Is(err, authz.ErrUnavailable) || lost != 1 {
+		t.Fatalf("unknown BIN on a Redis without state: %v (state lost reported %d times), want unavailable", err, lost)
+	}
+	must(t, l.MarkReady(ctx))
+	if _, err := eng.FindCard(ctx, pan); !errors.Is(err, authz.ErrCardNotFound) || lost != 1 {
+		t.Fatalf("unknown BIN on a ready Redis: %v (state lost reported %d times), want card not found", err, lost)
 	}
 }

@@ -180,6 +180,10 @@ func TestLoadTimeoutsAreReversed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As the switch does after its start-up recovery: Redis holds the state.
+	if err := l.MarkReady(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	le := &ledger.Engine{L: l, Token: keys.LookupToken}
 	engine := &authz.Engine{Ledger: le, PIN: keys, Logger: slog.New(slog.DiscardHandler)}
 	srv, err := iso.New(iso.Config{Addr: "127.0.0.1:0", RequestTimeout: 5 * time.Second}, &slowAuthorizer{next: engine, delay: 400 * time.Millisecond})

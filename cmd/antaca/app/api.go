@@ -41,11 +41,16 @@ func (a *App) restReady(ctx context.Context) bool {
 	}
 	ok, err := a.Ledger.Ready(ctx)
 	if err == nil && !ok {
-		select {
-		case a.recheck <- struct{}{}:
-		default:
-		}
+		a.wakeWatcher()
 		return false
 	}
 	return true
+}
+
+// wakeWatcher makes watchRedis check Redis now rather than at its next tick.
+func (a *App) wakeWatcher() {
+	select {
+	case a.recheck <- struct{}{}:
+	default:
+	}
 }

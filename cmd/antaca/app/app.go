@@ -110,7 +110,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.Issuing = &issuing.Service{Ledger: a.Ledger, Keys: a.Keys}
-	ledgerEngine := &ledger.Engine{L: a.Ledger, Token: a.Keys.LookupToken, VelocityWindow: cfg.VelocityWindow}
+	ledgerEngine := &ledger.Engine{L: a.Ledger, Token: a.Keys.LookupToken, VelocityWindow: cfg.VelocityWindow, OnStateLost: a.wakeWatcher}
 	a.engine = ledgerEngine
 	a.Engine = &authz.Engine{
 		Ledger: ledgerEngine, PIN: a.Keys, CVV: a.Keys, Velocity: ledgerEngine, MaxPerWindow: cfg.VelocityMax,
