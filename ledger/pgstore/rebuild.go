@@ -85,11 +85,11 @@ func WithIdempotencyTTL(d time.Duration) RebuildOption {
 // table (in ledger.Tables order) as its hash, the auxiliary keys of
 // docs/ledger.md (partner set, BINs, id index of partners, customers,
 // balances and cards, PAN index, partner balance by type and currency, open
-// holds, the idempotency records and RRN references of holds) plus
-// the cards-per-balance and balances-per-customer sets the scripts keep, the journal sequences
-// (never lowered), creates each journal's consumer group at "$" (Postgres
-// already holds everything before it), and finally sets ready. It pipelines
-// its writes and can be re-run after a failure.
+// holds, the idempotency records and RRN references of holds) plus the
+// cards-per-balance and balances-per-customer sets the scripts keep, the
+// journal sequences (never lowered), creates each journal's consumer group
+// at "$" (Postgres already holds everything before it), and finally sets
+// ready. It pipelines its writes and can be re-run after a failure.
 //
 // What Postgres does not hold is not restored: velocity counters and the
 // idempotency answers of operations other than holds (reloads, captures,
