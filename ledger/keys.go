@@ -1,6 +1,9 @@
 package ledger
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Keys names the Redis keys of one deployment. Every key of a partner shares
 // the hash tag {p:<partnerId>}, so a script touches a single slot. See
@@ -64,6 +67,12 @@ func (k Keys) BalanceCards(partnerID, balanceID string) string {
 // CustomerBalances is the set of user balance ids of a customer.
 func (k Keys) CustomerBalances(partnerID, customerID string) string {
 	return k.Tag(partnerID) + ":custbals:" + customerID
+}
+
+// Velocity counts a card's authorizations in one window (velocity.lua);
+// index is the window's number since the epoch (now / window).
+func (k Keys) Velocity(partnerID, cardID string, index int64) string {
+	return k.Tag(partnerID) + ":vel:" + cardID + ":" + strconv.FormatInt(index, 10)
 }
 
 // Idem holds the stored answer for an idempotency key.

@@ -209,3 +209,77 @@ func TestWithLedgerScripts(t *testing.T) {
 		t.Errorf("%d reference keys after rebuild, want 15 (five holds, a refund and a forced post per partner, one partial)", refs)
 	}
 }
+
+// TestRebuildRestoresVelocity: the per-card authorization counters of the
+// current window come back from the holds created in it; a decline counted
+// before the loss does not (Postgres does not hold it).
+func TestRebuildRestoresVelocity(t *testing.T) {
+	fx := newFixture(t)
+	ctx := ctxT(t, 30*time.Second)
+	// One clock for the scripts and the rebuild, mid-window.
+	at := time.Date(2026, 11, 24, 12, 30, 0, 0, time.UTC)
+	clock := func() time.Time { return at }
+	l, err := ledger.New(fx.rdb, ledger.Options{Prefix: fx.keys.Prefix, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	check("ready", l.MarkReady(ctx))
+	const p, pb, cus, ub, card, other = "vp", "vp_pb", "vp_cus", "vp_ub", "vp_card", "vp_card2"
+	check("partner", l.CreatePartner(ctx, ledger.Partner{ID: p, Name: "P", BIN: "499977", Currency: "EUR", FundingModel: ledger.FundingCredit}))
+	check("partner balance", l.CreatePartnerBalance(ctx, p, pb, ledger.FundingCredit, "EUR", 0))
+	_, err = l.ReloadPartnerBalance(ctx, p, pb, 100_000, "")
+	check("partner reload", err)
+	check("customer", l.CreateCustomer(ctx, ledger.Customer{ID: cus, PartnerID: p}))
+	check("kyc", l.SetKYC(ctx, p, cus, "VERIFIED"))
+	check("user balance", l.CreateUserBalance(ctx, p, cus, ub, "EUR"))
+	_, _, err = l.ReloadUserBalance(ctx, p, ub, 10_000, "")
+	check("user reload", err)
+	for _, id := range []string{card, other} {
+		check("card", l.CreateCard(ctx, ledger.Card{ID: id, PartnerID: p, CustomerID: cus, BalanceID: ub, Type: "VIRTUAL",
+			Status: "ACTIVE", PANEnc: "enc", PANHash: "tok-" + id, BIN: "499977", Last4: "1234", Expiry: "2912", CVVEnc: "cvv"}))
+	}
+	eng := &ledger.Engine{L: l, VelocityWindow: time.Hour}
+	// Three approvals and a decline on card, one approval on other, as
+	// the engine counts them (before the reservation).
+	for i := range 4 {
+		n, err := eng.Count(ctx, p, card)
+		check("count", err)
+		if n != int64(i+1) {
+			t.Fatalf("count %d, want %d", n, i+1)
+		}
+		if i < 3 {
+			_, err = l.Reserve(ctx, ledger.Reservation{PartnerID: p, BalanceID: ub, CardID: card, Amount: 100, IdempotencyKey: fmt.Sprintf("v%d", i)})
+			check("reserve", err)
+		}
+	}
+	_, err = eng.Count(ctx, p, other)
+	check("count", err)
+	_, err = l.Reserve(ctx, ledger.Reservation{PartnerID: p, BalanceID: ub, CardID: other, Amount: 100, IdempotencyKey: "o1"})
+	check("reserve", err)
+
+	w, _ := fx.worker(t, "w1")
+	check("flush", w.Flush(ctx))
+	ledgertest.DeleteKeys(t, ctx, fx.rdb, fx.keys.Pattern())
+	rep, err := Rebuild(ctx, fx.rdb, fx.keys, fx.pool, WithVelocityWindow(time.Hour), func(c *rebuildConfig) { c.now = clock })
+	check("rebuild", err)
+	if rep.Velocity != 2 {
+		t.Errorf("restored %d velocity counters, want 2", rep.Velocity)
+	}
+	// The next authorization counts on top of the three approvals (the
+	// decline is lost) and of the one on the other card.
+	if n, err := eng.Count(ctx, p, card); err != nil || n != 4 {
+		t.Errorf("count after rebuild = %d, %v; want 4", n, err)
+	}
+	if n, err := eng.Count(ctx, p, other); err != nil || n != 2 {
+		t.Errorf("other card's count after rebuild = %d, %v; want 2", n, err)
+	}
+	if ttl := fx.rdb.PTTL(ctx, fx.keys.Velocity(p, card, at.UnixMilli()/time.Hour.Milliseconds())).Val(); ttl <= time.Hour || ttl > 2*time.Hour {
+		t.Errorf("restored counter expires in %s, want two windows", ttl)
+	}
+}

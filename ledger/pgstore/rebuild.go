@@ -29,6 +29,8 @@ type RebuildReport struct {
 	PANs      int
 	OpenHolds int
 	IdemKeys  int
+	// Velocity is how many per-card velocity counters were restored.
+	Velocity int
 	// References are the restored RRN keys of holds (reversal fallback).
 	References int
 	// Notes are oddities found on the way that did not stop the rebuild.
@@ -45,7 +47,7 @@ func (r RebuildReport) String() string {
 	for _, t := range ledger.Tables {
 		fmt.Fprintf(&b, " %s=%d", t, r.Rows[t])
 	}
-	fmt.Fprintf(&b, " pans=%d open_holds=%d idem=%d refs=%d", r.PANs, r.OpenHolds, r.IdemKeys, r.References)
+	fmt.Fprintf(&b, " pans=%d open_holds=%d idem=%d refs=%d velocity=%d", r.PANs, r.OpenHolds, r.IdemKeys, r.References, r.Velocity)
 	for _, n := range r.Notes {
 		b.WriteString("\n  note: " + n)
 	}
@@ -68,8 +70,17 @@ const DefaultIdempotencyTTL = 7 * 24 * time.Hour
 type RebuildOption func(*rebuildConfig)
 
 type rebuildConfig struct {
-	idemTTL time.Duration
-	now     func() time.Time
+	idemTTL   time.Duration
+	velWindow time.Duration
+	now       func() time.Time
+}
+
+// WithVelocityWindow restores the per-card authorization counters of the
+// current velocity window (ledger.Engine.VelocityWindow) from the holds
+// created in it. Declines counted there are not in Postgres, so a restored
+// counter can be lower than the lost one, never higher.
+func WithVelocityWindow(d time.Duration) RebuildOption {
+	return func(c *rebuildConfig) { c.velWindow = d }
 }
 
 // WithIdempotencyTTL gives the idempotency records Rebuild restores the
@@ -91,10 +102,11 @@ func WithIdempotencyTTL(d time.Duration) RebuildOption {
 // at "$" (Postgres already holds everything before it), and finally sets
 // ready. It pipelines its writes and can be re-run after a failure.
 //
-// What Postgres does not hold is not restored: velocity counters and the
-// idempotency answers of operations other than holds (reloads, captures,
-// voids, declines) — a retransmission of those after a rebuild is
-// processed again.
+// What Postgres does not hold is not restored: the idempotency answers of
+// operations other than holds (reloads, captures, voids, declines) — a
+// retransmission of those after a rebuild is processed again — and the
+// declines counted by velocity counters (WithVelocityWindow restores the
+// counters from the holds).
 //
 // Rebuild trusts Postgres to be complete: callers flush the write-behind
 // first (WriteBehind.Flush). As a guard it refuses, with ErrUnflushed, when
@@ -143,6 +155,12 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 
 	pw := &pipeWriter{ctx: ctx, pipe: rdb.Pipeline()}
 	pbalcur := map[string]string{}
+	// Velocity counters of the current window, per partner and card.
+	var velIndex int64
+	velocity := map[[2]string]int64{}
+	if cfg.velWindow > 0 {
+		velIndex = cfg.now().UnixMilli() / cfg.velWindow.Milliseconds()
+	}
 	for _, t := range tableOrder {
 		err := eachPGRow(ctx, pool, t, func(r pgRow) error {
 			rep.Rows[t.name]++
@@ -204,6 +222,10 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 					rep.OpenHolds++
 				}
 				created, _ := strconv.ParseInt(col("created_ms"), 10, 64)
+				if cfg.velWindow > 0 && col("card_id") != "" && col("origin") != "force_post" &&
+					created/cfg.velWindow.Milliseconds() == velIndex {
+					velocity[[2]string{r.partner, col("card_id")}]++
+				}
 				expires := time.UnixMilli(created).Add(cfg.idemTTL)
 				if cfg.idemTTL > 0 && !expires.After(cfg.now()) {
 					break // the ledger would have forgotten its keys by now
@@ -251,6 +273,12 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 	}
 	if err := rows.Err(); err != nil {
 		return rep, fmt.Errorf("reading journal sequences: %w", err)
+	}
+	for pc, n := range velocity {
+		// As velocity.lua keeps them: the window's count, for two windows.
+		k := keys.Velocity(pc[0], pc[1], velIndex)
+		pw.pipe.Set(ctx, k, n, 2*cfg.velWindow)
+		rep.Velocity++
 	}
 	for _, p := range partners {
 		pw.pipe.XGroupCreateMkStream(ctx, keys.Journal(p), DefaultGroup, "$")

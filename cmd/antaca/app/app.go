@@ -172,7 +172,11 @@ func (a *App) recover(ctx context.Context) error {
 	if ready {
 		return nil
 	}
-	rep, err := pgstore.Rebuild(ctx, a.Redis, a.Ledger.Keys(), a.Pool)
+	var opts []pgstore.RebuildOption
+	if a.cfg.VelocityMax > 0 {
+		opts = append(opts, pgstore.WithVelocityWindow(a.cfg.VelocityWindow))
+	}
+	rep, err := pgstore.Rebuild(ctx, a.Redis, a.Ledger.Keys(), a.Pool, opts...)
 	if err != nil {
 		return fmt.Errorf("rebuilding redis from postgres: %w", err)
 	}
