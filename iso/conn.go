@@ -405,9 +405,14 @@ func (c *serverConn) answer(mti string, msg *iso8583.Message, d authz.Decision, 
 			return
 		}
 	}
-	code, _ := p.Code(d.Reason)
+	code, known := p.Code(d.Reason)
 	c.srv.m.decisionSeconds.Observe(time.Since(received).Seconds())
 	c.srv.m.requests.WithLabelValues(mtiLabel(mti), code).Inc()
+	reason := string(d.Reason)
+	if !known {
+		reason = "other" // label values stay a bounded set
+	}
+	c.srv.m.decisions.WithLabelValues(reason).Inc()
 
 	if err := c.write(packed); err != nil {
 		c.log.Warn("response not delivered", "mti", mti, "reason", d.Reason, "err", err)

@@ -18,6 +18,7 @@ var decisionBuckets = []float64{50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-
 // becomes a label value.
 type metrics struct {
 	requests        *prometheus.CounterVec
+	decisions       *prometheus.CounterVec
 	decisionSeconds prometheus.Histogram
 	openConns       prometheus.Gauge
 	inflight        prometheus.Gauge
@@ -32,6 +33,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "antaca_iso_requests_total",
 			Help: "ISO 8583 messages answered, by request MTI and DE39 action code.",
 		}, []string{"mti", "code"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "antaca_iso_decisions_total",
+			Help: "ISO 8583 answers by machine-readable reason (several reasons share an action code).",
+		}, []string{"reason"}),
 		decisionSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "antaca_iso_decision_seconds",
 			Help:    "Time from reading a message to having its answer, in seconds.",
@@ -59,7 +64,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	for _, c := range []prometheus.Collector{
-		m.requests, m.decisionSeconds, m.openConns, m.inflight, m.timeouts, m.rejectedConns, m.formatErrors,
+		m.requests, m.decisions, m.decisionSeconds, m.openConns, m.inflight, m.timeouts, m.rejectedConns, m.formatErrors,
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

@@ -218,6 +218,10 @@ func TestEveryReasonProducesTheContractCode(t *testing.T) {
 				if got, want := get(t, resp, 39), contractCode(t, p, r); got != want {
 					t.Errorf("%s: DE39 %q, want %q", r, got, want)
 				}
+				// Reasons sharing a code stay apart in the metrics.
+				if got := ts.metricValue(t, "antaca_iso_decisions_total", map[string]string{"reason": string(r)}); got != 1 {
+					t.Errorf("%s: decisions_total = %v, want 1", r, got)
+				}
 				approval := r == authz.ReasonApproved || r == authz.ReasonApprovedPartial
 				if has := resp.GetField(38) != nil; has != approval {
 					t.Errorf("%s: DE38 present %v, want %v", r, has, approval)
