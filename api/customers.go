@@ -215,13 +215,8 @@ func idempotencyKey(c *call, balanceID string) (string, error) {
 	if k == "" {
 		return "", nil
 	}
-	if len(k) > 255 {
-		return "", invalid("Idempotency-Key", "Idempotency-Key is at most 255 characters")
-	}
-	for _, r := range k {
-		if r < 0x21 || r > 0x7e {
-			return "", invalid("Idempotency-Key", "Idempotency-Key must be printable ASCII without spaces")
-		}
+	if err := checkIdempotencyKey(k); err != nil {
+		return "", err
 	}
 	return "api:" + balanceID + ":" + k, nil
 }

@@ -36,6 +36,7 @@ type route struct {
 	ch      channel
 	roles   []Role // admin channel: the roles allowed
 	jwe     bool   // encryption required (the seed's "Encryption required: YES")
+	create  bool   // creates a resource: Idempotency-Key makes retries safe
 	h       handlerFunc
 }
 
@@ -97,6 +98,9 @@ func (s *Server) serve(w http.ResponseWriter, c *call) (int, any, error) {
 	c.body = body
 	if err := s.openJWE(c); err != nil {
 		return 0, nil, err
+	}
+	if c.rt.create {
+		return s.idempotentCreate(w, c)
 	}
 	return c.rt.h(c)
 }

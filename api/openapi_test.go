@@ -49,6 +49,13 @@ func TestRouteTableMatchesOpenAPI(t *testing.T) {
 		if got := op.Extensions["x-channel"]; got != r.Channel {
 			t.Errorf("%s: x-channel %v, route channel %s", r.Pattern, got, r.Channel)
 		}
+		idem := false
+		for _, p := range op.Parameters {
+			idem = idem || p.Value != nil && p.Value.Name == "Idempotency-Key"
+		}
+		if r.Create && (!idem || op.Responses.Status(409) == nil || op.Responses.Status(422) == nil) {
+			t.Errorf("%s creates a resource: it must document the Idempotency-Key header, 409 and 422", r.Pattern)
+		}
 		jwe, _ := op.Extensions["x-jwe"].(bool)
 		if jwe != r.Encrypted {
 			t.Errorf("%s: x-jwe %v, route requires JWE: %v", r.Pattern, jwe, r.Encrypted)

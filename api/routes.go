@@ -25,15 +25,15 @@ func (s *Server) routes() []route {
 		{pattern: "GET /customers/me", ch: customerCh, h: s.getCustomer},
 		{pattern: "DELETE /customers/me/session", ch: customerCh, h: s.logout},
 		{pattern: "POST /customers/me/register", ch: customerCh, h: s.startKYC},
-		{pattern: "POST /customers/me/balances", ch: customerCh, h: s.createBalance},
+		{pattern: "POST /customers/me/balances", create: true, ch: customerCh, h: s.createBalance},
 		{pattern: "GET /customers/me/balances", ch: customerCh, h: s.listBalances},
 		{pattern: "GET /customers/me/balances/{balanceId}", ch: customerCh, h: s.getBalance},
-		{pattern: "POST /customers/me/cards/virtual", ch: customerCh, jwe: true, h: s.createVirtual},
-		{pattern: "POST /customers/me/cards/virtual/async", ch: customerCh, h: s.createVirtualAsync},
-		{pattern: "POST /customers/me/cards/physical", ch: customerCh, jwe: true, h: s.orderPhysical},
+		{pattern: "POST /customers/me/cards/virtual", create: true, ch: customerCh, jwe: true, h: s.createVirtual},
+		{pattern: "POST /customers/me/cards/virtual/async", create: true, ch: customerCh, h: s.createVirtualAsync},
+		{pattern: "POST /customers/me/cards/physical", create: true, ch: customerCh, jwe: true, h: s.orderPhysical},
 		{pattern: "GET /customers/me/cards/{cardId}", ch: customerCh, jwe: true, h: s.fullData},
 		{pattern: "GET /customers/me/cards/{cardId}/status", ch: customerCh, h: s.cardStatus},
-		{pattern: "POST /customers/me/cards/{cardId}/print", ch: customerCh, jwe: true, h: s.printCard},
+		{pattern: "POST /customers/me/cards/{cardId}/print", create: true, ch: customerCh, jwe: true, h: s.printCard},
 		{pattern: "POST /customers/me/cards/{cardId}/activate", ch: customerCh, h: s.activateCard},
 		{pattern: "POST /customers/me/cards/{cardId}/lock", ch: customerCh, h: s.lockCard},
 		{pattern: "POST /customers/me/cards/{cardId}/unlock", ch: customerCh, h: s.unlockCard},
@@ -42,21 +42,21 @@ func (s *Server) routes() []route {
 		{pattern: "POST /customers/me/cards/{cardId}/pin", ch: customerCh, jwe: true, h: s.setPIN},
 
 		// Server-to-server: /secure, partner client certificate.
-		{pattern: "POST /secure/customers", ch: partnerCh, h: s.createCustomer},
+		{pattern: "POST /secure/customers", create: true, ch: partnerCh, h: s.createCustomer},
 		{pattern: "GET /secure/customers/{customerId}", ch: partnerCh, h: s.getCustomer},
 		{pattern: "POST /secure/customers/{customerId}/register", ch: partnerCh, h: s.startKYC},
 		{pattern: "PUT /secure/customers/{customerId}/kyc", ch: partnerCh, h: s.setKYC},
 		{pattern: "POST /secure/customers/{customerId}/sessions", ch: partnerCh, h: s.createCustomerSession},
-		{pattern: "POST /secure/customers/{customerId}/balances", ch: partnerCh, h: s.createBalance},
+		{pattern: "POST /secure/customers/{customerId}/balances", create: true, ch: partnerCh, h: s.createBalance},
 		{pattern: "GET /secure/customers/{customerId}/balances", ch: partnerCh, h: s.listBalances},
 		{pattern: "GET /secure/customers/{customerId}/balances/{balanceId}", ch: partnerCh, h: s.getBalance},
 		{pattern: "POST /secure/customers/{customerId}/balances/{balanceId}/reload", ch: partnerCh, h: s.reloadBalance},
-		{pattern: "POST /secure/customers/{customerId}/cards/virtual", ch: partnerCh, jwe: true, h: s.createVirtual},
-		{pattern: "POST /secure/customers/{customerId}/cards/virtual/async", ch: partnerCh, h: s.createVirtualAsync},
-		{pattern: "POST /secure/customers/{customerId}/cards/physical", ch: partnerCh, jwe: true, h: s.orderPhysical},
+		{pattern: "POST /secure/customers/{customerId}/cards/virtual", create: true, ch: partnerCh, jwe: true, h: s.createVirtual},
+		{pattern: "POST /secure/customers/{customerId}/cards/virtual/async", create: true, ch: partnerCh, h: s.createVirtualAsync},
+		{pattern: "POST /secure/customers/{customerId}/cards/physical", create: true, ch: partnerCh, jwe: true, h: s.orderPhysical},
 		{pattern: "GET /secure/customers/{customerId}/cards/{cardId}", ch: partnerCh, jwe: true, h: s.fullData},
 		{pattern: "GET /secure/customers/{customerId}/cards/{cardId}/status", ch: partnerCh, h: s.cardStatus},
-		{pattern: "POST /secure/customers/{customerId}/cards/{cardId}/print", ch: partnerCh, jwe: true, h: s.printCard},
+		{pattern: "POST /secure/customers/{customerId}/cards/{cardId}/print", create: true, ch: partnerCh, jwe: true, h: s.printCard},
 		{pattern: "POST /secure/customers/{customerId}/cards/{cardId}/activate", ch: partnerCh, h: s.activateCard},
 		{pattern: "POST /secure/customers/{customerId}/cards/{cardId}/lock", ch: partnerCh, h: s.lockCard},
 		{pattern: "POST /secure/customers/{customerId}/cards/{cardId}/unlock", ch: partnerCh, h: s.unlockCard},
@@ -69,22 +69,22 @@ func (s *Server) routes() []route {
 		{pattern: "POST /admin/users", ch: adminCh, roles: adminOnly, h: s.createAdmin},
 		{pattern: "DELETE /admin/users/{username}", ch: adminCh, roles: adminOnly, h: s.deleteAdmin},
 		{pattern: "GET /admin/partners", ch: adminCh, roles: managers, h: s.listPartners},
-		{pattern: "POST /admin/partners", ch: adminCh, roles: adminOnly, h: s.createPartner},
+		{pattern: "POST /admin/partners", create: true, ch: adminCh, roles: adminOnly, h: s.createPartner},
 		{pattern: "GET /admin/partners/{partnerId}", ch: adminCh, roles: managers, h: s.getPartner},
 		{pattern: "GET /admin/partners/{partnerId}/balances", ch: adminCh, roles: managers, h: s.listPartnerBalances},
-		{pattern: "POST /admin/partners/{partnerId}/balances", ch: adminCh, roles: adminOnly, h: s.createPartnerBalance},
+		{pattern: "POST /admin/partners/{partnerId}/balances", create: true, ch: adminCh, roles: adminOnly, h: s.createPartnerBalance},
 		{pattern: "GET /admin/partners/{partnerId}/balances/{balanceId}", ch: adminCh, roles: managers, h: s.getPartnerBalance},
 		{pattern: "POST /admin/partners/{partnerId}/balances/{balanceId}/reload", ch: adminCh, roles: adminOnly, h: s.reloadPartnerBalance},
-		{pattern: "POST /admin/partners/{partnerId}/customers", ch: adminCh, roles: managers, h: s.createCustomer},
+		{pattern: "POST /admin/partners/{partnerId}/customers", create: true, ch: adminCh, roles: managers, h: s.createCustomer},
 		{pattern: "GET /admin/customers/{customerId}", ch: adminCh, roles: staff, h: s.getCustomer},
 		{pattern: "PUT /admin/customers/{customerId}/kyc", ch: adminCh, roles: managers, h: s.setKYC},
 		{pattern: "GET /admin/customers/{customerId}/balances", ch: adminCh, roles: staff, h: s.listBalances},
-		{pattern: "POST /admin/customers/{customerId}/cards/virtual", ch: adminCh, roles: managers, jwe: true, h: s.createVirtual},
-		{pattern: "POST /admin/customers/{customerId}/cards/physical", ch: adminCh, roles: staff, jwe: true, h: s.orderPhysical},
+		{pattern: "POST /admin/customers/{customerId}/cards/virtual", create: true, ch: adminCh, roles: managers, jwe: true, h: s.createVirtual},
+		{pattern: "POST /admin/customers/{customerId}/cards/physical", create: true, ch: adminCh, roles: staff, jwe: true, h: s.orderPhysical},
 		{pattern: "GET /admin/balances/{balanceId}", ch: adminCh, roles: staff, h: s.getBalance},
 		{pattern: "POST /admin/balances/{balanceId}/reload", ch: adminCh, roles: managers, h: s.reloadBalance},
 		{pattern: "GET /admin/cards/{cardId}/status", ch: adminCh, roles: staff, h: s.cardStatus},
-		{pattern: "POST /admin/cards/{cardId}/print", ch: adminCh, roles: staff, jwe: true, h: s.printCard},
+		{pattern: "POST /admin/cards/{cardId}/print", create: true, ch: adminCh, roles: staff, jwe: true, h: s.printCard},
 		{pattern: "POST /admin/cards/{cardId}/activate", ch: adminCh, roles: staff, h: s.activateCard},
 		{pattern: "POST /admin/cards/{cardId}/lock", ch: adminCh, roles: staff, h: s.lockCard},
 		{pattern: "POST /admin/cards/{cardId}/unlock", ch: adminCh, roles: managers, h: s.unlockCard},
@@ -102,6 +102,7 @@ type RouteInfo struct {
 	Channel   string // public, customer, secure or admin
 	Roles     []Role // admin channel: the roles allowed
 	Encrypted bool   // JWE required
+	Create    bool   // creates a resource; Idempotency-Key makes retries safe
 }
 
 // Routes lists the API's routes.
@@ -109,7 +110,7 @@ func Routes() []RouteInfo {
 	names := map[channel]string{public: "public", customerCh: "customer", partnerCh: "secure", adminCh: "admin"}
 	var out []RouteInfo
 	for _, r := range (&Server{}).routes() {
-		out = append(out, RouteInfo{Pattern: r.pattern, Channel: names[r.ch], Roles: r.roles, Encrypted: r.jwe})
+		out = append(out, RouteInfo{Pattern: r.pattern, Channel: names[r.ch], Roles: r.roles, Encrypted: r.jwe, Create: r.create})
 	}
 	return out
 }

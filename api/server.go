@@ -256,6 +256,7 @@ func (k redisKeys) session(tokenHash string) string { return k.prefix + ":sess:"
 func (k redisKeys) loginUser(h string) string       { return k.prefix + ":login:user:" + h }
 func (k redisKeys) loginIP(ip string) string        { return k.prefix + ":login:ip:" + ip }
 func (k redisKeys) bureauQueue() string             { return k.prefix + ":bureau:orders" }
+func (k redisKeys) createIdem(hash string) string   { return k.prefix + ":idemreq:" + hash }
 func (k redisKeys) pendingCard(id string) string    { return k.prefix + ":pending:" + id }
 
 // statusRecorder remembers the status written, for metrics.
