@@ -258,7 +258,7 @@ func (e *Engine) Count(ctx context.Context, partnerID, cardID string) (int64, er
 
 // CancelLate undoes a late approval (see authz.Engine.Abandon).
 func (e *Engine) CancelLate(ctx context.Context, partnerID, key string, reason authz.Reason, meta string) (int64, error) {
-	n, err := e.L.run(ctx, "cancel_late", partnerID, key, string(reason), meta).Int64()
+	n, err := e.L.run(ctx, "cancel_late", partnerID, key, string(reason), meta, e.L.ttlMS()).Int64()
 	if err != nil {
 		return 0, storeErr(mapScriptError("cancelling late approval", err))
 	}

@@ -140,7 +140,7 @@ func (l *Ledger) Refund(ctx context.Context, r Reservation) (ReservationResult, 
 // limit of them, and returns how many it released.
 func (l *Ledger) ExpireHolds(ctx context.Context, partnerID string, maxAge time.Duration, limit int) (int, error) {
 	cutoff := l.now().Add(-maxAge).UnixMilli()
-	n, err := l.run(ctx, "expire", partnerID, cutoff, limit).Int()
+	n, err := l.run(ctx, "expire", partnerID, cutoff, limit, l.ttlMS()).Int()
 	if err != nil {
 		return 0, mapScriptError("expiring holds", err)
 	}

@@ -563,3 +563,72 @@ func TestUnknownBINWithoutState(t *testing.T) {
 		t.Fatalf("unknown BIN on a ready Redis: %v (state lost reported %d times), want card not found", err, lost)
 	}
 }
+
+// TestClosedHoldsAreRetired: every way a hold closes gives its Redis row
+// the idempotency window as lifetime (Postgres keeps it for good), so
+// Redis does not grow with the transaction history; open holds stay.
+func TestClosedHoldsAreRetired(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := ledgertest.MustRedis(t)
+	const ttl = time.Hour
+	l, err := ledger.New(rdb, ledger.Options{Prefix: prefix, IdempotencyTTL: ttl})
+	must(t, err)
+	p := newProgram(t, l, ledger.FundingDeposit, 100_000, 10_000)
+	bal := p.balances[0]
+	life := func(hold string) time.Duration {
+		t.Helper()
+		d, err := rdb.PTTL(ctx, l.Keys().Row(p.partner, "holds", hold)).Result()
+		must(t, err)
+		return d
+	}
+	retired := func(what, hold string) {
+		t.Helper()
+		if d := life(hold); d <= ttl-time.Minute || d > ttl {
+			t.Errorf("%s: hold row lifetime %s, want %s", what, d, ttl)
+		}
+	}
+	reserve := func(key string, amount int64, capture bool) string {
+		t.Helper()
+		r, err := l.Reserve(ctx, ledger.Reservation{PartnerID: p.partner, BalanceID: bal, Amount: amount, IdempotencyKey: key, Capture: capture})
+		must(t, err)
+		if r.Reason != "APPROVED" {
+			t.Fatalf("reserve %s: %s", key, r.Reason)
+		}
+		return r.HoldID
+	}
+
+	open := reserve("open", 100, false)
+	if d := life(open); d != -1 {
+		t.Errorf("open hold has a lifetime %s", d)
+	}
+	_, err = l.Void(ctx, p.partner, open, 40, false, "partial", "")
+	must(t, err)
+	if d := life(open); d != -1 {
+		t.Errorf("partly voided (still open) hold has a lifetime %s", d)
+	}
+	captured := reserve("cap", 100, false)
+	_, err = l.Capture(ctx, p.partner, captured, 60, false, "cap-1", "")
+	must(t, err)
+	retired("partial capture", captured)
+	voided := reserve("void", 100, false)
+	_, err = l.Void(ctx, p.partner, voided, 0, false, "void-1", "")
+	must(t, err)
+	retired("full void", voided)
+	retired("0200 (captured at once)", reserve("fin", 100, true))
+	fp, err := l.ForcePost(ctx, ledger.Reservation{PartnerID: p.partner, BalanceID: bal, Amount: 50, IdempotencyKey: "fp"})
+	must(t, err)
+	retired("forced post", fp.HoldID)
+	rf, err := l.Refund(ctx, ledger.Reservation{PartnerID: p.partner, BalanceID: bal, Amount: 30, IdempotencyKey: "rf"})
+	must(t, err)
+	retired("refund", rf.HoldID)
+	expiring := reserve("exp", 100, false)
+	_, err = l.ExpireHolds(ctx, p.partner, -time.Hour, 100) // every open hold
+	must(t, err)
+	retired("expiry", expiring)
+	retired("expiry", open)
+	late := reserve("late", 100, false)
+	_, err = (&ledger.Engine{L: l}).CancelLate(ctx, p.partner, "late", "ISSUER_UNAVAILABLE", "")
+	must(t, err)
+	retired("late cancel", late)
+	p.checkMoney(t)
+}

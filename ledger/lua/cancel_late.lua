@@ -3,7 +3,8 @@
 -- retransmission must get that same answer. Releases the hold fully (or
 -- gives back what a 0200 posted, or takes back a refund) and rewrites the
 -- stored answer, atomically.
--- ARGV: 3 idem key, 4 reason to store (ISSUER_UNAVAILABLE), 5 meta
+-- ARGV: 3 idem key, 4 reason to store (ISSUER_UNAVAILABLE), 5 meta,
+--       6 how long the voided hold stays in Redis (ms)
 -- Returns the amount released (0 when there was nothing to undo).
 local k = base .. ':idem:' .. ARGV[3]
 local a = redis.call('HGETALL', k)
@@ -37,6 +38,7 @@ if h then
     -- The hold no longer answers for the key (a rebuild must not bring
     -- the approval back).
     setf('holds', hid, 'idem_key', '')
+    retire(hid, ARGV[6])
   end
 end
 redis.call('HSET', k, 'reason', ARGV[4], 'hold', '', 'approved', '0', 'approval', '')

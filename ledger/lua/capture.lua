@@ -39,6 +39,7 @@ addf('holds', hid, 'captured', amount)
 addf('holds', hid, 'released', rest)
 setf('holds', hid, 'state', 'CAPTURED')
 setf('holds', hid, 'closed_ms', fmt(now))
+retire(hid, ARGV[7])
 if not expired_force then redis.call('ZREM', base .. ':holds:open', hid) end
 local after = fmt(int(u.available) + rest - extra)
 idem_put(key, tonumber(ARGV[7]), { amount = ARGV[4], captured = fmt(amount), released = fmt(rest), available = after, kind = 'capture' })

@@ -68,6 +68,15 @@ local function newrow(t, id, cols)
 end
 
 -- setf sets a column and records it for the journal.
+-- retire gives a closed hold's row a lifetime in Redis (ms from now):
+-- Postgres keeps every hold, Redis only as long as a late message may
+-- still refer to it (the idempotency window), so memory does not grow
+-- with the transaction history.
+local function retire(hid, ttl)
+  ttl = tonumber(ttl)
+  if ttl and ttl > 0 then redis.call('PEXPIRE', rkey('holds', hid), ttl) end
+end
+
 local function setf(t, id, field, value)
   value = tostring(value)
   redis.call('HSET', rkey(t, id), field, value)

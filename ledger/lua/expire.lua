@@ -1,4 +1,5 @@
--- Releases open holds created before ARGV[3] (ms), at most ARGV[4] of them.
+-- Releases open holds created before ARGV[3] (ms), at most ARGV[4] of them;
+-- ARGV[5] is how long an expired hold stays in Redis (ms).
 -- One journal entry for the batch. Returns the number expired.
 local cutoff, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ids = redis.call('ZRANGEBYSCORE', base .. ':holds:open', '-inf', cutoff, 'LIMIT', 0, limit)
@@ -11,6 +12,7 @@ for _, hid in ipairs(ids) do
     addf('holds', hid, 'released', remaining)
     setf('holds', hid, 'state', 'EXPIRED')
     setf('holds', hid, 'closed_ms', fmt(now))
+    retire(hid, ARGV[5])
     n = n + 1
   end
   redis.call('ZREM', base .. ':holds:open', hid)

@@ -41,6 +41,7 @@ newrow('holds', hid, {
   'requested', fmt(amount),
   'available_after', after,
 })
+retire(hid, ttl)
 idem_put(key, ttl, { amount = fmt(amount), reason = 'ADVICE_ACCEPTED', hold = hid, approved = fmt(amount),
   available = after, approval = approval, kind = 'force_post' })
 -- A second way to find the hold: the RRN + PAN reference (reversal fallback).

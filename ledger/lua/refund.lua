@@ -34,6 +34,7 @@ newrow('holds', hid, {
   'requested', fmt(amount),
   'available_after', after,
 })
+retire(hid, ARGV[6])
 idem_put(key, tonumber(ARGV[6]), { amount = fmt(amount), available = after, reason = 'APPROVED', hold = hid,
   approved = fmt(amount), approval = ARGV[10], kind = 'refund' })
 -- A second way to find the hold: the RRN + PAN reference (reversal fallback).

@@ -84,7 +84,7 @@ newrow('holds', hid, {
   'requested', fmt(amount),
   'available_after', after,
 })
-if not capture then redis.call('ZADD', base .. ':holds:open', now, hid) end
+if capture then retire(hid, ttl) else redis.call('ZADD', base .. ':holds:open', now, hid) end
 idem_put(key, ttl, { amount = fmt(amount), reason = reason, hold = hid, approved = fmt(approved),
   available = after, approval = approval, kind = 'reserve' })
 -- A second way to find the hold: the RRN + PAN reference (reversal fallback).

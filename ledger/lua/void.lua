@@ -47,6 +47,7 @@ elseif h.state == 'REFUNDED' and posted_ok then
   local after = fmt(int(u.available) - amount)
   addf('holds', hid, 'released', amount)
   if state ~= h.state then setf('holds', hid, 'state', state) end
+  if state ~= 'OPEN' then retire(hid, ARGV[7]) end
   idem_put(key, tonumber(ARGV[7]), { amount = ARGV[4], released = fmt(amount), available = after, state = state, kind = 'void' })
   emit('void', ARGV[9] or 'REVERSAL_ACCEPTED', ARGV[8])
   return { fmt(amount), after, state, 0 }
@@ -55,6 +56,7 @@ else
 end
 addf('holds', hid, 'released', amount)
 if state ~= h.state then setf('holds', hid, 'state', state) end
+if state ~= 'OPEN' then retire(hid, ARGV[7]) end
 local after = fmt(int(u.available) + amount)
 idem_put(key, tonumber(ARGV[7]), { amount = ARGV[4], released = fmt(amount), available = after, state = state, kind = 'void' })
 emit('void', ARGV[9] or 'REVERSAL_ACCEPTED', ARGV[8])

@@ -73,6 +73,9 @@ type AuditReport struct {
 	LagAge       time.Duration
 	RowsRedis    map[string]int // per table
 	RowsPostgres map[string]int
+	// RetiredHolds are closed holds Postgres keeps and Redis no longer
+	// does: their retention (the idempotency window after closing) passed.
+	RetiredHolds int
 	Differences  []Difference
 }
 
@@ -91,6 +94,9 @@ func (r AuditReport) String() string {
 		fmt.Fprintf(&b, " %s=%d/%d", t, r.RowsRedis[t], r.RowsPostgres[t])
 	}
 	b.WriteString(" (redis/postgres rows)")
+	if r.RetiredHolds > 0 {
+		fmt.Fprintf(&b, ", %d closed holds retired from redis", r.RetiredHolds)
+	}
 	if r.LagEntries > 0 {
 		fmt.Fprintf(&b, "\n  write-behind lag: %d entries, oldest %s — flush before auditing; differences below may be in flight",
 			r.LagEntries, r.LagAge.Round(time.Millisecond))
@@ -123,7 +129,11 @@ type sideRows map[string]map[string]*auditRow // table -> id -> row
 // the holds charging it. Card secrets are reported as differing, never
 // printed. Run it at a quiescent point after flushing the write-behind; the
 // report states any lag it found.
-func Audit(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, pool *pgxpool.Pool) (AuditReport, error) {
+func Audit(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, pool *pgxpool.Pool, opts ...RebuildOption) (AuditReport, error) {
+	cfg := rebuildConfig{idemTTL: DefaultIdempotencyTTL, now: time.Now}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	if keys.Prefix == "" {
 		keys.Prefix = ledger.DefaultPrefix
 	}
@@ -159,7 +169,18 @@ func Audit(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, poo
 	}
 
 	for _, t := range tableOrder {
-		rep.Differences = append(rep.Differences, compareTable(t, rd[t.name], pg[t.name])...)
+		pgRows := pg[t.name]
+		if t.name == "holds" {
+			pgRows = map[string]*auditRow{}
+			for id, r := range pg[t.name] {
+				if _, inRedis := rd[t.name][id]; !inRedis && retired(t, r.vals, cfg) {
+					rep.RetiredHolds++
+					continue
+				}
+				pgRows[id] = r
+			}
+		}
+		rep.Differences = append(rep.Differences, compareTable(t, rd[t.name], pgRows)...)
 	}
 	rep.Differences = append(rep.Differences, checkMoney("redis", rd)...)
 	rep.Differences = append(rep.Differences, checkMoney("postgres", pg)...)

@@ -29,6 +29,8 @@ type RebuildReport struct {
 	PANs      int
 	OpenHolds int
 	IdemKeys  int
+	// RetiredHolds are closed holds past their retention: not restored.
+	RetiredHolds int
 	// Velocity is how many per-card velocity counters were restored.
 	Velocity int
 	// References are the restored RRN keys of holds (reversal fallback).
@@ -47,7 +49,7 @@ func (r RebuildReport) String() string {
 	for _, t := range ledger.Tables {
 		fmt.Fprintf(&b, " %s=%d", t, r.Rows[t])
 	}
-	fmt.Fprintf(&b, " pans=%d open_holds=%d idem=%d refs=%d velocity=%d", r.PANs, r.OpenHolds, r.IdemKeys, r.References, r.Velocity)
+	fmt.Fprintf(&b, " pans=%d open_holds=%d idem=%d refs=%d velocity=%d retired_holds=%d", r.PANs, r.OpenHolds, r.IdemKeys, r.References, r.Velocity, r.RetiredHolds)
 	for _, n := range r.Notes {
 		b.WriteString("\n  note: " + n)
 	}
@@ -88,6 +90,26 @@ func WithVelocityWindow(d time.Duration) RebuildOption {
 // hold's creation; records that would have expired already are not restored.
 func WithIdempotencyTTL(d time.Duration) RebuildOption {
 	return func(c *rebuildConfig) { c.idemTTL = d }
+}
+
+// holdRetiredAt is when a closed hold leaves Redis (the scripts' retire:
+// the idempotency window after it closed); zero for an open hold or when
+// holds are kept for good.
+func holdRetiredAt(t *table, vals []string, cfg rebuildConfig) time.Time {
+	if cfg.idemTTL <= 0 || vals[t.index["state"]] == "OPEN" {
+		return time.Time{}
+	}
+	closed, _ := strconv.ParseInt(vals[t.index["closed_ms"]], 10, 64)
+	if closed == 0 {
+		closed, _ = strconv.ParseInt(vals[t.index["created_ms"]], 10, 64)
+	}
+	return time.UnixMilli(closed).Add(cfg.idemTTL)
+}
+
+// retired reports whether a hold row has left Redis for good.
+func retired(t *table, vals []string, cfg rebuildConfig) bool {
+	at := holdRetiredAt(t, vals, cfg)
+	return !at.IsZero() && !at.After(cfg.now())
 }
 
 // Rebuild restores the Redis state from Postgres after Redis lost it
@@ -163,6 +185,10 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 	}
 	for _, t := range tableOrder {
 		err := eachPGRow(ctx, pool, t, func(r pgRow) error {
+			if t.name == "holds" && retired(t, r.vals, cfg) {
+				rep.RetiredHolds++ // Postgres keeps it; Redis had let it go
+				return nil
+			}
 			rep.Rows[t.name]++
 			key := keys.Row(r.partner, t.name, r.id)
 			fields := make([]any, 0, 2*(3+len(t.cols)))
@@ -215,7 +241,11 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 				}
 			case "holds":
 				// Holds are not in the id index (docs/ledger.md): they
-				// are found by their idempotency key.
+				// are found by their idempotency key. A closed one keeps
+				// the lifetime the scripts gave it.
+				if at := holdRetiredAt(t, r.vals, cfg); !at.IsZero() {
+					pw.pipe.PExpireAt(ctx, key, at)
+				}
 				if col("state") == "OPEN" {
 					created, _ := strconv.ParseInt(col("created_ms"), 10, 64)
 					pw.pipe.ZAdd(ctx, keys.OpenHolds(r.partner), redis.Z{Score: float64(created), Member: r.id})

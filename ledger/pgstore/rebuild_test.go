@@ -87,8 +87,9 @@ func TestRebuild(t *testing.T) {
 	ctx := ctxT(t, 30*time.Second)
 	fx.seedProgram(t, "pa", "DEPOSIT", "400001")
 	fx.seedProgram(t, "pb", "CREDIT", "400002")
-	// A hold older than the idempotency TTL: the ledger has forgotten its
-	// answer, and the rebuild must not bring it back.
+	// A hold closed longer ago than the idempotency TTL: the ledger has
+	// forgotten its answer and the scripts would have retired its row from
+	// Redis, so the rebuild brings back neither (Postgres keeps the row).
 	old := strconv.FormatInt(time.Now().Add(-8*24*time.Hour).UnixMilli(), 10)
 	fx.emit(t, "pa", "force_post", chg{T: "holds", ID: "pa-old", Set: map[string]string{"balance_id": "pa-ub", "state": "CAPTURED",
 		"idem_key": "idem-pa-old", "created_ms": old, "closed_ms": old}})
@@ -98,6 +99,11 @@ func TestRebuild(t *testing.T) {
 		t.Fatalf("Flush: %v", err)
 	}
 	before := fx.snapshot(t)
+	oldHold := fx.keys.Row("pa", "holds", "pa-old")
+	if _, ok := before[oldHold]; !ok {
+		t.Fatal("the old closed hold is not in redis before the rebuild")
+	}
+	delete(before, oldHold) // a live Redis would have let it go by now
 
 	rep, err := Rebuild(ctx, fx.rdb, fx.keys, fx.pool)
 	if err != nil || !rep.Skipped {
@@ -109,14 +115,21 @@ func TestRebuild(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Rebuild: %v", err)
 	}
-	wantRows := map[string]int{"partners": 2, "partner_balances": 2, "customers": 2, "user_balances": 2, "cards": 4, "holds": 7, "funding": 2}
+	wantRows := map[string]int{"partners": 2, "partner_balances": 2, "customers": 2, "user_balances": 2, "cards": 4, "holds": 6, "funding": 2}
 	for table, n := range wantRows {
 		if rep.Rows[table] != n {
 			t.Errorf("report: %s rows = %d, want %d", table, rep.Rows[table], n)
 		}
 	}
-	if rep.Partners != 2 || rep.OpenHolds != 2 || rep.IdemKeys != 6 || rep.PANs != 2 {
-		t.Errorf("report = %s; want 2 partners, 2 open holds, 6 idempotency records, 2 PANs", rep)
+	if rep.Partners != 2 || rep.OpenHolds != 2 || rep.IdemKeys != 6 || rep.PANs != 2 || rep.RetiredHolds != 1 {
+		t.Errorf("report = %s; want 2 partners, 2 open holds, 6 idempotency records, 2 PANs, 1 retired hold", rep)
+	}
+	// Closed holds keep the lifetime the scripts give them; open ones none.
+	if ttl := fx.rdb.PTTL(ctx, fx.keys.Row("pa", "holds", "pa-h2")).Val(); ttl <= 6*24*time.Hour || ttl > DefaultIdempotencyTTL {
+		t.Errorf("TTL of a restored closed hold = %s, want about %s from its closing", ttl, DefaultIdempotencyTTL)
+	}
+	if ttl := fx.rdb.PTTL(ctx, fx.keys.Row("pa", "holds", "pa-h1")).Val(); ttl != -1 {
+		t.Errorf("TTL of a restored open hold = %s, want none", ttl)
 	}
 	if d := diffSnapshots(fx.snapshot(t), before); len(d) > 0 {
 		t.Fatalf("rebuilt redis differs (%d):\n%s", len(d), strings.Join(d, "\n"))
@@ -134,6 +147,8 @@ func TestRebuild(t *testing.T) {
 	}
 	if a, err := Audit(ctx, fx.rdb, fx.keys, fx.pool); err != nil || !a.OK() {
 		t.Fatalf("Audit after rebuild: %v\n%s", err, a)
+	} else if a.RetiredHolds != 1 {
+		t.Errorf("audit counted %d retired holds, want 1 (pa-old)", a.RetiredHolds)
 	}
 
 	// The next event continues the sequence and reaches Postgres.
@@ -145,7 +160,7 @@ func TestRebuild(t *testing.T) {
 	if err := w2.Flush(ctx); err != nil {
 		t.Fatalf("Flush after rebuild: %v", err)
 	}
-	fx.assertMirrors(t)
+	fx.assertMirrors(t, "holds/pa-old")
 	fx.assertJournal(t, "pa", seedEvents+2)
 }
 
