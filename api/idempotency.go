@@ -15,8 +15,13 @@ import (
 	"github.com/antaca/antaca/authz/issuing"
 )
 
-// createIdemTTL is how long a create's Idempotency-Key is remembered.
-const createIdemTTL = 24 * time.Hour
+// createIdemTTL is how long a create's Idempotency-Key is remembered;
+// createClaimTTL how long a claim of a create still running holds, so that
+// a process that died mid-request does not block the key for a day.
+const (
+	createIdemTTL  = 24 * time.Hour
+	createClaimTTL = time.Minute
+)
 
 var (
 	errIdemInUse    = apiErr(http.StatusConflict, "IDEMPOTENCY_KEY_IN_USE", "a request with this Idempotency-Key is still being processed; retry later")
@@ -60,27 +65,31 @@ func (s *Server) idempotentCreate(w http.ResponseWriter, c *call) (int, any, err
 	fingerprint := hex.EncodeToString(fp[:])
 
 	pending, _ := json.Marshal(idemRecord{Fingerprint: fingerprint})
-	claimed, err := s.cfg.Redis.SetNX(c.ctx, rkey, pending, createIdemTTL).Result()
+	claimed, err := s.cfg.Redis.SetNX(c.ctx, rkey, pending, createClaimTTL).Result()
 	if err != nil {
 		return 0, nil, fmt.Errorf("claiming idempotency key: %w", err)
 	}
 	if !claimed {
 		return s.replayCreate(w, c, rkey, fingerprint)
 	}
+	recorded := false
+	defer func() {
+		if !recorded { // failed, or panicked: nothing to replay, the key is free
+			s.cfg.Redis.Del(context.WithoutCancel(c.ctx), rkey)
+		}
+	}()
 	status, body, err := c.rt.h(c)
 	if err != nil || status/100 != 2 {
-		// Nothing was created: the key is free for a retry.
-		s.cfg.Redis.Del(context.WithoutCancel(c.ctx), rkey)
 		return status, body, err
 	}
 	rec := idemRecord{Fingerprint: fingerprint, Status: status}
 	if full, ok := body.(issuing.FullData); ok {
 		rec.FullDataOf = full.ID
 	} else if rec.Body, err = json.Marshal(body); err != nil {
-		s.cfg.Redis.Del(context.WithoutCancel(c.ctx), rkey)
 		return 0, nil, fmt.Errorf("recording idempotent answer: %w", err)
 	}
 	b, _ := json.Marshal(rec)
+	recorded = true
 	if err := s.cfg.Redis.Set(context.WithoutCancel(c.ctx), rkey, b, createIdemTTL).Err(); err != nil {
 		// The resource exists; a retry would now make a second one, which
 		// is what the caller risked without a key. Say so in the logs.
