@@ -276,6 +276,25 @@ func (l *Ledger) CustomerBalances(ctx context.Context, partnerID, customerID str
 	return out, nil
 }
 
+// AddCustomerBalances records balances in a customer's balance set (a
+// repair for balances created before the set existed; the balance script
+// keeps it from then on). Ids without a balance row are left out.
+func (l *Ledger) AddCustomerBalances(ctx context.Context, partnerID, customerID string, ids ...string) error {
+	for _, id := range ids {
+		b, err := l.UserBalance(ctx, partnerID, id)
+		if errors.Is(err, ErrNotFound) || err == nil && b.CustomerID != customerID {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := l.rdb.SAdd(ctx, l.keys.CustomerBalances(partnerID, customerID), id).Err(); err != nil {
+			return fmt.Errorf("recording balance of %s: %w", customerID, err)
+		}
+	}
+	return nil
+}
+
 // Funding returns the money that entered a partner's program from outside, per currency.
 func (l *Ledger) Funding(ctx context.Context, partnerID, currency string) (int64, error) {
 	s, err := l.rdb.HGet(ctx, l.keys.Row(partnerID, "funding", partnerID+":"+currency), "total_in").Result()

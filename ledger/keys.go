@@ -25,7 +25,7 @@ var NumericColumns = map[string][]string{
 	"customers":        {},
 	"user_balances":    {"available", "held", "posted"},
 	"cards":            {"lock_reason", "pin_tries"},
-	"holds":            {"amount", "captured", "released", "created_ms", "closed_ms", "requested", "available_after"},
+	"holds":            {"amount", "captured", "released", "created_ms", "closed_ms", "requested", "approved", "available_after"},
 	"funding":          {"total_in"},
 }
 
@@ -39,7 +39,7 @@ var Columns = map[string][]string{
 		"bin", "last4", "expiry", "cvv_enc", "pin_verifier", "pin_tries", "copy_of", "delivery", "created_at"},
 	"holds": {"balance_id", "card_id", "partner_balance_id", "currency", "amount", "captured", "released", "state",
 		"idem_key", "approval_code", "txn_type", "created_ms", "closed_ms", "reference",
-		"origin", "requested", "available_after"},
+		"origin", "requested", "approved", "available_after"},
 	"funding": {"currency", "total_in"},
 }
 

@@ -39,6 +39,7 @@ newrow('holds', hid, {
   'reference', ARGV[12] or '',
   'origin', 'force_post',
   'requested', fmt(amount),
+  'approved', fmt(amount),
   'available_after', after,
 })
 retire(hid, ttl)

@@ -32,6 +32,7 @@ newrow('holds', hid, {
   'reference', ARGV[11] or '',
   'origin', 'refund',
   'requested', fmt(amount),
+  'approved', fmt(amount),
   'available_after', after,
 })
 retire(hid, ARGV[6])

@@ -82,6 +82,7 @@ newrow('holds', hid, {
   'reference', ARGV[14] or '',
   'origin', 'reserve',
   'requested', fmt(amount),
+  'approved', fmt(approved),
   'available_after', after,
 })
 if capture then retire(hid, ttl) else redis.call('ZADD', base .. ':holds:open', now, hid) end

@@ -95,11 +95,22 @@ func TestWithLedgerScripts(t *testing.T) {
 		capt := auth(p+"-a4", 4_000)
 		_, err = l.Capture(ctx, p, capt.HoldID, 3_000, false, "cap-"+p, "")
 		check("capture", err)
+		// An advice that posts more than the hold (a tip): the hold's
+		// amount grows, its stored answer must not.
+		tipped := auth(p+"-a7", 500)
+		_, err = l.Capture(ctx, p, tipped.HoldID, 650, true, "tip-"+p, "")
+		check("capture with extra", err)
 		voided := auth(p+"-a5", 900)
 		_, err = l.Void(ctx, p, voided.HoldID, 400, false, "void-"+p, "")
 		check("partial void", err)
 		_, err = l.Refund(ctx, ledger.Reservation{PartnerID: p, BalanceID: ub, CardID: card, Amount: 250, IdempotencyKey: "ref-" + p, ApprovalCode: "RF0001", Reference: "rrn-refund|" + card})
 		check("refund", err)
+		// A stand-in advice repeating the RRN of an authorization: the
+		// reference names the newer hold, before and after a rebuild.
+		_, err = l.Reserve(ctx, ledger.Reservation{PartnerID: p, BalanceID: ub, CardID: card, Amount: 80, IdempotencyKey: "pre-fp-" + p,
+			ApprovalCode: "AP0080", TxnType: "00", Reference: "rrn-fp|" + card})
+		check("reserve before the advice", err)
+		time.Sleep(3 * time.Millisecond) // the rebuild orders holds by creation time
 		_, err = l.ForcePost(ctx, ledger.Reservation{PartnerID: p, BalanceID: ub, CardID: card, Amount: 120, IdempotencyKey: "fp-" + p, ApprovalCode: "FP0001", TxnType: "00", Reference: "rrn-fp|" + card})
 		check("force post", err)
 		if d := auth(p+"-a6", 10_000_000); d.Reason == "APPROVED" {
@@ -152,8 +163,8 @@ func TestWithLedgerScripts(t *testing.T) {
 			holdAnswers[k] = true
 		}
 	}
-	if len(holdAnswers) != 15 {
-		t.Fatalf("%d stored answers of holds, want 15 (five holds, a refund and a forced post per partner, one partial)", len(holdAnswers))
+	if len(holdAnswers) != 19 {
+		t.Fatalf("%d stored answers of holds, want 19 (seven holds, a refund and a forced post per partner, one partial)", len(holdAnswers))
 	}
 	ledgertest.DeleteKeys(t, ctx, fx.rdb, fx.keys.Pattern())
 	if _, err := Rebuild(ctx, fx.rdb, fx.keys, fx.pool); err != nil {
@@ -205,8 +216,8 @@ func TestWithLedgerScripts(t *testing.T) {
 			refs++
 		}
 	}
-	if refs != 15 {
-		t.Errorf("%d reference keys after rebuild, want 15 (five holds, a refund and a forced post per partner, one partial)", refs)
+	if refs != 17 {
+		t.Errorf("%d reference keys after rebuild, want 17 (six holds, a refund and a forced post per partner, one partial)", refs)
 	}
 }
 

@@ -177,6 +177,13 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 
 	pw := &pipeWriter{ctx: ctx, pipe: rdb.Pipeline()}
 	pbalcur := map[string]string{}
+	// The RRN references of holds, the newest hold for each.
+	type refTarget struct {
+		hold    string
+		created int64
+		expires time.Time
+	}
+	refs := map[string]refTarget{}
 	// Velocity counters of the current window, per partner and card.
 	var velIndex int64
 	velocity := map[[2]string]int64{}
@@ -263,12 +270,12 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 				// The reversal fallback (RRN + card id), with the lifetime
 				// the scripts give it: the idempotency TTL.
 				if ref := col("reference"); ref != "" {
+					// Several holds can share one (an advice without DE90
+					// repeating the RRN): the scripts leave the newest.
 					k := keys.Reference(r.partner, ref)
-					pw.pipe.Set(ctx, k, r.id, 0)
-					if cfg.idemTTL > 0 {
-						pw.pipe.PExpireAt(ctx, k, expires)
+					if cur, ok := refs[k]; !ok || created > cur.created || created == cur.created && r.id > cur.hold {
+						refs[k] = refTarget{hold: r.id, created: created, expires: expires}
 					}
-					rep.References++
 				}
 				if ik := col("idem_key"); ik != "" {
 					k := keys.Idem(r.partner, ik)
@@ -304,6 +311,13 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 	if err := rows.Err(); err != nil {
 		return rep, fmt.Errorf("reading journal sequences: %w", err)
 	}
+	for k, t := range refs {
+		pw.pipe.Set(ctx, k, t.hold, 0)
+		if cfg.idemTTL > 0 {
+			pw.pipe.PExpireAt(ctx, k, t.expires)
+		}
+		rep.References++
+	}
 	for pc, n := range velocity {
 		// As velocity.lua keeps them: the window's count, for two windows.
 		k := keys.Velocity(pc[0], pc[1], velIndex)
@@ -329,7 +343,13 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 // available_after: their record gets the approved amount as the request
 // and no balance.
 func storedAnswer(holdID string, col func(string) string) []any {
-	amount, requested, origin := col("amount"), col("requested"), col("origin")
+	// approved is what the script approved; amount may have grown since
+	// (a capture with extra). Rows from before migration 0003 have only
+	// amount.
+	amount, requested, origin := col("approved"), col("requested"), col("origin")
+	if amount == "" || amount == "0" {
+		amount = col("amount")
+	}
 	if requested == "" || requested == "0" {
 		requested = amount
 	}
