@@ -144,6 +144,19 @@ func TestListBalances(t *testing.T) {
 	if r := e.root.do("GET", "/admin/customers/cus_nope/balances", nil); r.status != 404 || r.code() != "CUSTOMER_NOT_FOUND" {
 		t.Errorf("unknown customer: %d %s", r.status, r.body)
 	}
+
+	// Balances from before the per-customer set (a Redis that kept its
+	// data across the upgrade): Postgres has them, the listing repairs it.
+	e.flushJournal()
+	set := e.ledger.Keys().CustomerBalances("acme", cid)
+	if n, err := e.ledger.Client().Del(context.Background(), set).Result(); err != nil || n != 1 {
+		t.Fatalf("dropping the balance set: %d, %v", n, err)
+	}
+	app.json("GET", "/customers/me/balances", nil, 200, &l)
+	check("customer, set rebuilt from postgres", l)
+	if n, err := e.ledger.Client().SCard(context.Background(), set).Result(); err != nil || n != 2 {
+		t.Errorf("balance set after the repair: %d, %v; want 2", n, err)
+	}
 }
 
 // TestAdminPartnersAndCustomers: the administration panel's partner and

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -158,6 +160,13 @@ func (s *Server) listBalances(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	if len(bs) == 0 {
+		// Balances created before the per-customer set existed are only
+		// in the rows: Postgres knows them; put them in the set.
+		if bs, err = s.backfillCustomerBalances(c, pid, row["id"]); err != nil {
+			return 0, nil, err
+		}
+	}
 	out := make([]balanceView, 0, len(bs))
 	for _, b := range bs {
 		v, err := s.balanceView(c, b)
@@ -167,6 +176,29 @@ func (s *Server) listBalances(c *call) (int, any, error) {
 		out = append(out, v)
 	}
 	return http.StatusOK, map[string]any{"balances": out}, nil
+}
+
+// backfillCustomerBalances adds to a customer's balance set the balances
+// Postgres holds for it (a Redis that kept data from before the set), and
+// reads the set again. Postgres unreachable: the set as it is.
+func (s *Server) backfillCustomerBalances(c *call, partnerID, customerID string) ([]ledger.UserBalance, error) {
+	rows, err := s.cfg.DB.Query(c.ctx, `SELECT id FROM user_balances WHERE partner_id = $1 AND customer_id = $2`, partnerID, customerID)
+	if err != nil {
+		s.log.WarnContext(c.ctx, "reading a customer's balances from postgres", "err", err)
+		return nil, nil
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		s.log.WarnContext(c.ctx, "reading a customer's balances from postgres", "err", err)
+		return nil, nil
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if err := s.cfg.Ledger.AddCustomerBalances(c.ctx, partnerID, customerID, ids...); err != nil {
+		return nil, err
+	}
+	return s.cfg.Ledger.CustomerBalances(c.ctx, partnerID, customerID)
 }
 
 // GET .../balances/{balanceId}: the balance and its cards.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/antaca/antaca/authz/issuing"
+	"github.com/antaca/antaca/ledger"
 )
 
 // createIdemTTL is how long a create's Idempotency-Key is remembered;
@@ -34,9 +36,11 @@ var (
 // kept: only the card id, and the replay reads the data again.
 type idemRecord struct {
 	Fingerprint string          `json:"fp"`
+	Claim       string          `json:"claim,omitempty"` // the running request's token
 	Status      int             `json:"status,omitempty"`
 	Body        json.RawMessage `json:"body,omitempty"`
 	FullDataOf  string          `json:"fullDataOf,omitempty"`
+	AsyncCard   string          `json:"asyncCard,omitempty"` // a 202 of an async virtual card
 }
 
 // idempotentCreate runs a create route (route.create) so that a retry with
@@ -44,9 +48,14 @@ type idemRecord struct {
 // Stripe-style APIs do. The key is scoped to the caller (partner, customer
 // or admin), the route and the path; the request body (decrypted) must be
 // the same, or the answer is 422 IDEMPOTENCY_KEY_REUSED. A request still
-// running under the key gets 409 IDEMPOTENCY_KEY_IN_USE. Failed creates
-// are forgotten, so they can be retried with the same key. Replays carry
-// the header Idempotent-Replayed: true.
+// running under the key gets 409 IDEMPOTENCY_KEY_IN_USE. A create refused
+// with a 4xx changed nothing and is forgotten, so it can be retried with
+// the same key; after a 5xx the claim is left to expire (createClaimTTL),
+// since the resource may exist. Replays carry Idempotent-Replayed: true.
+//
+// The handler runs on a context the client's going away does not cancel:
+// a client that timed out is the one that retries, and a create cut off
+// between its script and its answer would otherwise look failed.
 func (s *Server) idempotentCreate(w http.ResponseWriter, c *call) (int, any, error) {
 	key := c.r.Header.Get("Idempotency-Key")
 	if key == "" {
@@ -63,8 +72,10 @@ func (s *Server) idempotentCreate(w http.ResponseWriter, c *call) (int, any, err
 	rkey := s.keys.createIdem(hex.EncodeToString(scope[:]))
 	fp := sha256.Sum256(c.body)
 	fingerprint := hex.EncodeToString(fp[:])
+	token := make([]byte, 12)
+	_, _ = rand.Read(token)
 
-	pending, _ := json.Marshal(idemRecord{Fingerprint: fingerprint})
+	pending, _ := json.Marshal(idemRecord{Fingerprint: fingerprint, Claim: hex.EncodeToString(token)})
 	claimed, err := s.cfg.Redis.SetNX(c.ctx, rkey, pending, createClaimTTL).Result()
 	if err != nil {
 		return 0, nil, fmt.Errorf("claiming idempotency key: %w", err)
@@ -72,31 +83,60 @@ func (s *Server) idempotentCreate(w http.ResponseWriter, c *call) (int, any, err
 	if !claimed {
 		return s.replayCreate(w, c, rkey, fingerprint)
 	}
-	recorded := false
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), createClaimTTL/2)
+	defer cancel()
+	c.ctx = ctx
+	release := true // unless the create is recorded or may have happened
 	defer func() {
-		if !recorded { // failed, or panicked: nothing to replay, the key is free
-			s.cfg.Redis.Del(context.WithoutCancel(c.ctx), rkey)
+		if release { // a 4xx, or a panic before anything was written
+			if err := releaseClaim.Run(ctx, s.cfg.Redis, []string{rkey}, pending).Err(); err != nil {
+				s.log.WarnContext(ctx, "releasing an idempotency claim", "err", err)
+			}
 		}
 	}()
 	status, body, err := c.rt.h(c)
-	if err != nil || status/100 != 2 {
+	if err != nil {
+		if _, internal := toAPIError(err); internal {
+			release = false // the resource may exist: let the claim expire
+		}
 		return status, body, err
 	}
+	if status/100 != 2 {
+		return status, body, nil
+	}
+	release = false
 	rec := idemRecord{Fingerprint: fingerprint, Status: status}
-	if full, ok := body.(issuing.FullData); ok {
-		rec.FullDataOf = full.ID
-	} else if rec.Body, err = json.Marshal(body); err != nil {
+	switch v := body.(type) {
+	case issuing.FullData:
+		rec.FullDataOf = v.ID
+	case asyncCard:
+		rec.AsyncCard = v.ID
+		rec.Body, err = json.Marshal(body)
+	default:
+		rec.Body, err = json.Marshal(body)
+	}
+	if err != nil {
 		return 0, nil, fmt.Errorf("recording idempotent answer: %w", err)
 	}
 	b, _ := json.Marshal(rec)
-	recorded = true
-	if err := s.cfg.Redis.Set(context.WithoutCancel(c.ctx), rkey, b, createIdemTTL).Err(); err != nil {
-		// The resource exists; a retry would now make a second one, which
-		// is what the caller risked without a key. Say so in the logs.
-		s.log.ErrorContext(c.ctx, "create done but its idempotency record not stored", "route", c.rt.pattern, "err", err)
+	if err := recordClaim.Run(ctx, s.cfg.Redis, []string{rkey}, pending, b, createIdemTTL.Milliseconds()).Err(); err != nil {
+		// The resource exists; once the claim expires a retry would make
+		// a second one, which is what the caller risked without a key.
+		s.log.ErrorContext(ctx, "create done but its idempotency record not stored", "route", c.rt.pattern, "err", err)
 	}
 	return status, body, nil
 }
+
+// releaseClaim and recordClaim change a key only while it still holds this
+// request's claim: after createClaimTTL another request may own it.
+var (
+	releaseClaim = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+	recordClaim = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return redis.error_reply('CLAIM_LOST')`)
+)
 
 // replayCreate answers a repeated create from its record.
 func (s *Server) replayCreate(w http.ResponseWriter, c *call, rkey, fingerprint string) (int, any, error) {
@@ -117,15 +157,39 @@ func (s *Server) replayCreate(w http.ResponseWriter, c *call, rkey, fingerprint 
 	if rec.Status == 0 {
 		return 0, nil, errIdemInUse
 	}
-	w.Header().Set("Idempotent-Replayed", "true")
+	if rec.AsyncCard != "" && s.asyncCardFailed(c, rec.AsyncCard) {
+		// The 202 promised a card that was never made: the key is free
+		// again, and this request creates it anew.
+		if err := releaseClaim.Run(c.ctx, s.cfg.Redis, []string{rkey}, string(raw)).Err(); err != nil {
+			return 0, nil, fmt.Errorf("releasing a failed async create: %w", err)
+		}
+		return s.idempotentCreate(w, c)
+	}
+	var body any = rec.Body
 	if rec.FullDataOf != "" {
 		full, err := s.cfg.Issuing.FullData(c.ctx, c.partnerID, rec.FullDataOf)
 		if err != nil {
 			return 0, nil, err
 		}
-		return rec.Status, full, nil
+		body = full
 	}
-	return rec.Status, rec.Body, nil
+	w.Header().Set("Idempotent-Replayed", "true")
+	return rec.Status, body, nil
+}
+
+// asyncCardFailed reports whether an async virtual card creation ended
+// without a card: its marker says FAILED, or it is gone and no card has
+// the id.
+func (s *Server) asyncCardFailed(c *call, id string) bool {
+	status, err := s.cfg.Redis.HGet(c.ctx, s.keys.pendingCard(id), "status").Result()
+	switch {
+	case err == nil:
+		return status == "FAILED"
+	case !errors.Is(err, redis.Nil):
+		return false // cannot tell: replay what was answered
+	}
+	_, err = s.cfg.Ledger.PartnerOf(c.ctx, id)
+	return errors.Is(err, ledger.ErrNotFound)
 }
 
 // checkIdempotencyKey enforces the Idempotency-Key format.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/antaca/antaca/ledger"
 )
@@ -132,6 +133,30 @@ func TestIdempotentCreates(t *testing.T) {
 	if id == "" {
 		t.Fatal("no async create answered 202")
 	}
+	// A retry replays the 202 while the card is being made or made; once
+	// its creation is known to have failed, the key is free again and the
+	// retry starts a new card (the failure is simulated on the marker).
+	waitCard := func(id string) {
+		t.Helper()
+		var card cardJSON
+		for deadline := time.Now().Add(10 * time.Second); card.Status != "ACTIVE"; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("async card %s never became active", id)
+			}
+			p.c.json("GET", "/secure/customers/"+cust.ID+"/cards/"+id+"/status", nil, 200, &card)
+		}
+	}
+	waitCard(id)
+	if r := p.c.do("POST", "/secure/customers/"+cust.ID+"/cards/virtual/async", cardBody, key("async-1")); r.status != 202 || r.header.Get("Idempotent-Replayed") != "true" || !contains(r.body, id) {
+		t.Fatalf("replay of a made async card: %d %s", r.status, r.body)
+	}
+	must(t, e.ledger.Client().HSet(ctx, e.apiKeys+":pending:"+id, "status", "FAILED", "code", "INTERNAL").Err())
+	r := p.c.do("POST", "/secure/customers/"+cust.ID+"/cards/virtual/async", cardBody, key("async-1"))
+	var again2 struct{ ID string }
+	if err := json.Unmarshal(r.body, &again2); err != nil || r.status != 202 || again2.ID == id || r.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("retry after a failed async create: %d %s, want a new card", r.status, r.body)
+	}
+	waitCard(again2.ID)
 
 	// Admin creates: a retried partner creation replays instead of 409.
 	part := map[string]string{"id": "zeta", "name": "Zeta", "bin": "476543", "currency": "EUR", "fundingModel": "DEPOSIT"}
