@@ -95,25 +95,7 @@ type env struct {
 	apiKeys  string // the API's Redis prefix
 	serverPK *rsa.PublicKey
 	root     *client // bootstrap admin
-	logs     lockedBuffer
-}
-
-// lockedBuffer collects the server's log lines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs     ledgertest.LogBuffer
 }
 
 type envOption func(*api.Config)

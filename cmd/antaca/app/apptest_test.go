@@ -1,14 +1,12 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,25 +29,7 @@ type harness struct {
 	Config  app.Config
 	ctx     context.Context
 	stopped bool
-	logs    *lockedBuffer // everything the switch logged, as JSON lines, debug included
-}
-
-// lockedBuffer collects log lines from many goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs    *ledgertest.LogBuffer // everything the switch logged, as JSON lines, debug included
 }
 
 // startApp starts Antaca on 127.0.0.1:0 with its own Redis key prefix,
@@ -83,7 +63,7 @@ func startApp(t *testing.T, mutate func(*app.Config)) *harness {
 func startWith(t *testing.T, cfg app.Config) *harness {
 	t.Helper()
 	ctx := context.Background()
-	logs := &lockedBuffer{}
+	logs := &ledgertest.LogBuffer{}
 	a, err := app.New(ctx, cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatalf("starting app: %v", err)
