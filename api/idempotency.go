@@ -26,9 +26,8 @@ const (
 )
 
 var (
-	errIdemInUse    = apiErr(http.StatusConflict, "IDEMPOTENCY_KEY_IN_USE", "a request with this Idempotency-Key is still being processed; retry later")
-	errIdemReused   = apiErr(http.StatusUnprocessableEntity, "IDEMPOTENCY_KEY_REUSED", "the Idempotency-Key was used with a different request")
-	errIdemRecorded = errors.New("idempotency record unreadable")
+	errIdemInUse  = apiErr(http.StatusConflict, "IDEMPOTENCY_KEY_IN_USE", "a request with this Idempotency-Key is still being processed; retry later")
+	errIdemReused = apiErr(http.StatusUnprocessableEntity, "IDEMPOTENCY_KEY_REUSED", "the Idempotency-Key was used with a different request")
 )
 
 // idemRecord is what a finished create left under its key: the answer to
@@ -149,7 +148,7 @@ func (s *Server) replayCreate(w http.ResponseWriter, c *call, rkey, fingerprint 
 	}
 	var rec idemRecord
 	if err := json.Unmarshal(raw, &rec); err != nil {
-		return 0, nil, fmt.Errorf("%w: %w", errIdemRecorded, err)
+		return 0, nil, fmt.Errorf("reading idempotency record: %w", err)
 	}
 	if rec.Fingerprint != fingerprint {
 		return 0, nil, errIdemReused

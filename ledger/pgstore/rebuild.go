@@ -253,12 +253,11 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 				if at := holdRetiredAt(t, r.vals, cfg); !at.IsZero() {
 					pw.pipe.PExpireAt(ctx, key, at)
 				}
+				created, _ := strconv.ParseInt(col("created_ms"), 10, 64)
 				if col("state") == "OPEN" {
-					created, _ := strconv.ParseInt(col("created_ms"), 10, 64)
 					pw.pipe.ZAdd(ctx, keys.OpenHolds(r.partner), redis.Z{Score: float64(created), Member: r.id})
 					rep.OpenHolds++
 				}
-				created, _ := strconv.ParseInt(col("created_ms"), 10, 64)
 				if cfg.velWindow > 0 && col("card_id") != "" && col("origin") != "force_post" &&
 					created/cfg.velWindow.Milliseconds() == velIndex {
 					velocity[[2]string{r.partner, col("card_id")}]++
