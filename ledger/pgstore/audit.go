@@ -128,7 +128,9 @@ type sideRows map[string]map[string]*auditRow // table -> id -> row
 // released, and that each deposit balance's reserved equals the same over
 // the holds charging it. Card secrets are reported as differing, never
 // printed. Run it at a quiescent point after flushing the write-behind; the
-// report states any lag it found.
+// report states any lag it found. Closed holds past their retention that
+// only Postgres holds are counted as retired; WithIdempotencyTTL (the same
+// option Rebuild takes) sets that retention when the ledger's differs.
 func Audit(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, pool *pgxpool.Pool, opts ...RebuildOption) (AuditReport, error) {
 	cfg := rebuildConfig{idemTTL: DefaultIdempotencyTTL, now: time.Now}
 	for _, o := range opts {
