@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -30,6 +31,10 @@ type Engine struct {
 	// without the ledger's state (a restart without persistence), so the
 	// owner can rebuild at once. It must not block.
 	OnStateLost func()
+	// Available, when set, says whether answers can be made durable now
+	// (the journal commits to Postgres); while it is false, authorizations
+	// answer issuer unavailable before touching Redis.
+	Available func() bool
 
 	// bins caches BIN prefix -> partner id. A program's BIN never changes
 	// and is never reused (CreatePartner claims it for good), so a found
@@ -58,6 +63,8 @@ func storeErr(err error) error {
 	case errors.Is(err, ErrPartnerNotFound):
 		// A routed partner without state: Redis lost it and is being rebuilt.
 		return fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
+	case errors.Is(err, ErrNotDurable):
+		return fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
 	}
@@ -74,6 +81,9 @@ func storeErr(err error) error {
 
 // FindCard routes a PAN by BIN to its partner, then by lookup token to the card.
 func (e *Engine) FindCard(ctx context.Context, pan string) (authz.CardInfo, error) {
+	if e.Available != nil && !e.Available() {
+		return authz.CardInfo{}, fmt.Errorf("journal store unavailable: %w", authz.ErrUnavailable)
+	}
 	partnerID, err := e.route(ctx, pan)
 	if errors.Is(err, ErrNotFound) {
 		// An unknown BIN is a hard decline, unless Redis lost the routes:
@@ -143,10 +153,31 @@ func fundsResult(r ReservationResult) authz.FundsResult {
 // Reserve places the hold.
 func (e *Engine) Reserve(ctx context.Context, f authz.Funds) (authz.FundsResult, error) {
 	r, err := e.L.Reserve(ctx, reservation(f))
+	if errors.Is(err, ErrNotDurable) {
+		e.undoNotDurable(ctx, f)
+	}
 	if err == nil && e.OnPartnerBelowThreshold != nil && r.Partner.CrossedBelow() {
 		go e.OnPartnerBelowThreshold(context.WithoutCancel(ctx), f.PartnerID, r.Partner)
 	}
 	return fundsResult(r), storeErr(err)
+}
+
+// undoNotDurable undoes a change whose journal entry could not be committed
+// before the deadline: the answer is issuer unavailable, so the hold must
+// not stay (a decline with a live hold would keep the cardholder's money).
+// The stored answer becomes ISSUER_UNAVAILABLE, so a retransmission gets
+// what the network was told. Both entries reach Postgres in order once it
+// commits again.
+func (e *Engine) undoNotDurable(ctx context.Context, f authz.Funds) {
+	if f.IdempotencyKey == "" {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if _, err := e.CancelLate(cctx, f.PartnerID, f.IdempotencyKey, authz.ReasonIssuerUnavailable, f.Meta); err != nil {
+		slog.Default().Error("undoing a change that was not durable in time failed; the hold waits for expiry",
+			"partner", f.PartnerID, "err", err)
+	}
 }
 
 // ForcePost posts a stand-in advice.
@@ -158,6 +189,9 @@ func (e *Engine) ForcePost(ctx context.Context, f authz.Funds) (authz.FundsResul
 // Refund credits the user balance.
 func (e *Engine) Refund(ctx context.Context, f authz.Funds) (authz.FundsResult, error) {
 	r, err := e.L.Refund(ctx, reservation(f))
+	if errors.Is(err, ErrNotDurable) {
+		e.undoNotDurable(ctx, f)
+	}
 	return fundsResult(r), storeErr(err)
 }
 
@@ -252,13 +286,13 @@ func (e *Engine) Count(ctx context.Context, partnerID, cardID string) (int64, er
 	if w <= 0 {
 		w = time.Hour
 	}
-	n, err := e.L.run(ctx, "velocity", partnerID, cardID, w.Milliseconds()).Int64()
+	n, err := e.L.runWith(ctx, readOnly, "velocity", partnerID, cardID, w.Milliseconds()).Int64()
 	return n, storeErr(err)
 }
 
 // CancelLate undoes a late approval (see authz.Engine.Abandon).
 func (e *Engine) CancelLate(ctx context.Context, partnerID, key string, reason authz.Reason, meta string) (int64, error) {
-	n, err := e.L.run(ctx, "cancel_late", partnerID, key, string(reason), meta, e.L.ttlMS()).Int64()
+	n, err := e.L.runWith(ctx, noWait, "cancel_late", partnerID, key, string(reason), meta, e.L.ttlMS()).Int64()
 	if err != nil {
 		return 0, storeErr(mapScriptError("cancelling late approval", err))
 	}

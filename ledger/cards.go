@@ -59,7 +59,7 @@ func (l *Ledger) Card(ctx context.Context, partnerID, id string) (Card, error) {
 // CardByPANHash finds the card a PAN lookup token belongs to, with its
 // balance's currency, in one round trip.
 func (l *Ledger) CardByPANHash(ctx context.Context, partnerID, panHash string) (Card, error) {
-	v, err := l.run(ctx, "card_by_pan", partnerID, panHash).Result()
+	v, err := l.runWith(ctx, readOnly, "card_by_pan", partnerID, panHash).Result()
 	if err != nil {
 		return Card{}, mapScriptError("finding card", err)
 	}

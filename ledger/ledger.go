@@ -27,6 +27,9 @@ type Ledger struct {
 	scripts map[string]*redis.Script
 	idemTTL time.Duration
 	now     func() time.Time
+
+	journal     Journal
+	answerAfter AnswerAfter
 }
 
 // Options configure a Ledger.
@@ -83,11 +86,10 @@ func NewID(prefix string) string {
 	return prefix + "_" + hex.EncodeToString(b)
 }
 
+// run runs a script that changes state; its answer waits for durability
+// (see runWith).
 func (l *Ledger) run(ctx context.Context, name, partnerID string, args ...any) *redis.Cmd {
-	argv := make([]any, 0, len(args)+2)
-	argv = append(argv, partnerID, l.now().UnixMilli())
-	argv = append(argv, args...)
-	return l.scripts[name].Run(ctx, l.rdb, []string{l.keys.Tag(partnerID)}, argv...)
+	return l.runWith(ctx, waitDurable, name, partnerID, args...)
 }
 
 func (l *Ledger) ttlMS() int64 { return l.idemTTL.Milliseconds() }

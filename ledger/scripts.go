@@ -33,7 +33,10 @@ func loadScripts() (map[string]*redis.Script, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading %s.lua: %w", name, err)
 		}
-		out[name] = redis.NewScript(string(common) + "\n" + string(body))
+		// The body runs as a function so that its result can be returned
+		// together with the journal entries emit() collected.
+		src := string(common) + "\nlocal __result = (function()\n" + string(body) + "\nend)()\n" + scriptEpilogue
+		out[name] = redis.NewScript(src)
 	}
 	return out, nil
 }

@@ -125,7 +125,7 @@ func auditCommand() *ffcli.Command {
 			}
 			defer pool.Close()
 			keys := ledger.Keys{Prefix: *prefix}
-			wb, err := pgstore.NewWriteBehind(pgstore.Options{Redis: rdb, Keys: keys, Pool: pool, Consumer: "audit"})
+			wb, err := pgstore.NewWriteBehind(pgstore.Options{Redis: rdb, Keys: keys, Pool: pool})
 			if err != nil {
 				return err
 			}

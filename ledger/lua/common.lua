@@ -9,6 +9,7 @@ local now = tonumber(ARGV[2])
 
 local changes = {}
 local touched = {}
+local __journal = {}
 
 local function rkey(t, id) return base .. ':' .. t .. ':' .. id end
 -- int reads a numeric column; absent is 0, anything else that is not a
@@ -67,7 +68,6 @@ local function newrow(t, id, cols)
   redis.call('HSET', rkey(t, id), 'id', id, 'partner_id', pid, unpack(cols))
 end
 
--- setf sets a column and records it for the journal.
 -- retire gives a closed hold's row a lifetime in Redis (ms from now):
 -- Postgres keeps every hold, Redis only as long as a late message may
 -- still refer to it (the idempotency window), so memory does not grow
@@ -77,6 +77,7 @@ local function retire(hid, ttl)
   if ttl and ttl > 0 then redis.call('PEXPIRE', rkey('holds', hid), ttl) end
 end
 
+-- setf sets a column and records it for the journal.
 local function setf(t, id, field, value)
   value = tostring(value)
   redis.call('HSET', rkey(t, id), field, value)
@@ -132,8 +133,11 @@ local function emit(typ, reason, meta)
   local seq = redis.call('INCR', base .. ':seq')
   local ch = '[]'
   if #changes > 0 then ch = cjson.encode(changes) end
-  redis.call('XADD', base .. ':journal', '*', 'seq', seq, 'type', typ, 'reason', reason or '',
+  local id = redis.call('XADD', base .. ':journal', '*', 'seq', seq, 'type', typ, 'reason', reason or '',
     'ts', fmt(now), 'ch', ch, 'meta', meta or '')
+  -- The caller gets the entry back with the script's result (the epilogue
+  -- appended at load time) and commits it to Postgres before it answers.
+  __journal[#__journal + 1] = { id, seq, typ, reason or '', fmt(now), ch, meta or '' }
   return seq
 end
 

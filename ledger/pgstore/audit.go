@@ -144,7 +144,7 @@ func Audit(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, poo
 	if err != nil {
 		return rep, err
 	}
-	if rep.LagEntries, rep.LagAge, err = lagOf(ctx, rdb, keys, DefaultGroup, partners); err != nil {
+	if rep.LagEntries, rep.LagAge, err = backlogOf(ctx, rdb, keys, partners); err != nil {
 		return rep, fmt.Errorf("measuring write-behind lag: %w", err)
 	}
 

@@ -2,8 +2,8 @@ package pgstore
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -132,14 +132,9 @@ func ParseEntry(partnerID, streamID string, fields map[string]any) (Event, error
 	if ev.Type == "" {
 		return ev, fmt.Errorf("event %s/%d: no type", partnerID, seq)
 	}
-	ev.Reason = str("reason")
-	ev.Meta = str("meta")
-	if ev.Meta != "" && !json.Valid([]byte(ev.Meta)) {
-		return ev, fmt.Errorf("event %s/%d: meta is not JSON", partnerID, seq)
-	}
-	if err := errors.Join(checkText("type", ev.Type), checkText("reason", ev.Reason), checkText("meta", ev.Meta)); err != nil {
-		return ev, fmt.Errorf("event %s/%d: %w", partnerID, seq, err)
-	}
+	ev.Type = EncodeText(ev.Type)
+	ev.Reason = EncodeText(str("reason"))
+	ev.Meta = encodeMeta(str("meta"))
 	if ts := str("ts"); ts != "" {
 		if ev.TsMs, err = strconv.ParseInt(ts, 10, 64); err != nil {
 			return ev, fmt.Errorf("event %s/%d: ts %q is not an integer", partnerID, seq, ts)
@@ -162,6 +157,13 @@ func decodeChanges(partnerID, raw string) ([]Change, error) {
 	if raw == "" || raw == "{}" || raw == "null" {
 		return nil, nil
 	}
+	// Lua's cjson copies bytes as they are; encoding/json would replace
+	// invalid UTF-8 with U+FFFD. Such bytes travel as private-use runes
+	// through the decoder and come back as bytes below.
+	mapped := !utf8.ValidString(raw)
+	if mapped {
+		raw = mapInvalidBytes(raw)
+	}
 	// The scripts send every value as a string, which encoding/json decodes
 	// quicker into plain strings than through jsonString; only when that
 	// fails are numbers tried.
@@ -176,6 +178,11 @@ func decodeChanges(partnerID, raw string) ([]Change, error) {
 			plain[i] = w.plain()
 		}
 	}
+	if mapped {
+		for i := range plain {
+			plain[i].unmapInvalidBytes()
+		}
+	}
 	out := make([]Change, 0, len(plain))
 	for i, w := range plain {
 		c, err := w.validate(partnerID)
@@ -187,6 +194,48 @@ func decodeChanges(partnerID, raw string) ([]Change, error) {
 	return out, nil
 }
 
+// invalidByteBase is where mapInvalidBytes puts byte b: rune base+b, in
+// Unicode's private use area. A change that holds both invalid UTF-8 and
+// genuine runes of U+F700..U+F7FF would read the latter back as bytes; no
+// text Antaca writes holds either.
+const invalidByteBase = 0xF700
+
+func mapInvalidBytes(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteRune(rune(invalidByteBase + int(s[i])))
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+func unmapInvalidBytes(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r >= invalidByteBase && r <= invalidByteBase+0xFF }) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r >= invalidByteBase && r <= invalidByteBase+0xFF {
+			b.WriteByte(byte(r - invalidByteBase))
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func (w *plainChange) unmapInvalidBytes() {
+	w.ID = unmapInvalidBytes(w.ID)
+	for k, v := range w.Set {
+		w.Set[k] = unmapInvalidBytes(v)
+	}
+}
+
 func (w plainChange) validate(partnerID string) (Change, error) {
 	t, err := lookupTable(w.T)
 	if err != nil {
@@ -196,9 +245,7 @@ func (w plainChange) validate(partnerID string) (Change, error) {
 	if c.ID == "" {
 		return c, fmt.Errorf("%s: no id", w.T)
 	}
-	if err := checkText(w.T+" id", c.ID); err != nil {
-		return c, err
-	}
+	c.ID = EncodeText(c.ID)
 	c.V, err = strconv.ParseInt(string(w.V), 10, 64)
 	if err != nil || c.V < 1 {
 		return c, fmt.Errorf("%s %s: version %q is not a positive integer", w.T, c.ID, w.V)
@@ -221,15 +268,12 @@ func (w plainChange) validate(partnerID string) (Change, error) {
 		if !ok {
 			return c, fmt.Errorf("table %q has no column %q", w.T, col)
 		}
-		if err := checkText(fmt.Sprintf("%s %s: set %s", w.T, c.ID, col), string(val)); err != nil {
-			return c, err
-		}
 		if t.numeric[i] {
 			if _, err := strconv.ParseInt(string(val), 10, 64); err != nil {
 				return c, fmt.Errorf("%s %s: set %s=%q is not an integer", w.T, c.ID, col, val)
 			}
 		}
-		c.Set[col] = string(val)
+		c.Set[col] = EncodeText(string(val))
 	}
 	if len(w.Add) > 0 {
 		c.Add = make(map[string]int64, len(w.Add))
@@ -328,14 +372,90 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// checkText refuses what Postgres cannot store in text or jsonb: invalid
-// UTF-8 and NUL. Caught here, such a value holds back one partner; caught
-// by Postgres, it would fail every batch it is in.
-func checkText(what, s string) error {
-	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
-		return fmt.Errorf("%s %q is not valid UTF-8 text without NUL", what, s)
+// TextEscape starts a text value that the journal stores encoded: what
+// Postgres cannot hold in text or jsonb (NUL, invalid UTF-8) is kept as
+// TextEscape + standard base64 of the raw bytes, and so is any value that
+// itself starts with TextEscape, so that decoding is never ambiguous
+// (docs/ledger.md, "Text the journal cannot store").
+const TextEscape = "~b64:"
+
+// EncodeText returns s as the journal stores it (see TextEscape).
+func EncodeText(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 && !strings.HasPrefix(s, TextEscape) {
+		return s
 	}
-	return nil
+	return TextEscape + base64.StdEncoding.EncodeToString([]byte(s))
+}
+
+// DecodeText reverses EncodeText.
+func DecodeText(s string) string {
+	if !strings.HasPrefix(s, TextEscape) {
+		return s
+	}
+	b, err := base64.StdEncoding.DecodeString(s[len(TextEscape):])
+	if err != nil {
+		return s // not written by EncodeText
+	}
+	return string(b)
+}
+
+// DecodeMeta reverses encodeMeta: the meta as the script wrote it, from the
+// text of the stored jsonb (which Postgres may have reformatted).
+func DecodeMeta(meta string) string {
+	if !strings.Contains(meta, metaEscape) {
+		return meta
+	}
+	var wrapped map[string]string
+	if err := json.Unmarshal([]byte(meta), &wrapped); err != nil || len(wrapped) != 1 {
+		return meta
+	}
+	v, ok := wrapped[metaEscape]
+	if !ok {
+		return meta
+	}
+	b, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return meta
+	}
+	return string(b)
+}
+
+// badJSONEscape reports a \u escape Postgres's jsonb refuses: NUL, or a
+// UTF-16 surrogate (which it accepts only as a valid pair; wrapping a valid
+// pair too is harmless).
+func badJSONEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 >= len(s) {
+			continue
+		}
+		if s[i+1] == 'u' && i+6 <= len(s) {
+			h := strings.ToLower(s[i+2 : i+6])
+			if h == "0000" || (h[0] == 'd' && h[1] >= '8') {
+				return true
+			}
+		}
+		i++ // skip the escaped character (a backslash escapes the next one only)
+	}
+	return false
+}
+
+// metaEscape is the one key of a meta object that stands for a meta the
+// journal could not store as JSON: its value is base64 of the raw bytes.
+const metaEscape = "~b64"
+
+// encodeMeta returns meta as the journal's jsonb column can store it: as it
+// is when it is valid JSON that Postgres accepts, else wrapped losslessly
+// as {"~b64": "<base64 of the bytes>"}. Postgres refuses the escape \u0000
+// and invalid UTF-8 in jsonb, which Go and Lua's cjson both produce.
+func encodeMeta(meta string) string {
+	if meta == "" {
+		return ""
+	}
+	if utf8.ValidString(meta) && !badJSONEscape(meta) && json.Valid([]byte(meta)) &&
+		!strings.Contains(meta, `"`+metaEscape+`"`) {
+		return meta
+	}
+	return `{"` + metaEscape + `":"` + base64.StdEncoding.EncodeToString([]byte(meta)) + `"}`
 }
 
 // parseStreamID splits a Redis stream id "<ms>-<seq>".

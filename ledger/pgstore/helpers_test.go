@@ -53,8 +53,8 @@ func (fx *fixture) worker(tb testing.TB, consumer string, mod ...func(*Options))
 	tb.Helper()
 	reg := prometheus.NewRegistry()
 	opts := Options{
-		Redis: fx.rdb, Keys: fx.keys, Pool: fx.pool, Consumer: consumer,
-		Block: 50 * time.Millisecond, ReclaimMinIdle: 30 * time.Second, RefreshInterval: 20 * time.Millisecond,
+		Redis: fx.rdb, Keys: fx.keys, Pool: fx.pool,
+		SweepInterval: 50 * time.Millisecond, SweepAfter: 30 * time.Second,
 		RetryMax: 200 * time.Millisecond, Registerer: reg,
 	}
 	for _, m := range mod {
@@ -524,5 +524,37 @@ func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
 			tb.Fatalf("timed out after %s waiting for %s", d, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// lastEntry returns the stream entry of partner with journal sequence seq,
+// as a script would have returned it.
+func (fx *fixture) lastEntry(tb testing.TB, partner string, seq int64) ledger.JournalEntry {
+	tb.Helper()
+	ctx := ctxT(tb, 5*time.Second)
+	msgs, err := fx.rdb.XRange(ctx, fx.keys.Journal(partner), "-", "+").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if e := entryFromStream(partner, msgs[i]); e.Seq == seq {
+			return e
+		}
+	}
+	tb.Fatalf("no entry with seq %d in the stream of %s", seq, partner)
+	return ledger.JournalEntry{}
+}
+
+// assertQuarantined wants the entry of partner with seq in the quarantine,
+// its error containing want.
+func (fx *fixture) assertQuarantined(tb testing.TB, partner string, seq int64, want string) {
+	tb.Helper()
+	ctx := ctxT(tb, 5*time.Second)
+	var msg string
+	if err := fx.pool.QueryRow(ctx, `SELECT error FROM journal_quarantine WHERE partner_id = $1 AND seq = $2`, partner, seq).Scan(&msg); err != nil {
+		tb.Fatalf("quarantined entry %s/%d: %v", partner, seq, err)
+	}
+	if !strings.Contains(msg, want) {
+		tb.Errorf("quarantined entry %s/%d error = %q, want it to contain %q", partner, seq, msg, want)
 	}
 }

@@ -163,14 +163,14 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 		for i, p := range partners {
 			streams[i] = keys.Journal(p)
 		}
-		lags, err := lagOfStreams(ctx, rdb, DefaultGroup, streams)
+		lens, err := streamBacklogs(ctx, rdb, streams)
 		if err != nil {
 			return rep, fmt.Errorf("checking journal streams: %w", err)
 		}
-		for i, l := range lags {
-			if l.entries > 0 {
+		for i, n := range lens {
+			if n > 0 {
 				return rep, fmt.Errorf("rebuilding: %s holds %d entries not in postgres (flush the write-behind first): %w",
-					streams[i], l.entries, ErrUnflushed)
+					streams[i], n, ErrUnflushed)
 			}
 		}
 	}
@@ -323,9 +323,6 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 		pw.pipe.Set(ctx, k, n, 2*cfg.velWindow)
 		rep.Velocity++
 	}
-	for _, p := range partners {
-		pw.pipe.XGroupCreateMkStream(ctx, keys.Journal(p), DefaultGroup, "$")
-	}
 	if err := pw.flush(); err != nil {
 		return rep, err
 	}
@@ -424,7 +421,7 @@ func (pw *pipeWriter) flush() error {
 	cmds, err := pw.pipe.Exec(pw.ctx)
 	if err != nil && !errors.Is(err, redis.Nil) {
 		for _, c := range cmds {
-			if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) && !isBusyGroup(e) {
+			if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
 				return fmt.Errorf("writing to redis: %s: %w", c.Name(), e)
 			}
 		}
@@ -454,6 +451,11 @@ func eachPGRow(ctx context.Context, pool *pgxpool.Pool, t *table, fn func(pgRow)
 		}
 		if err := rows.Scan(dst...); err != nil {
 			return fmt.Errorf("reading %s: %w", t.name, err)
+		}
+		// Values the journal had to encode come back as Redis holds them.
+		r.id = DecodeText(r.id)
+		for i := range r.vals {
+			r.vals[i] = DecodeText(r.vals[i])
 		}
 		if err := fn(r); err != nil {
 			return err

@@ -2,11 +2,15 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -20,6 +24,45 @@ type Sink interface {
 	Apply(ctx context.Context, events []Event) (applied int, err error)
 }
 
+// Quarantiner keeps journal entries a Sink refused, so that the others move
+// on. PGSink implements it with the journal_quarantine table.
+type Quarantiner interface {
+	Quarantine(ctx context.Context, q QuarantinedEntry) error
+}
+
+// QuarantinedEntry is a refused journal entry with its error.
+type QuarantinedEntry struct {
+	PartnerID, StreamID string
+	Seq                 int64
+	Fields              map[string]any // as in the stream
+	Err                 string
+}
+
+// errInvalidEvent marks an event the sink refuses for its content before
+// asking Postgres (an unknown column ...): retrying cannot help.
+var errInvalidEvent = errors.New("invalid event")
+
+// refused reports whether err means the batch's content was refused (retry
+// cannot help; find the entry at fault and quarantine it), as opposed to a
+// failure of the connection or the server that a retry may cure.
+func refused(err error) bool {
+	if errors.Is(err, errInvalidEvent) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", // data exception: bad encoding, out of range, NUL in text
+		"23", // integrity constraint violation
+		"42", // syntax error or access rule violation: a column the code does not know
+		"54": // program limit exceeded: a value too large
+		return true
+	}
+	return false
+}
+
 // PGSink applies events to the journal and row tables of a Postgres database
 // migrated by Migrate.
 type PGSink struct {
@@ -28,6 +71,44 @@ type PGSink struct {
 
 // NewPGSink returns a Sink writing to pool.
 func NewPGSink(pool *pgxpool.Pool) *PGSink { return &PGSink{pool: pool} }
+
+// Ping checks that Postgres answers.
+func (s *PGSink) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// Quarantine implements Quarantiner. The entry's fields are stored as
+// base64 of their bytes, whatever they hold; storing the same entry twice
+// keeps the first.
+func (s *PGSink) Quarantine(ctx context.Context, q QuarantinedEntry) error {
+	raw := make(map[string][]byte, len(q.Fields))
+	for k, v := range q.Fields {
+		switch t := v.(type) {
+		case string:
+			raw[k] = []byte(t)
+		default:
+			raw[k] = fmt.Append(nil, t)
+		}
+	}
+	fields, err := json.Marshal(raw)
+	if err != nil {
+		return fmt.Errorf("encoding quarantined entry: %w", err)
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO journal_quarantine (partner_id, stream_id, seq, fields, error)
+VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+		safeText(q.PartnerID), safeText(q.StreamID), q.Seq, string(fields), safeText(q.Err))
+	if err != nil {
+		return fmt.Errorf("storing quarantined entry: %w", err)
+	}
+	return nil
+}
+
+// safeText makes s storable as Postgres text, for messages: invalid bytes
+// become U+FFFD and NUL becomes the four characters \x00.
+func safeText(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", `\x00`)
+}
 
 const insertJournalSQL = `INSERT INTO journal (partner_id, seq, type, reason, ts_ms, changes, meta)
 SELECT p, s, t, r, ts, c::jsonb, NULLIF(m, '')::jsonb
@@ -164,7 +245,7 @@ func (s *PGSink) Apply(ctx context.Context, events []Event) (int, error) {
 		applied++
 		for _, c := range ev.Changes {
 			if err := agg.add(ev.PartnerID, c); err != nil {
-				return 0, fmt.Errorf("event %s/%d: %w", ev.PartnerID, ev.Seq, err)
+				return 0, fmt.Errorf("event %s/%d: %w: %w", ev.PartnerID, ev.Seq, errInvalidEvent, err)
 			}
 		}
 	}

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
-	"slices"
-	"sort"
-	"strings"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/antaca/antaca/ledger"
@@ -30,101 +28,90 @@ type Options struct {
 	Pool *pgxpool.Pool
 	// Sink overrides where events go; when set, Pool is not used.
 	Sink Sink
-	// Group is the consumer group (default DefaultGroup).
-	Group string
-	// Consumer names this worker in the group (default: the host name).
-	// A worker restarted under the same name re-applies what it had read
-	// at once; under a new name, what it had read is reclaimed after
-	// ReclaimMinIdle.
-	Consumer string
-	// BatchSize is the most events applied in one Postgres transaction
-	// (default 500).
+	// BatchSize is the most events committed in one transaction
+	// (default 1000).
 	BatchSize int
-	// Block is how long a read waits for new entries (default 1s; negative:
-	// never wait, poll).
-	Block time.Duration
-	// ReclaimMinIdle is how long an entry must have been pending with
-	// another consumer before it is taken over (default 30s). Reclaiming
-	// early is safe (applying is idempotent) but wastes work.
-	ReclaimMinIdle time.Duration
-	// RefreshInterval is how often the partner set is re-read to find new
-	// journal streams (default 5s).
-	RefreshInterval time.Duration
-	// RetryMax caps the backoff between attempts while Redis or Postgres
-	// fail (default 5s).
+	// SweepInterval is how often the journal streams are searched for
+	// entries no committer took (default 1s).
+	SweepInterval time.Duration
+	// SweepAfter is how old a stream entry must be before the sweep
+	// recovers it (default 5s): younger ones are normally being committed
+	// by the switch that wrote them.
+	SweepAfter time.Duration
+	// RetryMax caps the backoff between attempts while Postgres fails
+	// (default 250ms, so that answers resume quickly once it is back).
 	RetryMax time.Duration
+	// MaxWait bounds how long Commit waits for durability when its
+	// context has no earlier deadline (default 5s).
+	MaxWait time.Duration
+	// MaxQueue is the most entries queued in memory; beyond it new entries
+	// that nobody waits for are left to the sweep (default 200,000).
+	MaxQueue int
 	// Registerer receives the metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Logger receives progress and failures; nil discards them.
 	Logger *slog.Logger
 }
 
-// WriteBehind copies the partners' journal streams from Redis into Postgres.
+// WriteBehind makes the partners' journals durable in Postgres. It
+// implements ledger.Journal.
 //
-// It reads entries through a consumer group, applies each batch in one
-// Postgres transaction (Sink.Apply: idempotent by event id), then
-// acknowledges the entries and trims the stream below the lowest entry still
-// pending, so Redis drops only what Postgres holds. Delivery is at least
-// once; the journal's primary key makes the effect exactly once.
+// Group commit: every script returns the journal entries it appended, and
+// the ledger hands them to Commit. A single committer takes everything
+// queued — what arrived while the previous transaction ran — and commits it
+// as one batch (Sink.Apply: idempotent by event id), then releases the
+// waiting answers together and deletes the committed entries from the
+// streams (XDEL). Entries are committed in the order they were queued, and
+// a batch that fails stays at the head of the queue until it commits, so
+// one switch never applies a partner's events out of order.
 //
-// Per stream, entries are applied strictly in stream order: an entry is held
-// back while an older entry of the same stream is still pending (read by a
-// worker that has not acknowledged it, or refused). That costs a crashed
-// worker's partners up to ReclaimMinIdle of lag, and it is what makes the
-// rows converge: "set only where v < version" keeps a row's newest version
-// but would let an older event, applied late, lose the columns it set that
-// the newer one did not touch.
+// Recovery: the streams keep every entry until it is committed. The sweep
+// takes entries older than SweepAfter that this process does not hold (a
+// switch that crashed between its script and its commit) and commits them
+// the same way. Flush does it for every entry at once.
 //
-// An entry that does not validate (unknown table or column, bad number) is
-// never skipped: it stays pending, is logged and counted once
-// (errors_total{stage="rejected"}), and holds back its partner's later
-// entries until the code that wrote it is fixed; the lag alert fires.
+// Poison: an entry Postgres refuses (or that does not validate) is found by
+// splitting the failed batch, and moved to the quarantine table with its
+// error (metric antaca_journal_quarantined_total, alert); every other entry,
+// of every partner, moves on. What Postgres cannot store in text or jsonb
+// (NUL, invalid UTF-8) is encoded losslessly before that (docs/ledger.md).
 type WriteBehind struct {
-	rdb       redis.UniversalClient
-	keys      ledger.Keys
-	sink      Sink
-	group     string
-	consumer  string
-	batchSize int
-	block     time.Duration
-	minIdle   time.Duration
-	refresh   time.Duration
-	retryMax  time.Duration
-	log       *slog.Logger
-	m         *metrics
-	cluster   bool
+	rdb        redis.UniversalClient
+	keys       ledger.Keys
+	sink       Sink
+	batchSize  int
+	sweepEvery time.Duration
+	sweepAfter time.Duration
+	retryMax   time.Duration
+	maxWait    time.Duration
+	maxQueue   int
+	log        *slog.Logger
+	m          *metrics
 
-	mu          sync.Mutex // one step at a time: Run, ProcessOnce and Flush share the state below
-	streams     []string
-	partnerOf   map[string]string
-	hasGroup    map[string]bool
-	lastRefresh time.Time
-	lastReclaim time.Time
-	claimFrom   map[string]string
-	ownPending  bool              // entries read but not acknowledged may be pending under our name
-	rejected    map[string]string // "stream id" -> why, for entries refused
+	mu      sync.Mutex // guards the queue
+	queue   []*submission
+	queued  int                 // entries in queue
+	inQueue map[string]struct{} // "stream id" of the queued entries
+	wake    chan struct{}
 
-	// Test hooks: simulate a crash after reading, or after committing to
-	// Postgres but before acknowledging.
-	afterRead  func() error
+	cmu     sync.Mutex // one commit at a time
+	healthy atomic.Bool
+
+	// Test hooks: simulate a crash after committing to Postgres but before
+	// the entries are deleted from the streams.
 	afterApply func() error
 }
 
-// entry is a stream entry with the stream it came from.
-type entry struct {
-	stream string
-	msg    redis.XMessage
+// submission is what one Commit call queued.
+type submission struct {
+	entries []ledger.JournalEntry
+	queued  time.Time
+	done    chan struct{} // closed when committed; nil when nobody waits
+	err     error         // set before done is closed
 }
 
-// stepResult says what one pass did.
-type stepResult struct {
-	acked    int // entries applied (or already applied) and acknowledged
-	deferred int // entries held back behind an older pending entry
-	rejected int // entries refused
-}
-
-// NewWriteBehind checks opts and fills in the defaults. The worker starts
-// with Run (or ProcessOnce/Flush).
+// NewWriteBehind checks opts and fills in the defaults. The committer and
+// the sweep run in Run; Flush steps them without it.
 func NewWriteBehind(opts Options) (*WriteBehind, error) {
 	if opts.Redis == nil {
 		return nil, errors.New("write-behind: Options.Redis is required")
@@ -137,115 +124,469 @@ func NewWriteBehind(opts Options) (*WriteBehind, error) {
 		sink = NewPGSink(opts.Pool)
 	}
 	w := &WriteBehind{
-		rdb:       opts.Redis,
-		keys:      opts.Keys,
-		sink:      sink,
-		group:     opts.Group,
-		consumer:  opts.Consumer,
-		batchSize: opts.BatchSize,
-		block:     opts.Block,
-		minIdle:   opts.ReclaimMinIdle,
-		refresh:   opts.RefreshInterval,
-		retryMax:  opts.RetryMax,
-		log:       opts.Logger,
-		m:         newMetrics(opts.Registerer),
-		hasGroup:  map[string]bool{},
-		claimFrom: map[string]string{},
-		rejected:  map[string]string{},
-		// After a restart under the same name, what we had read is pending
-		// under our name: re-read it first.
-		ownPending: true,
+		rdb:        opts.Redis,
+		keys:       opts.Keys,
+		sink:       sink,
+		batchSize:  opts.BatchSize,
+		sweepEvery: opts.SweepInterval,
+		sweepAfter: opts.SweepAfter,
+		retryMax:   opts.RetryMax,
+		maxWait:    opts.MaxWait,
+		maxQueue:   opts.MaxQueue,
+		log:        opts.Logger,
+		m:          newMetrics(opts.Registerer),
+		inQueue:    map[string]struct{}{},
+		wake:       make(chan struct{}, 1),
 	}
 	if w.keys.Prefix == "" {
 		w.keys.Prefix = ledger.DefaultPrefix
 	}
-	if w.group == "" {
-		w.group = DefaultGroup
-	}
-	if w.consumer == "" {
-		host, err := os.Hostname()
-		if err != nil || host == "" {
-			host = fmt.Sprintf("pid-%d", os.Getpid())
-		}
-		w.consumer = host
-	}
 	if w.batchSize <= 0 {
-		w.batchSize = 500
+		w.batchSize = 1000
 	}
-	if w.block == 0 {
-		w.block = time.Second
+	if w.sweepEvery <= 0 {
+		w.sweepEvery = time.Second
 	}
-	if w.minIdle <= 0 {
-		w.minIdle = 30 * time.Second
-	}
-	if w.refresh <= 0 {
-		w.refresh = 5 * time.Second
+	if w.sweepAfter <= 0 {
+		w.sweepAfter = 5 * time.Second
 	}
 	if w.retryMax <= 0 {
-		w.retryMax = 5 * time.Second
+		w.retryMax = 250 * time.Millisecond
+	}
+	if w.maxWait <= 0 {
+		w.maxWait = 5 * time.Second
+	}
+	if w.maxQueue <= 0 {
+		w.maxQueue = 200_000
 	}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
-	w.log = w.log.With("component", "writebehind", "consumer", w.consumer)
-	_, w.cluster = w.rdb.(*redis.ClusterClient)
+	w.log = w.log.With("component", "writebehind")
+	w.healthy.Store(true)
+	w.m.healthy.Set(1)
 	return w, nil
 }
 
-// pollInterval paces passes that found nothing to do without a blocking read.
-const pollInterval = 50 * time.Millisecond
+var _ ledger.Journal = (*WriteBehind)(nil)
 
-// Run applies journal entries until ctx is done, then returns nil. Failures
-// of Redis or Postgres are logged, counted and retried with backoff; nothing
-// is lost meanwhile, because unacknowledged entries stay in the streams. On
-// shutdown, call Flush with a deadline to leave as little lag as possible.
+// Commit implements ledger.Journal.
+func (w *WriteBehind) Commit(ctx context.Context, entries []ledger.JournalEntry, wait bool) error {
+	sub := &submission{entries: entries, queued: time.Now()}
+	if wait {
+		sub.done = make(chan struct{})
+	}
+	w.mu.Lock()
+	if !wait && w.queued+len(entries) > w.maxQueue {
+		// Nobody waits for these; they stay in the streams for the sweep.
+		w.mu.Unlock()
+		w.m.errors.WithLabelValues(stageOverflow).Add(float64(len(entries)))
+		return nil
+	}
+	if !wait && len(entries) == 0 {
+		w.mu.Unlock()
+		return nil
+	}
+	w.queue = append(w.queue, sub)
+	w.queued += len(entries)
+	for _, e := range entries {
+		w.inQueue[entryKey(w.keys.Journal(e.PartnerID), e.StreamID)] = struct{}{}
+	}
+	n := w.queued
+	w.mu.Unlock()
+	w.m.queue.Set(float64(n))
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	if !wait {
+		return nil
+	}
+	timer := time.NewTimer(w.maxWait)
+	defer timer.Stop()
+	select {
+	case <-sub.done:
+		w.m.commitWait.Observe(time.Since(sub.queued).Seconds())
+		return sub.err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ledger.ErrNotDurable, ctx.Err())
+	case <-timer.C:
+		return fmt.Errorf("%w: not committed within %s", ledger.ErrNotDurable, w.maxWait)
+	}
+}
+
+// Healthy reports whether the last attempt to commit succeeded. While it
+// is false the switch answers "issuer unavailable" at once instead of
+// changing Redis for an answer that could not be made durable.
+func (w *WriteBehind) Healthy() bool { return w.healthy.Load() }
+
+func entryKey(stream, id string) string { return stream + " " + id }
+
+// Run commits and sweeps until ctx is done, then returns nil. Failures of
+// Redis or Postgres are logged, counted and retried with backoff; nothing is
+// lost meanwhile: queued entries stay queued, and every entry stays in its
+// stream until it is committed. On shutdown, call Flush with a deadline.
 func (w *WriteBehind) Run(ctx context.Context) error {
-	w.log.Info("write-behind running", "group", w.group, "batch", w.batchSize)
-	var (
-		backoff time.Duration
-		lastLag time.Time
-	)
+	w.log.Info("write-behind running", "batch", w.batchSize, "sweep_after", w.sweepAfter)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.commitLoop(ctx)
+	}()
+	t := time.NewTicker(w.sweepEvery)
+	defer t.Stop()
 	for ctx.Err() == nil {
-		res, err := w.step(ctx, w.block)
-		if time.Since(lastLag) >= time.Second {
-			lastLag = time.Now()
-			if _, _, lerr := w.Lag(ctx); lerr != nil && ctx.Err() == nil {
-				w.log.Debug("measuring lag", "err", lerr)
-			}
+		if _, err := w.sweep(ctx, false); err != nil && ctx.Err() == nil {
+			w.log.Warn("journal sweep failed; retrying", "err", err)
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			backoff = nextBackoff(backoff, w.retryMax)
-			w.log.Warn("write-behind pass failed; retrying", "err", err, "retry_in", backoff)
-			sleepCtx(ctx, backoff)
-			continue
+		if _, _, err := w.Lag(ctx); err != nil && ctx.Err() == nil {
+			w.log.Debug("measuring lag", "err", err)
 		}
-		backoff = 0
-		if res.acked == 0 && (res.deferred > 0 || w.block < 0) {
-			sleepCtx(ctx, pollInterval)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
 		}
 	}
+	wg.Wait()
 	w.log.Info("write-behind stopped")
 	return nil
 }
 
-// ProcessOnce makes one pass without waiting for new entries: re-read what
-// is pending under this consumer, reclaim idle entries when due, read new
-// entries, apply and acknowledge them. It returns the number of entries
-// acknowledged. Tests and tools use it to step the worker.
-func (w *WriteBehind) ProcessOnce(ctx context.Context) (int, error) {
-	res, err := w.step(ctx, -1)
-	return res.acked, err
+// commitLoop commits whatever is queued, as soon as it is queued.
+func (w *WriteBehind) commitLoop(ctx context.Context) {
+	var backoff time.Duration
+	probe := time.NewTicker(w.retryMax)
+	defer probe.Stop()
+	for ctx.Err() == nil {
+		n, err := w.commitPending(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = nextBackoff(backoff, w.retryMax)
+			w.log.Warn("journal commit failed; retrying", "err", err, "retry_in", backoff)
+			sleepCtx(ctx, backoff)
+			continue
+		}
+		backoff = 0
+		if n > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-w.wake:
+		case <-probe.C:
+			if !w.healthy.Load() {
+				w.probe(ctx)
+			}
+		}
+	}
 }
 
-// Flush processes until every journal stream is acknowledged (lag 0), and
-// retries failures meanwhile. It returns ctx's error, wrapped with the last
-// failure, if ctx ends first; and an error naming them if refused entries
-// hold the rest back. Used on SIGTERM, before Rebuild or Audit, and by tests.
-// Entries pending under a dead consumer are reclaimed after ReclaimMinIdle,
-// so Flush may take that long after a crash.
+// probe checks whether the durable store is back while nothing is queued
+// (the switch refuses work while it is down, so nothing else would try).
+func (w *WriteBehind) probe(ctx context.Context) {
+	p, ok := w.sink.(interface{ Ping(context.Context) error })
+	if !ok {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, w.retryMax)
+	defer cancel()
+	if err := p.Ping(pctx); err == nil {
+		w.setHealthy(true)
+		w.log.Info("journal store reachable again")
+	}
+}
+
+func (w *WriteBehind) setHealthy(ok bool) {
+	w.healthy.Store(ok)
+	if ok {
+		w.m.healthy.Set(1)
+	} else {
+		w.m.healthy.Set(0)
+	}
+}
+
+// pendingEvent is a queued entry, decoded, with where it came from.
+type pendingEvent struct {
+	ev    Event
+	entry ledger.JournalEntry
+	sub   *submission
+}
+
+// commitPending commits one batch from the head of the queue and returns
+// how many entries it took off the queue.
+func (w *WriteBehind) commitPending(ctx context.Context) (int, error) {
+	w.cmu.Lock()
+	defer w.cmu.Unlock()
+
+	w.mu.Lock()
+	var (
+		subs    []*submission
+		entries int
+	)
+	for _, s := range w.queue {
+		if len(subs) > 0 && entries+len(s.entries) > w.batchSize {
+			break
+		}
+		subs = append(subs, s)
+		entries += len(s.entries)
+	}
+	w.mu.Unlock()
+	if len(subs) == 0 {
+		return 0, nil
+	}
+
+	evs := make([]pendingEvent, 0, entries)
+	for _, s := range subs {
+		for _, e := range s.entries {
+			ev, err := ParseEntry(e.PartnerID, e.StreamID, e.Fields())
+			if err != nil {
+				if qerr := w.quarantine(ctx, e, ev.Seq, err); qerr != nil {
+					return 0, w.fail(stagePostgres, qerr)
+				}
+				s.err = fmt.Errorf("%w: journal entry quarantined: %v", ledger.ErrNotDurable, err)
+				continue
+			}
+			evs = append(evs, pendingEvent{ev: ev, entry: e, sub: s})
+		}
+	}
+	t0 := time.Now()
+	applied, err := w.applyIsolating(ctx, evs)
+	if err != nil {
+		w.setHealthy(false)
+		return 0, w.fail(stagePostgres, err)
+	}
+	if len(evs) > 0 {
+		w.m.batchTime.Observe(time.Since(t0).Seconds())
+		w.m.batches.Inc()
+		w.m.batchSize.Observe(float64(len(evs)))
+	}
+	w.m.events.WithLabelValues("applied").Add(float64(applied))
+	w.m.events.WithLabelValues("duplicate").Add(float64(len(evs) - applied))
+	if !w.healthy.Load() {
+		w.log.Info("journal commits resumed")
+	}
+	w.setHealthy(true)
+
+	ids := map[string][]string{}
+	w.mu.Lock()
+	w.queue = w.queue[len(subs):]
+	if len(w.queue) == 0 {
+		w.queue = nil // let the backing array go
+	}
+	for _, s := range subs {
+		w.queued -= len(s.entries)
+		for _, e := range s.entries {
+			st := w.keys.Journal(e.PartnerID)
+			delete(w.inQueue, entryKey(st, e.StreamID))
+			ids[st] = append(ids[st], e.StreamID)
+		}
+	}
+	n := w.queued
+	w.mu.Unlock()
+	w.m.queue.Set(float64(n))
+	for _, s := range subs {
+		if s.done != nil {
+			close(s.done)
+		}
+	}
+	if w.afterApply != nil {
+		if err := w.afterApply(); err != nil {
+			return len(subs), err
+		}
+	}
+	if err := w.deleteCommitted(ctx, ids); err != nil {
+		// Harmless: the sweep commits them again (a duplicate changes
+		// nothing) and deletes them then.
+		w.m.errors.WithLabelValues(stageRedis).Inc()
+		w.log.Warn("deleting committed journal entries", "err", err)
+	}
+	return max(len(subs), 1), nil
+}
+
+// applyIsolating applies evs; when Postgres refuses the batch for its
+// content, it splits it to find the entries at fault, quarantines them and
+// applies the rest, in order. It returns an error only for failures worth
+// retrying (Postgres unreachable, a deadlock ...).
+func (w *WriteBehind) applyIsolating(ctx context.Context, evs []pendingEvent) (int, error) {
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	batch := make([]Event, len(evs))
+	for i := range evs {
+		batch[i] = evs[i].ev
+	}
+	applied, err := w.sink.Apply(ctx, batch)
+	if err == nil {
+		return applied, nil
+	}
+	var conflict *ConflictError
+	if errors.As(err, &conflict) {
+		bad := map[EventID]bool{}
+		for _, id := range conflict.Events {
+			bad[id] = true
+		}
+		rest := make([]pendingEvent, 0, len(evs))
+		for _, p := range evs {
+			if bad[EventID{p.ev.PartnerID, p.ev.Seq}] {
+				qerr := fmt.Errorf("event %s/%d: %w", p.ev.PartnerID, p.ev.Seq, errSeqReused)
+				if err := w.quarantine(ctx, p.entry, p.ev.Seq, qerr); err != nil {
+					return 0, err
+				}
+				p.sub.err = fmt.Errorf("%w: journal entry quarantined: %v", ledger.ErrNotDurable, qerr)
+				continue
+			}
+			rest = append(rest, p)
+		}
+		if len(rest) == len(evs) {
+			return 0, err // nothing identified: retry as a whole
+		}
+		return w.applyIsolating(ctx, rest)
+	}
+	if !refused(err) || ctx.Err() != nil {
+		return 0, err
+	}
+	if len(evs) == 1 {
+		if qerr := w.quarantine(ctx, evs[0].entry, evs[0].ev.Seq, err); qerr != nil {
+			return 0, qerr
+		}
+		evs[0].sub.err = fmt.Errorf("%w: journal entry quarantined: %v", ledger.ErrNotDurable, err)
+		return 0, nil
+	}
+	mid := len(evs) / 2
+	a, err := w.applyIsolating(ctx, evs[:mid])
+	if err != nil {
+		return 0, err
+	}
+	b, err := w.applyIsolating(ctx, evs[mid:])
+	return a + b, err
+}
+
+// quarantine moves an entry the journal cannot take aside, with its error.
+func (w *WriteBehind) quarantine(ctx context.Context, e ledger.JournalEntry, seq int64, cause error) error {
+	q, ok := w.sink.(Quarantiner)
+	if !ok {
+		return fmt.Errorf("journal entry %s/%s refused and the sink has no quarantine: %w", e.PartnerID, e.StreamID, cause)
+	}
+	if err := q.Quarantine(ctx, QuarantinedEntry{PartnerID: e.PartnerID, StreamID: e.StreamID, Seq: seq,
+		Fields: e.Fields(), Err: cause.Error()}); err != nil {
+		return fmt.Errorf("quarantining journal entry %s/%s: %w", e.PartnerID, e.StreamID, err)
+	}
+	w.m.quarantined.Inc()
+	w.log.Error("journal entry quarantined; the journal moves on without it",
+		"partner", e.PartnerID, "stream_id", e.StreamID, "seq", seq, "err", cause)
+	return nil
+}
+
+// deleteCommitted removes committed entries from their streams.
+func (w *WriteBehind) deleteCommitted(ctx context.Context, ids map[string][]string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	pipe := w.rdb.Pipeline()
+	for s, list := range ids {
+		pipe.XDel(ctx, s, list...)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// sweep queues the stream entries no committer holds: those older than
+// SweepAfter, or every one when all is set. It returns how many it queued.
+func (w *WriteBehind) sweep(ctx context.Context, all bool) (int, error) {
+	partners, err := partnerIDs(ctx, w.rdb, w.keys)
+	if err != nil {
+		return 0, w.fail(stageRedis, err)
+	}
+	if len(partners) == 0 {
+		return 0, nil
+	}
+	end := "+"
+	if !all {
+		now, err := w.rdb.Time(ctx).Result()
+		if err != nil {
+			return 0, w.fail(stageRedis, fmt.Errorf("reading redis time: %w", err))
+		}
+		end = strconv.FormatInt(now.Add(-w.sweepAfter).UnixMilli(), 10)
+	}
+	pipe := w.rdb.Pipeline()
+	cmds := make([]*redis.XMessageSliceCmd, len(partners))
+	for i, p := range partners {
+		cmds[i] = pipe.XRangeN(ctx, w.keys.Journal(p), "-", end, int64(w.batchSize))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return 0, w.fail(stageRedis, fmt.Errorf("reading journal streams: %w", err))
+	}
+	queued := 0
+	for i, p := range partners {
+		stream := w.keys.Journal(p)
+		var entries []ledger.JournalEntry
+		w.mu.Lock()
+		for _, m := range cmds[i].Val() {
+			if _, held := w.inQueue[entryKey(stream, m.ID)]; held {
+				continue
+			}
+			entries = append(entries, entryFromStream(p, m))
+		}
+		w.mu.Unlock()
+		if len(entries) == 0 {
+			continue
+		}
+		if !all {
+			w.log.Info("recovering journal entries no switch committed", "partner", p, "entries", len(entries))
+		}
+		w.m.recovered.Add(float64(len(entries)))
+		if err := w.Commit(ctx, entries, false); err != nil {
+			return queued, err
+		}
+		queued += len(entries)
+	}
+	return queued, nil
+}
+
+// entryFromStream reads a stream entry back into the form scripts return.
+func entryFromStream(partnerID string, m redis.XMessage) ledger.JournalEntry {
+	str := func(k string) string {
+		v, _ := m.Values[k].(string)
+		return v
+	}
+	e := ledger.JournalEntry{PartnerID: partnerID, StreamID: m.ID, Type: str("type"), Reason: str("reason"),
+		Ts: str("ts"), Ch: str("ch"), Meta: str("meta")}
+	e.Seq, _ = strconv.ParseInt(str("seq"), 10, 64)
+	return e
+}
+
+// ProcessOnce sweeps every stream entry this process does not hold and
+// commits what is queued, once. It returns the number of entries committed.
+// Tests and tools use it to step the write-behind.
+func (w *WriteBehind) ProcessOnce(ctx context.Context) (int, error) {
+	if _, err := w.sweep(ctx, true); err != nil {
+		return 0, err
+	}
+	total := 0
+	for {
+		w.mu.Lock()
+		before := w.queued
+		w.mu.Unlock()
+		n, err := w.commitPending(ctx)
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			return total, nil
+		}
+		w.mu.Lock()
+		total += before - w.queued
+		w.mu.Unlock()
+	}
+}
+
+// Flush commits until every journal stream is empty and nothing is queued,
+// retrying failures meanwhile. It returns ctx's error, wrapped with the last
+// failure, if ctx ends first. Used on SIGTERM, before Rebuild or Audit, and
+// by tests.
 func (w *WriteBehind) Flush(ctx context.Context) error {
 	var (
 		wait    = 5 * time.Millisecond
@@ -259,18 +600,13 @@ func (w *WriteBehind) Flush(ctx context.Context) error {
 			}
 			return fmt.Errorf("flushing: %w", err)
 		}
-		res, err := w.step(ctx, -1)
-		if err != nil {
+		if _, err := w.ProcessOnce(ctx); err != nil {
 			lastErr = err
 			backoff = nextBackoff(backoff, w.retryMax)
 			sleepCtx(ctx, backoff)
 			continue
 		}
 		backoff = 0
-		if res.acked > 0 {
-			wait = 5 * time.Millisecond
-			continue
-		}
 		entries, _, err := w.Lag(ctx)
 		if err != nil {
 			lastErr = err
@@ -280,101 +616,30 @@ func (w *WriteBehind) Flush(ctx context.Context) error {
 		if entries == 0 {
 			return nil
 		}
-		if res.rejected > 0 {
-			return fmt.Errorf("flushing: %d entries not acknowledged, held back by refused entries: %s",
-				entries, w.rejectedSummary())
-		}
-		// Maybe a partner this worker has not seen yet: look now rather
-		// than at the next RefreshInterval.
-		w.mu.Lock()
-		w.lastRefresh = time.Time{}
-		w.mu.Unlock()
 		sleepCtx(ctx, wait)
 		wait = min(wait*2, 100*time.Millisecond)
 	}
 }
 
-// Lag returns how many journal entries the group has not acknowledged and
-// the age of the oldest of them, and updates the lag gauges.
+// Lag returns how many journal entries are not yet committed (in the
+// streams or queued) and the age of the oldest, and updates the lag gauges.
 func (w *WriteBehind) Lag(ctx context.Context) (entries int64, age time.Duration, err error) {
 	partners, err := partnerIDs(ctx, w.rdb, w.keys)
 	if err != nil {
 		return 0, 0, err
 	}
-	entries, age, err = lagOf(ctx, w.rdb, w.keys, w.group, partners)
+	entries, age, err = backlogOf(ctx, w.rdb, w.keys, partners)
 	if err != nil {
 		return 0, 0, err
 	}
+	w.mu.Lock()
+	if len(w.queue) > 0 {
+		age = max(age, time.Since(w.queue[0].queued))
+	}
+	w.mu.Unlock()
 	w.m.lagEntries.Set(float64(entries))
 	w.m.lagSeconds.Set(age.Seconds())
 	return entries, age, nil
-}
-
-func (w *WriteBehind) step(ctx context.Context, block time.Duration) (stepResult, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var res stepResult
-	if err := w.refreshStreams(ctx); err != nil {
-		return res, w.fail(stageRedis, err)
-	}
-	if len(w.streams) == 0 {
-		if block > 0 {
-			sleepCtx(ctx, block)
-		}
-		return res, nil
-	}
-
-	var (
-		entries []entry
-		ownMore bool // the re-read may have left pending entries of ours behind
-	)
-	if w.ownPending {
-		own, err := w.read(ctx, "0", -1)
-		if err != nil {
-			return res, w.fail(stageRedis, fmt.Errorf("re-reading pending entries: %w", err))
-		}
-		perStream := map[string]int64{}
-		for _, e := range own {
-			perStream[e.stream]++
-			ownMore = ownMore || perStream[e.stream] >= w.perStreamCount()
-		}
-		if len(own) == 0 {
-			w.ownPending = false
-		}
-		entries = append(entries, own...)
-	}
-	if time.Since(w.lastReclaim) >= max(w.minIdle/2, 10*time.Millisecond) {
-		claimed, more, err := w.reclaim(ctx)
-		if err != nil {
-			return res, w.fail(stageRedis, err)
-		}
-		if !more {
-			w.lastReclaim = time.Now()
-		}
-		entries = append(entries, claimed...)
-	}
-	if len(entries) > 0 {
-		block = -1
-	}
-	fresh, err := w.read(ctx, ">", block)
-	if err != nil {
-		return res, w.fail(stageRedis, fmt.Errorf("reading journal: %w", err))
-	}
-	entries = append(entries, fresh...)
-	if len(entries) == 0 {
-		return res, nil
-	}
-	w.ownPending = true // until acknowledged, they are pending under our name
-	if w.afterRead != nil {
-		if err := w.afterRead(); err != nil {
-			return res, err
-		}
-	}
-	res, err = w.process(ctx, entries)
-	if err == nil && res.deferred == 0 && res.rejected == 0 && !ownMore {
-		w.ownPending = false
-	}
-	return res, err
 }
 
 // fail counts an error of a stage and passes it on.
@@ -383,381 +648,10 @@ func (w *WriteBehind) fail(stage string, err error) error {
 	return err
 }
 
-// refreshStreams re-reads the partner set when due and creates the group on
-// streams that lack it. The group starts at "0": entries written before the
-// write-behind first ran are not in Postgres either.
-func (w *WriteBehind) refreshStreams(ctx context.Context) error {
-	if !w.lastRefresh.IsZero() && time.Since(w.lastRefresh) < w.refresh {
-		return nil
-	}
-	partners, err := partnerIDs(ctx, w.rdb, w.keys)
-	if err != nil {
-		return err
-	}
-	streams := make([]string, 0, len(partners))
-	partnerOf := make(map[string]string, len(partners))
-	for _, p := range partners {
-		s := w.keys.Journal(p)
-		streams = append(streams, s)
-		partnerOf[s] = p
-	}
-	var missing []string
-	for _, s := range streams {
-		if !w.hasGroup[s] {
-			missing = append(missing, s)
-		}
-	}
-	if len(missing) > 0 {
-		pipe := w.rdb.Pipeline()
-		cmds := make([]*redis.StatusCmd, len(missing))
-		for i, s := range missing {
-			cmds[i] = pipe.XGroupCreateMkStream(ctx, s, w.group, "0")
-		}
-		_, _ = pipe.Exec(ctx)
-		for i, s := range missing {
-			if err := cmds[i].Err(); err != nil && !isBusyGroup(err) {
-				return fmt.Errorf("creating consumer group on %s: %w", s, err)
-			}
-			w.hasGroup[s] = true
-		}
-		w.log.Debug("journal streams", "streams", len(streams), "new", len(missing))
-	}
-	w.streams, w.partnerOf = streams, partnerOf
-	w.lastRefresh = time.Now()
-	return nil
-}
-
-// perStreamCount bounds what one read takes per stream, so a deployment with
-// many partners does not pull BatchSize entries of each into memory at once.
-func (w *WriteBehind) perStreamCount() int64 {
-	return int64(max(w.batchSize/max(len(w.streams), 1), min(w.batchSize, 100)))
-}
-
-// read runs XREADGROUP with id ("0": entries pending under our name, ">":
-// new entries) over every stream. On Redis Cluster the streams live in
-// different slots, so it sends one non-blocking read per stream in a
-// pipeline and sleeps a little instead of blocking.
-func (w *WriteBehind) read(ctx context.Context, id string, block time.Duration) ([]entry, error) {
-	if block < 0 {
-		block = -1
-	}
-	count := w.perStreamCount()
-	var out []entry
-	collect := func(res []redis.XStream) {
-		for _, st := range res {
-			for _, m := range st.Messages {
-				out = append(out, entry{stream: st.Stream, msg: m})
-			}
-		}
-	}
-	onErr := func(err error) error {
-		if isNoGroup(err) {
-			// The stream was deleted (and maybe written again) under us:
-			// recreate the groups on the next pass.
-			w.hasGroup = map[string]bool{}
-			w.lastRefresh = time.Time{}
-		}
-		return err
-	}
-	if !w.cluster {
-		args := &redis.XReadGroupArgs{Group: w.group, Consumer: w.consumer, Count: count, Block: block,
-			Streams: make([]string, 0, 2*len(w.streams))}
-		args.Streams = append(args.Streams, w.streams...)
-		for range w.streams {
-			args.Streams = append(args.Streams, id)
-		}
-		res, err := w.rdb.XReadGroup(ctx, args).Result()
-		if errors.Is(err, redis.Nil) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, onErr(err)
-		}
-		collect(res)
-		return out, nil
-	}
-	pipe := w.rdb.Pipeline()
-	cmds := make([]*redis.XStreamSliceCmd, len(w.streams))
-	for i, s := range w.streams {
-		cmds[i] = pipe.XReadGroup(ctx, &redis.XReadGroupArgs{Group: w.group, Consumer: w.consumer,
-			Count: count, Block: -1, Streams: []string{s, id}})
-	}
-	_, _ = pipe.Exec(ctx)
-	for _, c := range cmds {
-		res, err := c.Result()
-		if errors.Is(err, redis.Nil) {
-			continue
-		}
-		if err != nil {
-			return nil, onErr(err)
-		}
-		collect(res)
-	}
-	if len(out) == 0 && block > 0 {
-		sleepCtx(ctx, min(block, 100*time.Millisecond))
-	}
-	return out, nil
-}
-
-// reclaim takes over entries pending longer than ReclaimMinIdle under any
-// consumer (one that crashed, or us after a failure) with XAUTOCLAIM. It
-// reports more when a stream may hold further idle entries.
-func (w *WriteBehind) reclaim(ctx context.Context) ([]entry, bool, error) {
-	count := w.perStreamCount()
-	pipe := w.rdb.Pipeline()
-	cmds := make([]*redis.XAutoClaimCmd, len(w.streams))
-	for i, s := range w.streams {
-		start := w.claimFrom[s]
-		if start == "" {
-			start = "0-0"
-		}
-		cmds[i] = pipe.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: s, Group: w.group, Consumer: w.consumer,
-			MinIdle: w.minIdle, Start: start, Count: count})
-	}
-	_, _ = pipe.Exec(ctx)
-	var (
-		out  []entry
-		more bool
-	)
-	for i, s := range w.streams {
-		msgs, next, err := cmds[i].Result()
-		if err != nil {
-			if isNoGroup(err) {
-				w.hasGroup = map[string]bool{}
-				w.lastRefresh = time.Time{}
-			}
-			return nil, false, fmt.Errorf("reclaiming idle entries of %s: %w", s, err)
-		}
-		if next != "0-0" {
-			more = true
-		}
-		w.claimFrom[s] = next
-		for _, m := range msgs {
-			out = append(out, entry{stream: s, msg: m})
-		}
-	}
-	if len(out) > 0 {
-		w.log.Info("reclaimed idle journal entries", "entries", len(out))
-	}
-	return out, more, nil
-}
-
-// process applies entries in stream order, holding back what an older
-// pending entry blocks, then acknowledges and trims.
-func (w *WriteBehind) process(ctx context.Context, entries []entry) (stepResult, error) {
-	var res stepResult
-	byStream := map[string][]entry{}
-	seen := make(map[string]bool, len(entries))
-	for _, e := range entries {
-		k := e.stream + " " + e.msg.ID
-		if !seen[k] {
-			seen[k] = true
-			byStream[e.stream] = append(byStream[e.stream], e)
-		}
-	}
-	streams := make([]string, 0, len(byStream))
-	for s, list := range byStream {
-		streams = append(streams, s)
-		sort.Slice(list, func(i, j int) bool { return streamIDLess(list[i].msg.ID, list[j].msg.ID) })
-	}
-	sort.Strings(streams)
-
-	// The order gate: the pending entries up to our newest, lowest first.
-	// The first one that is not in our hand is older than the entries of
-	// ours after it; those wait.
-	pipe := w.rdb.Pipeline()
-	gates := make([]*redis.XPendingExtCmd, len(streams))
-	for i, s := range streams {
-		list := byStream[s]
-		gates[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: s, Group: w.group,
-			Start: "-", End: list[len(list)-1].msg.ID, Count: int64(len(list))})
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return res, w.fail(stageRedis, fmt.Errorf("reading pending entries: %w", err))
-	}
-
-	type item struct {
-		stream string
-		id     string
-		ev     *Event // nil: the entry is gone from the stream
-	}
-	var todo []item
-	for i, s := range streams {
-		list := byStream[s]
-		mine := make(map[string]bool, len(list))
-		for _, e := range list {
-			mine[e.msg.ID] = true
-		}
-		cut := ""
-		for _, p := range gates[i].Val() {
-			if !mine[p.ID] {
-				cut = p.ID
-				break
-			}
-		}
-		for j, e := range list {
-			if cut != "" && streamIDLess(cut, e.msg.ID) {
-				res.deferred += len(list) - j
-				break
-			}
-			if e.msg.Values == nil {
-				// Pending but deleted from the stream: whoever trimmed
-				// it lost the event. Nothing can bring it back; say so
-				// loudly and let the rest through.
-				w.m.errors.WithLabelValues(stageLost).Inc()
-				w.log.Error("journal entry deleted from the stream before it reached postgres; event lost",
-					"stream", s, "id", e.msg.ID)
-				todo = append(todo, item{stream: s, id: e.msg.ID})
-				continue
-			}
-			if _, refused := w.rejected[s+" "+e.msg.ID]; refused {
-				// Refused earlier (a sequence conflict is only seen by
-				// the sink): it keeps holding its partner back.
-				res.rejected++
-				res.deferred += len(list) - j - 1
-				break
-			}
-			ev, err := ParseEntry(w.partnerOf[s], e.msg.ID, e.msg.Values)
-			if err != nil {
-				w.reject(s, e.msg.ID, err)
-				res.rejected++
-				res.deferred += len(list) - j - 1
-				break
-			}
-			todo = append(todo, item{stream: s, id: e.msg.ID, ev: &ev})
-		}
-	}
-
-	for start := 0; start < len(todo); start += w.batchSize {
-		chunk := todo[start:min(start+w.batchSize, len(todo))]
-		evs := make([]Event, 0, len(chunk))
-		ids := map[string][]string{}
-		for _, it := range chunk {
-			if it.ev != nil {
-				evs = append(evs, *it.ev)
-			}
-			ids[it.stream] = append(ids[it.stream], it.id)
-		}
-		applied := 0
-		if len(evs) > 0 {
-			t0 := time.Now()
-			var err error
-			applied, err = w.sink.Apply(ctx, evs)
-			var conflict *ConflictError
-			if errors.As(err, &conflict) {
-				// Refuse those entries like invalid ones; the next
-				// pass applies the rest.
-				for _, id := range conflict.Events {
-					for _, it := range chunk {
-						if it.ev != nil && it.ev.PartnerID == id.PartnerID && it.ev.Seq == id.Seq {
-							w.reject(it.stream, it.id, fmt.Errorf("event %s/%d: %w", id.PartnerID, id.Seq, errSeqReused))
-						}
-					}
-				}
-				return res, fmt.Errorf("applying batch of %d events: %w", len(evs), err)
-			}
-			if err != nil {
-				return res, w.fail(stagePostgres, fmt.Errorf("applying batch of %d events: %w", len(evs), err))
-			}
-			w.m.batchTime.Observe(time.Since(t0).Seconds())
-			w.m.batches.Inc()
-		}
-		if w.afterApply != nil {
-			if err := w.afterApply(); err != nil {
-				return res, err
-			}
-		}
-		if err := w.ackAndTrim(ctx, ids); err != nil {
-			return res, w.fail(stageRedis, err)
-		}
-		w.m.events.WithLabelValues("applied").Add(float64(applied))
-		w.m.events.WithLabelValues("duplicate").Add(float64(len(evs) - applied))
-		res.acked += len(chunk)
-	}
-	return res, nil
-}
-
 var errSeqReused = errors.New("already stored with other content: the journal sequence was reused (redis lost events?)")
 
-// reject records an entry that does not validate, logging it once.
-func (w *WriteBehind) reject(stream, id string, err error) {
-	k := stream + " " + id
-	if _, known := w.rejected[k]; known {
-		return
-	}
-	w.rejected[k] = err.Error()
-	w.m.errors.WithLabelValues(stageRejected).Inc()
-	w.log.Error("journal entry refused; it stays pending and holds back its partner's later entries",
-		"stream", stream, "id", id, "err", err)
-}
-
-func (w *WriteBehind) rejectedSummary() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	parts := make([]string, 0, len(w.rejected))
-	for k, why := range w.rejected {
-		parts = append(parts, k+": "+why)
-	}
-	slices.Sort(parts)
-	return strings.Join(parts, "; ")
-}
-
-// ackAndTrim acknowledges ids, then trims each stream below its lowest
-// pending entry, or when nothing is pending below the last entry delivered
-// to the group: everything below that has been acknowledged, so Postgres
-// holds it. The trim is best effort: a failure leaves more in Redis, and
-// the next batch trims again.
-func (w *WriteBehind) ackAndTrim(ctx context.Context, ids map[string][]string) error {
-	streams := make([]string, 0, len(ids))
-	for s := range ids {
-		streams = append(streams, s)
-	}
-	sort.Strings(streams)
-	pipe := w.rdb.Pipeline()
-	pend := make([]*redis.XPendingCmd, len(streams))
-	info := make([]*redis.XInfoGroupsCmd, len(streams))
-	for i, s := range streams {
-		pipe.XAck(ctx, s, w.group, ids[s]...)
-		pend[i] = pipe.XPending(ctx, s, w.group)
-		info[i] = pipe.XInfoGroups(ctx, s)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("acknowledging journal entries: %w", err)
-	}
-	for _, s := range streams {
-		for _, id := range ids[s] {
-			delete(w.rejected, s+" "+id)
-		}
-	}
-	pipe = w.rdb.Pipeline()
-	trims := 0
-	for i, s := range streams {
-		floor := ""
-		if p := pend[i].Val(); p != nil && p.Count > 0 {
-			floor = p.Lower
-		} else {
-			for _, g := range info[i].Val() {
-				if g.Name == w.group {
-					floor = g.LastDeliveredID
-				}
-			}
-		}
-		if floor != "" && floor != "0-0" {
-			pipe.XTrimMinID(ctx, s, floor)
-			trims++
-		}
-	}
-	if trims > 0 {
-		if _, err := pipe.Exec(ctx); err != nil {
-			w.m.errors.WithLabelValues(stageRedis).Inc()
-			w.log.Warn("trimming journal streams", "err", err)
-		}
-	}
-	return nil
-}
-
 func nextBackoff(cur, limit time.Duration) time.Duration {
-	next := max(cur*2, 100*time.Millisecond)
+	next := max(cur*2, 20*time.Millisecond)
 	next = min(next, limit)
 	// Jitter, so workers that failed together do not retry together.
 	return next/2 + rand.N(next/2+1)

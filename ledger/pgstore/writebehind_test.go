@@ -3,11 +3,13 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/antaca/antaca/ledger"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -36,9 +38,9 @@ func TestWriteBehindMirrorsRedis(t *testing.T) {
 		t.Fatalf("Lag after flush = %d, %s, %v; want 0, 0, nil", n, age, err)
 	}
 	for _, p := range []string{"pa", "pb"} {
-		// Trimmed to the last delivered entry, which trimming keeps.
-		if l, err := fx.rdb.XLen(ctx, fx.keys.Journal(p)).Result(); err != nil || l > 1 {
-			t.Errorf("journal stream of %s holds %d entries after flush (%v), want at most 1", p, l, err)
+		// Committed entries are deleted from the streams.
+		if l, err := fx.rdb.XLen(ctx, fx.keys.Journal(p)).Result(); err != nil || l != 0 {
+			t.Errorf("journal stream of %s holds %d entries after flush (%v), want none", p, l, err)
 		}
 	}
 	if got := counterValue(t, reg, "antaca_writebehind_events_total", map[string]string{"result": "applied"}); got != 2*seedEvents {
@@ -94,26 +96,17 @@ func TestWriteBehindReplay(t *testing.T) {
 
 var errCrash = errors.New("simulated crash")
 
-// TestWriteBehindCrash stops a worker mid-batch in the two dangerous places
-// and restarts it (or another one), and wants every event exactly once.
+// TestWriteBehindCrash stops a write-behind after it committed a batch but
+// before it deleted the entries from the stream, and before it committed
+// anything at all; another one takes over, and every event is applied
+// exactly once.
 func TestWriteBehindCrash(t *testing.T) {
 	tests := []struct {
-		name string
-		// crash sets the hook that makes the first worker fail.
+		name  string
 		crash func(w *WriteBehind)
-		// restart is the consumer that takes over, and how long it must
-		// wait before it may reclaim.
-		consumer string
-		minIdle  time.Duration
 	}{
-		{name: "after read, restarted under the same name", crash: func(w *WriteBehind) { w.afterRead = func() error { return errCrash } },
-			consumer: "w1", minIdle: time.Hour},
-		{name: "after read, reclaimed by another worker", crash: func(w *WriteBehind) { w.afterRead = func() error { return errCrash } },
-			consumer: "w2", minIdle: 150 * time.Millisecond},
-		{name: "after commit before ack, reclaimed by another worker", crash: func(w *WriteBehind) { w.afterApply = func() error { return errCrash } },
-			consumer: "w2", minIdle: 150 * time.Millisecond},
-		{name: "after commit before ack, restarted under the same name", crash: func(w *WriteBehind) { w.afterApply = func() error { return errCrash } },
-			consumer: "w1", minIdle: time.Hour},
+		{name: "after commit, before the entries are deleted", crash: func(w *WriteBehind) { w.afterApply = func() error { return errCrash } }},
+		{name: "before anything was committed", crash: nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,66 +115,123 @@ func TestWriteBehindCrash(t *testing.T) {
 			ctx := ctxT(t, 20*time.Second)
 			fx.seedProgram(t, "pa", "DEPOSIT", "400001")
 
-			w1, _ := fx.worker(t, "w1", func(o *Options) { o.BatchSize = 5 })
-			tt.crash(w1)
-			if _, err := w1.ProcessOnce(ctx); !errors.Is(err, errCrash) {
-				t.Fatalf("first worker: err = %v, want the simulated crash", err)
-			}
-			if n, _, _ := w1.Lag(ctx); n == 0 {
-				t.Fatal("after the crash nothing is pending; the test crashed too late")
+			if tt.crash != nil {
+				w1, _ := fx.worker(t, "w1", func(o *Options) { o.BatchSize = 5 })
+				tt.crash(w1)
+				if _, err := w1.ProcessOnce(ctx); !errors.Is(err, errCrash) {
+					t.Fatalf("first worker: err = %v, want the simulated crash", err)
+				}
+				if n, _, _ := w1.Lag(ctx); n != seedEvents {
+					t.Fatalf("after the crash %d entries are in the stream, want all %d", n, seedEvents)
+				}
 			}
 
-			w2, reg := fx.worker(t, tt.consumer, func(o *Options) { o.ReclaimMinIdle = tt.minIdle })
+			w2, reg := fx.worker(t, "w2")
 			if err := w2.Flush(ctx); err != nil {
-				t.Fatalf("Flush by %s: %v", tt.consumer, err)
+				t.Fatalf("Flush: %v", err)
 			}
 			fx.assertMirrors(t)
 			fx.assertJournal(t, "pa", seedEvents)
 			applied := counterValue(t, reg, "antaca_writebehind_events_total", map[string]string{"result": "applied"})
 			dup := counterValue(t, reg, "antaca_writebehind_events_total", map[string]string{"result": "duplicate"})
 			if applied+dup != seedEvents {
-				t.Errorf("second worker acknowledged %v applied + %v duplicate, want %d in all", applied, dup, seedEvents)
+				t.Errorf("second worker committed %v applied + %v duplicate, want %d in all", applied, dup, seedEvents)
+			}
+			if tt.crash != nil && dup != 5 {
+				t.Errorf("second worker found %v duplicates, want the 5 of the crashed batch", dup)
 			}
 		})
 	}
 }
 
-// TestWriteBehindKeepsStreamOrder: entries read by a worker that died block
-// the later entries another worker reads, until they are reclaimed and
-// applied first.
-func TestWriteBehindKeepsStreamOrder(t *testing.T) {
+// TestGroupCommit: Commit with wait returns once the entries are in
+// Postgres, releases many waiters with few transactions, and deletes the
+// committed entries from the stream; without wait it only queues.
+func TestGroupCommit(t *testing.T) {
 	fx := newFixture(t)
 	ctx := ctxT(t, 20*time.Second)
-	p := "pa"
-	for i := range 5 {
-		fx.emit(t, p, "create", chg{T: "customers", ID: "c1", Set: map[string]string{"first_name": "v" + string(rune('0'+i)), "email": "e" + string(rune('0'+i))}})
+	w, reg := fx.worker(t, "w1")
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = w.Run(runCtx) }()
+	t.Cleanup(func() { stop(); wg.Wait() })
+
+	const n = 200
+	var cw sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		cw.Add(1)
+		go func() {
+			defer cw.Done()
+			seq := fx.emit(t, "pa", "create", chg{T: "customers", ID: fmt.Sprintf("c%d", i), Set: map[string]string{"first_name": "Ada"}})
+			e := fx.lastEntry(t, "pa", seq)
+			if err := w.Commit(ctx, []ledger.JournalEntry{e}, true); err != nil {
+				errs <- err
+				return
+			}
+			var got int
+			if err := fx.pool.QueryRow(ctx, `SELECT count(*) FROM journal WHERE partner_id = 'pa' AND seq = $1`, seq).Scan(&got); err != nil || got != 1 {
+				errs <- fmt.Errorf("entry %d not in postgres when Commit returned (%d, %v)", seq, got, err)
+			}
+		}()
 	}
-	dead, _ := fx.worker(t, "dead")
-	dead.afterRead = func() error { return errCrash }
-	if _, err := dead.ProcessOnce(ctx); !errors.Is(err, errCrash) {
-		t.Fatalf("dead worker: err = %v, want the simulated crash", err)
+	cw.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
-	// Later events only set first_name: applied before the older ones,
-	// "set where v < version" would keep the old email forever.
-	for i := 5; i < 8; i++ {
-		fx.emit(t, p, "rename", chg{T: "customers", ID: "c1", Set: map[string]string{"first_name": "v" + string(rune('0'+i))}})
+	fx.assertJournal(t, "pa", n)
+	batches := counterValue(t, reg, "antaca_writebehind_batches_total", nil)
+	if batches < 1 || batches >= n {
+		t.Errorf("%d waiters took %v commits, want fewer than one each", n, batches)
 	}
-	live, _ := fx.worker(t, "live", func(o *Options) { o.ReclaimMinIdle = time.Second })
-	n, err := live.ProcessOnce(ctx)
+	if l := fx.rdb.XLen(ctx, fx.keys.Journal("pa")).Val(); l != 0 {
+		t.Errorf("stream holds %d entries after every commit returned, want 0", l)
+	}
+	// A barrier with nothing queued returns at once.
+	if err := w.Commit(ctx, nil, true); err != nil {
+		t.Errorf("barrier: %v", err)
+	}
+}
+
+// TestCommitNotDurable: while Postgres is unreachable, a waiting Commit
+// returns ErrNotDurable at its deadline, the entry stays queued and in the
+// stream, Healthy turns false, and once Postgres is back the entry commits
+// and Healthy turns true.
+func TestCommitNotDurable(t *testing.T) {
+	fx := newFixture(t)
+	proxy := newTCPProxy(t, "127.0.0.1:5432")
+	ctx := ctxT(t, 30*time.Second)
+	pool, err := OpenPool(ctx, urlVia(t, fx.dbURL, proxy.addr))
 	if err != nil {
-		t.Fatalf("live worker: %v", err)
+		t.Fatal(err)
 	}
-	if n != 0 {
-		t.Fatalf("live worker acknowledged %d entries while older ones were pending elsewhere, want 0", n)
+	t.Cleanup(pool.Close)
+	w, _ := fx.worker(t, "w1", func(o *Options) { o.Pool = pool; o.RetryMax = 50 * time.Millisecond })
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = w.Run(runCtx) }()
+	t.Cleanup(func() { stop(); wg.Wait() })
+
+	proxy.stop()
+	seq := fx.emit(t, "pa", "create", chg{T: "customers", ID: "c1", Set: map[string]string{"first_name": "Ada"}})
+	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = w.Commit(dctx, []ledger.JournalEntry{fx.lastEntry(t, "pa", seq)}, true)
+	cancel()
+	if !errors.Is(err, ledger.ErrNotDurable) {
+		t.Fatalf("Commit while postgres is down = %v, want ErrNotDurable", err)
 	}
-	if got := fx.journalSeqs(t, p); len(got) != 0 {
-		t.Fatalf("journal holds %v before the older entries were reclaimed, want nothing", got)
+	waitFor(t, 5*time.Second, "the write-behind to report postgres down", func() bool { return !w.Healthy() })
+	if l := fx.rdb.XLen(ctx, fx.keys.Journal("pa")).Val(); l != 1 {
+		t.Fatalf("stream holds %d entries during the outage, want the 1 not committed", l)
 	}
-	if err := live.Flush(ctx); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
+	proxy.start(t)
+	waitFor(t, 10*time.Second, "the queued entry to commit", func() bool {
+		return w.Healthy() && len(fx.journalSeqs(t, "pa")) == 1
+	})
 	fx.assertMirrors(t)
-	fx.assertJournal(t, p, 8)
 }
 
 // TestWriteBehindPostgresOutage cuts Postgres off under a running worker,
@@ -196,7 +246,7 @@ func TestWriteBehindPostgresOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	w, reg := fx.worker(t, "w1", func(o *Options) { o.Pool = pool })
+	w, reg := fx.worker(t, "w1", func(o *Options) { o.Pool = pool; o.SweepAfter = time.Millisecond })
 
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -238,10 +288,10 @@ func TestWriteBehindPostgresOutage(t *testing.T) {
 	fx.assertJournal(t, "pb", seedEvents)
 }
 
-// TestWriteBehindRefusesInvalidEntry: an entry naming an unknown table is
-// not applied and not skipped; it holds back its partner only, and Flush
-// names it.
-func TestWriteBehindRefusesInvalidEntry(t *testing.T) {
+// TestWriteBehindQuarantinesInvalidEntry: an entry naming an unknown table
+// is moved to the quarantine with its error; its partner's later entries
+// and other partners' entries are committed; Flush succeeds.
+func TestWriteBehindQuarantinesInvalidEntry(t *testing.T) {
 	fx := newFixture(t)
 	ctx := ctxT(t, 20*time.Second)
 	fx.emit(t, "pa", "create", chg{T: "customers", ID: "c1", Set: map[string]string{"first_name": "Ada"}})
@@ -254,28 +304,27 @@ func TestWriteBehindRefusesInvalidEntry(t *testing.T) {
 	fx.emit(t, "pb", "create", chg{T: "customers", ID: "c2", Set: map[string]string{"first_name": "Linus"}})
 
 	w, reg := fx.worker(t, "w1")
-	err := w.Flush(ctx)
-	if err == nil || !strings.Contains(err.Error(), `unknown table "cardz"`) {
-		t.Fatalf("Flush error = %v, want it to name the unknown table", err)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
 	}
-	fx.assertJournal(t, "pa", 1)
+	if got := fx.journalSeqs(t, "pa"); len(got) != 2 || got[0] != 1 || got[1] != 3 {
+		t.Errorf("journal of pa = %v, want [1 3] (2 quarantined)", got)
+	}
 	fx.assertJournal(t, "pb", 1)
-	if n, _, _ := w.Lag(ctx); n != 2 {
-		t.Errorf("lag = %d, want 2 (the refused entry and the one behind it)", n)
+	fx.assertQuarantined(t, "pa", 2, `unknown table "cardz"`)
+	if n, _, _ := w.Lag(ctx); n != 0 {
+		t.Errorf("lag = %d, want 0", n)
 	}
-	if l := fx.rdb.XLen(ctx, fx.keys.Journal("pa")).Val(); l < 2 {
-		t.Errorf("pa stream holds %d entries, want the refused one and the one after it kept", l)
-	}
-	if got := counterValue(t, reg, "antaca_writebehind_errors_total", map[string]string{"stage": "rejected"}); got != 1 {
-		t.Errorf("errors_total{rejected} = %v, want 1 (logged once)", got)
+	if got := counterValue(t, reg, "antaca_journal_quarantined_total", nil); got != 1 {
+		t.Errorf("quarantined_total = %v, want 1", got)
 	}
 }
 
-// TestWriteBehindRefusesReusedSeq plays a Redis failover that lost the last
-// events Postgres already holds: the partner's sequence runs again over used
-// numbers. Those events must not vanish as "already applied": the worker
-// refuses them loudly and holds that partner back, others carry on.
-func TestWriteBehindRefusesReusedSeq(t *testing.T) {
+// TestWriteBehindQuarantinesReusedSeq plays a Redis failover that lost the
+// last events Postgres already holds: the partner's sequence runs again over
+// used numbers. Those events must not vanish as "already applied": they are
+// quarantined loudly, and the journal moves on.
+func TestWriteBehindQuarantinesReusedSeq(t *testing.T) {
 	fx := newFixture(t)
 	ctx := ctxT(t, 20*time.Second)
 	fx.emit(t, "pa", "create", chg{T: "customers", ID: "c1", Set: map[string]string{"first_name": "Ada"}})
@@ -291,9 +340,8 @@ func TestWriteBehindRefusesReusedSeq(t *testing.T) {
 	}
 	fx.emit(t, "pb", "create", chg{T: "customers", ID: "c2", Set: map[string]string{"first_name": "Barbara"}})
 
-	err := w.Flush(ctx)
-	if err == nil || !strings.Contains(err.Error(), "already stored with other content") {
-		t.Fatalf("Flush error = %v, want the sequence conflict named", err)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
 	}
 	var name string
 	must(t, fx.pool.QueryRow(ctx, `SELECT first_name FROM customers WHERE id = 'c1'`).Scan(&name))
@@ -302,11 +350,9 @@ func TestWriteBehindRefusesReusedSeq(t *testing.T) {
 	}
 	fx.assertJournal(t, "pa", 2)
 	fx.assertJournal(t, "pb", 1)
-	if n, _, _ := w.Lag(ctx); n != 1 {
-		t.Errorf("lag = %d, want 1 (the refused entry stays)", n)
-	}
-	if got := counterValue(t, reg, "antaca_writebehind_errors_total", map[string]string{"stage": "rejected"}); got != 1 {
-		t.Errorf("errors_total{rejected} = %v, want 1", got)
+	fx.assertQuarantined(t, "pa", 2, "already stored with other content")
+	if got := counterValue(t, reg, "antaca_journal_quarantined_total", nil); got != 1 {
+		t.Errorf("quarantined_total = %v, want 1", got)
 	}
 }
 
@@ -348,8 +394,8 @@ func TestNewWriteBehindValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.group != DefaultGroup || w.batchSize != 500 || w.minIdle != 30*time.Second || w.block != time.Second || w.keys.Prefix != "antaca" || w.consumer == "" {
-		t.Errorf("defaults = group %q batch %d minIdle %s block %s prefix %q consumer %q",
-			w.group, w.batchSize, w.minIdle, w.block, w.keys.Prefix, w.consumer)
+	if w.batchSize != 1000 || w.sweepAfter != 5*time.Second || w.sweepEvery != time.Second || w.retryMax != 250*time.Millisecond || w.keys.Prefix != "antaca" || !w.Healthy() {
+		t.Errorf("defaults = batch %d sweepAfter %s sweepEvery %s retryMax %s prefix %q healthy %v",
+			w.batchSize, w.sweepAfter, w.sweepEvery, w.retryMax, w.keys.Prefix, w.Healthy())
 	}
 }

@@ -106,11 +106,28 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err := a.Ledger.Preload(ctx); err != nil {
 		return nil, err
 	}
+	mode, err := ledger.ParseAnswerAfter(cfg.AnswerAfter)
+	if err != nil {
+		return nil, err
+	}
+	a.writeBehind, err = pgstore.NewWriteBehind(pgstore.Options{
+		Redis: a.Redis, Keys: a.Ledger.Keys(), Pool: a.Pool, Registerer: a.Registry, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating write-behind: %w", err)
+	}
+	a.Ledger.SetJournal(a.writeBehind, mode)
+	a.reportMode(ctx, mode)
 	if err := a.recover(ctx); err != nil {
 		return nil, err
 	}
 	a.Issuing = &issuing.Service{Ledger: a.Ledger, Keys: a.Keys}
 	ledgerEngine := &ledger.Engine{L: a.Ledger, Token: a.Keys.LookupToken, VelocityWindow: cfg.VelocityWindow, OnStateLost: a.wakeWatcher}
+	if mode == ledger.AnswerAfterPostgres {
+		// While Postgres cannot commit, answer issuer unavailable at once
+		// instead of changing Redis for an answer that cannot be durable.
+		ledgerEngine.Available = a.writeBehind.Healthy
+	}
 	a.engine = ledgerEngine
 	a.Engine = &authz.Engine{
 		Ledger: ledgerEngine, PIN: a.Keys, CVV: a.Keys, Velocity: ledgerEngine, MaxPerWindow: cfg.VelocityMax,
@@ -118,12 +135,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Logger: log,
 	}
 
-	a.writeBehind, err = pgstore.NewWriteBehind(pgstore.Options{
-		Redis: a.Redis, Keys: a.Ledger.Keys(), Pool: a.Pool, Registerer: a.Registry, Logger: log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating write-behind: %w", err)
-	}
 	if err := a.newISO(); err != nil {
 		return nil, err
 	}
@@ -186,6 +197,34 @@ func (a *App) recover(ctx context.Context) error {
 	}
 	a.log.Info("rebuilt redis state from postgres", "report", rep.String())
 	return nil
+}
+
+// reportMode shows when answers leave (metric antaca_answer_after_info and
+// a start-up line) and warns when the mode's recovery point depends on a
+// Redis that keeps nothing.
+func (a *App) reportMode(ctx context.Context, mode ledger.AnswerAfter) {
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "antaca_answer_after_info",
+		Help: "When an answer that changed money or state leaves: after the Postgres commit (mode=postgres) or after the Redis script (mode=redis).",
+	}, []string{"mode"})
+	info.WithLabelValues(string(mode)).Set(1)
+	a.Registry.MustRegister(info)
+	aof := "unknown"
+	if c, ok := a.Redis.(*redis.Client); ok {
+		if v, err := c.ConfigGet(ctx, "appendonly").Result(); err == nil {
+			aof = v["appendonly"]
+		}
+	}
+	switch {
+	case mode == ledger.AnswerAfterPostgres:
+		a.log.Info("answers wait for the journal commit in postgres", "answer_after", mode, "redis_appendonly", aof)
+	case aof == "yes":
+		a.log.Warn("answers leave after the redis script; the recovery point is redis's (AOF and replicas)",
+			"answer_after", mode, "redis_appendonly", aof)
+	default:
+		a.log.Error("answers leave after the redis script, but redis keeps no append-only file: a redis restart loses every approval not yet in postgres",
+			"answer_after", mode, "redis_appendonly", aof)
+	}
 }
 
 // Rebuilds is how many times this instance rebuilt Redis from Postgres.

@@ -14,6 +14,10 @@ type Config struct {
 	RedisCluster bool
 	DatabaseURL  string
 	KeyPrefix    string
+	// AnswerAfter is "postgres" (default: an answer that changed money or
+	// state waits for its journal entry to be committed in Postgres) or
+	// "redis" (answer once the script ran; for Redis with AOF and replicas).
+	AnswerAfter string
 
 	ISOAddr        string
 	ISOProfile     string
@@ -57,6 +61,7 @@ func DefaultConfig() Config {
 		RedisURL:       "redis://127.0.0.1:6379/0",
 		DatabaseURL:    "postgres://postgres@127.0.0.1:5432/antaca?sslmode=disable",
 		KeyPrefix:      "antaca",
+		AnswerAfter:    "postgres",
 		ISOAddr:        ":8583",
 		ISOProfile:     "cmf",
 		ISOFraming:     "binary2",
@@ -88,6 +93,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.RedisCluster, "redis-cluster", c.RedisCluster, env("redis-cluster", "Redis is a Redis Cluster (every partner's keys share one slot)"))
 	str(&c.DatabaseURL, "database-url", "PostgreSQL URL")
 	str(&c.KeyPrefix, "key-prefix", "prefix of every Redis key")
+	str(&c.AnswerAfter, "answer-after", "postgres: answer after the journal entry is committed in Postgres; redis: after the Redis script (needs Redis with AOF and replicas)")
 	str(&c.ISOAddr, "iso-addr", "ISO 8583 listen address")
 	str(&c.ISOProfile, "iso-profile", "ISO 8583 profile: cmf (4-digit action codes) or iso87 (2-digit)")
 	str(&c.ISOFraming, "iso-framing", "ISO 8583 length header: binary2 or ascii4")
