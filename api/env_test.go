@@ -535,7 +535,7 @@ func must(t *testing.T, err error) {
 func (e *env) flushJournal() {
 	e.t.Helper()
 	wb, err := pgstore.NewWriteBehind(pgstore.Options{Redis: e.ledger.Client(), Keys: e.ledger.Keys(), Pool: e.pool,
-		Registerer: prometheus.NewRegistry(), Consumer: "api-test"})
+		Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		e.t.Fatal(err)
 	}
