@@ -90,6 +90,8 @@ func TestMigrate(t *testing.T) {
 				"id":         {"text", "NO", ""},
 				"partner_id": {"text", "NO", ""},
 				"v":          {"bigint", "NO", "0"},
+				"cv":         {"ARRAY", "YES", ""},
+				"ca":         {"ARRAY", "YES", ""},
 			}
 			numeric := map[string]bool{}
 			for _, c := range ledger.NumericColumns[table] {

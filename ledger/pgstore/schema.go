@@ -102,10 +102,15 @@ func (t *table) buildSQL() {
 	// UPDATE of rows that exist. Per column the arrays carry the version of
 	// the change that last set it (0: not set in this batch), that value,
 	// and for numeric columns the sum of adds after that set and the sum of
-	// all adds. A set wins only over an older row version (v < version);
-	// adds always apply. See aggregate for why this equals applying the
-	// changes one by one.
-	var sets, params, names []string
+	// all adds. A set wins over the column's stored version (cv[i], or the
+	// row's v for rows written before per-column versions); adds always
+	// apply. In order (the set is newer than the row) a numeric set drops
+	// what was added before it; a set that arrives after newer events of
+	// its row (late) keeps what was added since the column's last set
+	// (ca[i]): the scripts only add to a numeric column after the set that
+	// created it, so those adds are newer. See aggregate for why, in order,
+	// this equals applying the changes one by one.
+	var sets, cvs, cas, params, names []string
 	n := 0
 	param := func(typ, alias string) {
 		n++
@@ -115,21 +120,30 @@ func (t *table) buildSQL() {
 	param("text", "id")
 	param("bigint", "v")
 	for i, c := range t.cols {
-		ver, val := fmt.Sprintf("ver_%d", i), fmt.Sprintf("val_%d", i)
-		param("bigint", ver)
-		param(t.pgType(i), val)
+		ver, val := fmt.Sprintf("x.ver_%d", i), fmt.Sprintf("x.val_%d", i)
+		param("bigint", ver[2:])
+		param(t.pgType(i), val[2:])
+		stored := fmt.Sprintf("COALESCE(r.cv[%d], r.v)", i+1)
+		// A version equal to the row's was applied already (the same event).
+		wins := ver + " > " + stored + " AND " + ver + " <> r.v"
+		cvs = append(cvs, fmt.Sprintf("CASE WHEN %s THEN %s ELSE %s END", wins, ver, stored))
 		if t.numeric[i] {
-			after, all := fmt.Sprintf("aft_%d", i), fmt.Sprintf("all_%d", i)
-			param("bigint", after)
-			param("bigint", all)
-			sets = append(sets, fmt.Sprintf("%s = CASE WHEN x.%s > r.v THEN x.%s + x.%s ELSE r.%s + x.%s END",
-				quote(c), ver, val, after, quote(c), all))
+			after, all := fmt.Sprintf("x.aft_%d", i), fmt.Sprintf("x.all_%d", i)
+			param("bigint", after[2:])
+			param("bigint", all[2:])
+			since := fmt.Sprintf("CASE WHEN %s < r.v THEN COALESCE(r.ca[%d], 0) ELSE 0 END", ver, i+1)
+			sets = append(sets, fmt.Sprintf("%s = CASE WHEN %s THEN %s + %s + %s ELSE r.%s + %s END",
+				quote(c), wins, val, after, since, quote(c), all))
+			cas = append(cas, fmt.Sprintf("CASE WHEN %s THEN %s + %s ELSE COALESCE(r.ca[%d], 0) + %s END",
+				wins, after, since, i+1, all))
 		} else {
-			sets = append(sets, fmt.Sprintf("%s = CASE WHEN x.%s > r.v THEN x.%s ELSE r.%s END",
-				quote(c), ver, val, quote(c)))
+			sets = append(sets, fmt.Sprintf("%s = CASE WHEN %s THEN %s ELSE r.%s END", quote(c), wins, val, quote(c)))
+			cas = append(cas, "0")
 		}
 	}
-	sets = append(sets, "v = GREATEST(r.v, x.v)")
+	sets = append(sets, "v = GREATEST(r.v, x.v)",
+		"cv = ARRAY["+strings.Join(cvs, ", ")+"]::bigint[]",
+		"ca = ARRAY["+strings.Join(cas, ", ")+"]::bigint[]")
 	// The redundant r.id = ANY($1) lets the planner probe the primary key
 	// for the batch's rows; joined with the unnest alone it hashes the
 	// whole table, which on holds grows with every authorization.
@@ -137,15 +151,20 @@ func (t *table) buildSQL() {
 		" FROM unnest(" + strings.Join(params, ", ") + ") AS x(" + strings.Join(names, ", ") + ")" +
 		" WHERE r.id = x.id AND r.id = ANY($1::text[])"
 
-	// INSERT of rows that did not exist: their values are computed in Go.
-	cols := []string{"id", "partner_id", "v"}
-	ins := []string{"$1::text[]", "$2::text[]", "$3::bigint[]"}
+	// INSERT of rows that did not exist: their values are computed in Go;
+	// cv and ca arrive as array literals.
+	cols := []string{"id", "partner_id", "v", "cv", "ca"}
+	ins := []string{"$1::text[]", "$2::text[]", "$3::bigint[]", "$4::text[]", "$5::text[]"}
+	sel = []string{"u.c1", "u.c2", "u.c3", "u.c4::bigint[]", "u.c5::bigint[]"}
+	alias := []string{"c1", "c2", "c3", "c4", "c5"}
 	for i, c := range t.cols {
 		cols = append(cols, quote(c))
-		ins = append(ins, fmt.Sprintf("$%d::%s[]", i+4, t.pgType(i)))
+		ins = append(ins, fmt.Sprintf("$%d::%s[]", i+6, t.pgType(i)))
+		sel = append(sel, fmt.Sprintf("u.c%d", i+6))
+		alias = append(alias, fmt.Sprintf("c%d", i+6))
 	}
-	t.insertSQL = "INSERT INTO " + q + " (" + strings.Join(cols, ", ") + ") SELECT * FROM unnest(" +
-		strings.Join(ins, ", ") + ") ON CONFLICT (id) DO NOTHING"
+	t.insertSQL = "INSERT INTO " + q + " (" + strings.Join(cols, ", ") + ") SELECT " + strings.Join(sel, ", ") +
+		" FROM unnest(" + strings.Join(ins, ", ") + ") AS u(" + strings.Join(alias, ", ") + ") ON CONFLICT (id) DO NOTHING"
 }
 
 // sensitive columns are never printed: the audit says they differ, not how.

@@ -402,10 +402,28 @@ func (ta *tableAgg) updateArgs() []any {
 func (ta *tableAgg) insertArgs() []any {
 	n := len(ta.rows)
 	ids, partners, vs := make([]string, n), make([]string, n), make([]int64, n)
+	cvs, cas := make([]string, n), make([]string, n)
 	for j, r := range ta.rows {
 		ids[j], partners[j], vs[j] = r.id, r.partner, r.v
+		cv, ca := make([]byte, 0, 8*len(ta.t.cols)), make([]byte, 0, 4*len(ta.t.cols))
+		cv, ca = append(cv, '{'), append(ca, '{')
+		for i := range ta.t.cols {
+			if i > 0 {
+				cv, ca = append(cv, ','), append(ca, ',')
+			}
+			cv = strconv.AppendInt(cv, r.ver[i], 10)
+			since := int64(0)
+			if ta.t.numeric[i] {
+				since = r.all[i]
+				if r.ver[i] > 0 {
+					since = r.after[i]
+				}
+			}
+			ca = strconv.AppendInt(ca, since, 10)
+		}
+		cvs[j], cas[j] = string(append(cv, '}')), string(append(ca, '}'))
 	}
-	args := []any{ids, partners, vs}
+	args := []any{ids, partners, vs, cvs, cas}
 	for i := range ta.t.cols {
 		if ta.t.numeric[i] {
 			col := make([]int64, n)
