@@ -29,6 +29,13 @@ type CardInfo struct {
 	CVVEnc string
 	// Currency is the alpha ISO 4217 code of the card's balance.
 	Currency string
+	// Version is the card row's version when it was read; the reservation
+	// checks it atomically, so a card changed since (locked, removed, a
+	// new PIN or CVV2) is never approved on what was read before.
+	Version int64
+	// Cached says the card came from the ledger's in-process cache: a
+	// decline decided on it is decided again on a fresh read.
+	Cached bool
 }
 
 // Funds asks the ledger for one atomic reservation (see ledger.Reserve).
@@ -42,6 +49,10 @@ type Funds struct {
 	AllowPartial                 bool
 	Reference                    string
 	Meta                         string
+	// CardVersion, when not 0, must still be the card's version (see
+	// CardInfo.Version), else the ledger refuses with ErrCardChanged and
+	// changes nothing.
+	CardVersion int64
 }
 
 // FundsResult is the ledger's answer to a reservation, a post or a refund.
@@ -76,13 +87,20 @@ var (
 	ErrMismatch     = errors.New("idempotency key reused with different data")
 	// ErrUnavailable wraps failures to reach the store.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrCardChanged says the card changed since it was read: decide again
+	// on a fresh read.
+	ErrCardChanged = errors.New("card changed since it was read")
 )
 
 // Ledger is the state the engine reads and changes. Package ledger
 // implements it; every money method is one atomic script.
 type Ledger interface {
 	// FindCard routes a PAN to its partner (BIN) and card (lookup token).
+	// It may answer from a cache (CardInfo.Cached).
 	FindCard(ctx context.Context, pan string) (CardInfo, error)
+	// ForgetCard drops what a cache holds for a PAN, so that the next
+	// FindCard reads the store.
+	ForgetCard(pan string)
 	// Reserve places a hold (or a posted hold with Capture); a decline
 	// changes no balance and is stored under the key.
 	Reserve(ctx context.Context, f Funds) (FundsResult, error)
@@ -108,7 +126,10 @@ type Ledger interface {
 	RecordDecline(ctx context.Context, partnerID, key string, amount int64, reason Reason, meta string) (PriorAnswer, error)
 	// RecordPIN counts a wrong PIN (locking with reason 6 at MaxPINTries) or
 	// resets the count after a correct one; it returns the lock in force.
-	RecordPIN(ctx context.Context, partnerID, cardID string, correct bool, meta string) (LockReason, error)
+	// version is the card's version as read (0: any); a card changed since
+	// fails with ErrCardChanged and counts nothing. It returns the card's
+	// version after.
+	RecordPIN(ctx context.Context, partnerID, cardID string, correct bool, version int64, meta string) (LockReason, int64, error)
 	// Balance returns the available amount of a user balance.
 	Balance(ctx context.Context, partnerID, balanceID string) (int64, error)
 	// CancelLate undoes what the answer stored under key moved and stores
@@ -246,10 +267,25 @@ func digits(s string) bool {
 	return s != ""
 }
 
+// decide decides on the card as FindCard returns it; when the card turns
+// out to have changed (or a decline was decided on a cached card), it
+// decides once more on a fresh read.
 func (e *Engine) decide(ctx context.Context, req *Request) (Decision, error) {
 	if r := Validate(req); r != "" {
 		return Decision{Reason: r}, nil
 	}
+	d, err := e.decideOnce(ctx, req, true)
+	if errors.Is(err, ErrCardChanged) {
+		e.Ledger.ForgetCard(req.PAN)
+		d, err = e.decideOnce(ctx, req, false)
+	}
+	return d, err
+}
+
+// decideOnce is one decision. With retry, a decline that a stale cached
+// card could explain returns ErrCardChanged instead, before anything is
+// recorded.
+func (e *Engine) decideOnce(ctx context.Context, req *Request, retry bool) (Decision, error) {
 	card, err := e.Ledger.FindCard(ctx, req.PAN)
 	if errors.Is(err, ErrCardNotFound) {
 		return Decision{Reason: ReasonUnknownCard}, nil
@@ -280,8 +316,16 @@ func (e *Engine) decide(ctx context.Context, req *Request) (Decision, error) {
 
 	amount := req.Amount
 	reason := checkCard(card, req.Expiry, e.now())
+	stale := retry && card.Cached
+	if reason != "" && stale {
+		return Decision{}, ErrCardChanged
+	}
+	if reason == "" && stale && !e.credentialsMatch(req, card) {
+		// A PIN or CVV2 changed a moment ago must not count a wrong try.
+		return Decision{}, ErrCardChanged
+	}
 	if reason == "" && req.PINBlock != "" {
-		reason, err = e.checkPIN(ctx, req, card, meta)
+		reason, card.Version, err = e.checkPIN(ctx, req, card, meta)
 		if err != nil {
 			return Decision{}, err
 		}
@@ -375,25 +419,50 @@ func (e *Engine) checkTransaction(ctx context.Context, req *Request, card CardIn
 	return amount, ""
 }
 
-func (e *Engine) checkPIN(ctx context.Context, req *Request, card CardInfo, meta string) (Reason, error) {
+// credentialsMatch reports whether the request's PIN block and CVV2, when
+// present, match the card as read (without recording anything).
+func (e *Engine) credentialsMatch(req *Request, card CardInfo) bool {
+	if req.PINBlock != "" {
+		block, err := hex.DecodeString(req.PINBlock)
+		if err != nil || len(block) != 8 {
+			return true // a format error, whatever the card
+		}
+		if card.PINVerifier == "" || e.PIN == nil {
+			return false
+		}
+		if ok, _ := e.PIN.VerifyPINBlock(block, req.PAN, card.PINVerifier); !ok {
+			return false
+		}
+	}
+	if req.CVV2 != "" && (e.CVV == nil || !e.CVV.CVVMatches(card.CVVEnc, req.CVV2)) {
+		return false
+	}
+	return true
+}
+
+// checkPIN verifies the PIN block and records the result when it changes
+// the card (a wrong PIN, or a right one after wrong ones). It returns the
+// card's version after.
+func (e *Engine) checkPIN(ctx context.Context, req *Request, card CardInfo, meta string) (Reason, int64, error) {
 	block, err := hex.DecodeString(req.PINBlock)
 	if err != nil || len(block) != 8 {
-		return ReasonFormatError, nil
+		return ReasonFormatError, card.Version, nil
 	}
 	ok := false
 	if card.PINVerifier != "" && e.PIN != nil {
 		ok, _ = e.PIN.VerifyPINBlock(block, req.PAN, card.PINVerifier)
 	}
 	if ok && card.PINTries == 0 {
-		return "", nil
+		return "", card.Version, nil
 	}
-	if _, err := e.Ledger.RecordPIN(ctx, card.PartnerID, card.ID, ok, meta); err != nil {
-		return "", fmt.Errorf("recording PIN check: %w", err)
+	_, after, err := e.Ledger.RecordPIN(ctx, card.PartnerID, card.ID, ok, card.Version, meta)
+	if err != nil {
+		return "", card.Version, fmt.Errorf("recording PIN check: %w", err)
 	}
 	if !ok {
-		return ReasonIncorrectPIN, nil
+		return ReasonIncorrectPIN, after, nil
 	}
-	return "", nil
+	return "", after, nil
 }
 
 // reverse handles 0400/0420: find the original hold through DE90 (or RRN +
@@ -486,7 +555,7 @@ func (e *Engine) funds(req *Request, card CardInfo, amount int64, key, meta stri
 	return Funds{
 		PartnerID: card.PartnerID, BalanceID: card.BalanceID, CardID: card.ID, Amount: amount,
 		IdempotencyKey: key, ApprovalCode: newApprovalCode(), TxnType: req.TxnType,
-		Reference: reference(req, card), Meta: meta,
+		Reference: reference(req, card), Meta: meta, CardVersion: card.Version,
 	}
 }
 

@@ -36,6 +36,15 @@ type Engine struct {
 	// answer issuer unavailable before touching Redis.
 	Available func() bool
 
+	// CardCacheTTL bounds how long a card read for an authorization is
+	// reused without reading Redis again (default 30s; negative: no cache).
+	// Reuse is always safe for approvals: the reservation checks the card's
+	// version in the same script, and a decline decided on a cached card is
+	// decided again on a fresh read (authz.Engine).
+	CardCacheTTL time.Duration
+
+	cards sync.Map // lookup token -> *cachedCard
+
 	// bins caches BIN prefix -> partner id. A program's BIN never changes
 	// and is never reused (CreatePartner claims it for good), so a found
 	// route stays true; misses always ask Redis, so a new program routes
@@ -58,6 +67,8 @@ func storeErr(err error) error {
 		return fmt.Errorf("%w: %w", authz.ErrHoldNotFound, err)
 	case errors.Is(err, ErrHoldClosed):
 		return fmt.Errorf("%w: %w", authz.ErrHoldClosed, err)
+	case errors.Is(err, ErrCardChanged):
+		return fmt.Errorf("%w: %w", authz.ErrCardChanged, err)
 	case errors.Is(err, ErrIdempotencyMismatch):
 		return fmt.Errorf("%w: %w", authz.ErrMismatch, err)
 	case errors.Is(err, ErrPartnerNotFound):
@@ -101,19 +112,52 @@ func (e *Engine) FindCard(ctx context.Context, pan string) (authz.CardInfo, erro
 	if err != nil {
 		return authz.CardInfo{}, storeErr(err)
 	}
-	c, err := e.L.CardByPANHash(ctx, partnerID, e.Token(pan))
+	token := e.Token(pan)
+	ttl := e.cardTTL()
+	if ttl > 0 {
+		if v, ok := e.cards.Load(token); ok {
+			cc := v.(*cachedCard)
+			if cc.info.PartnerID == partnerID && time.Since(cc.at) < ttl {
+				info := cc.info
+				info.Cached = true
+				return info, nil
+			}
+		}
+	}
+	c, err := e.L.CardByPANHash(ctx, partnerID, token)
 	if errors.Is(err, ErrPartnerNotFound) {
 		e.stateLost()
 	}
 	if err != nil {
 		return authz.CardInfo{}, storeErr(err)
 	}
-	return authz.CardInfo{
+	info := authz.CardInfo{
 		ID: c.ID, PartnerID: partnerID, BalanceID: c.BalanceID, Type: authz.CardType(c.Type),
 		Status: authz.CardStatus(c.Status), Lock: authz.LockReason(c.LockReason), Expiry: c.Expiry,
 		PINVerifier: c.PINVerifier, PINTries: c.PINTries, Currency: c.BalanceCurrency, CVVEnc: c.CVVEnc,
-	}, nil
+		Version: c.Version,
+	}
+	if ttl > 0 && c.Version > 0 {
+		e.cards.Store(token, &cachedCard{info: info, at: time.Now()})
+	}
+	return info, nil
 }
+
+// cachedCard is a card as an authorization read it.
+type cachedCard struct {
+	info authz.CardInfo
+	at   time.Time
+}
+
+func (e *Engine) cardTTL() time.Duration {
+	if e.CardCacheTTL == 0 {
+		return 30 * time.Second
+	}
+	return e.CardCacheTTL
+}
+
+// ForgetCard drops the cached card of a PAN.
+func (e *Engine) ForgetCard(pan string) { e.cards.Delete(e.Token(pan)) }
 
 func (e *Engine) stateLost() {
 	if e.OnStateLost != nil {
@@ -143,6 +187,7 @@ func reservation(f authz.Funds) Reservation {
 		PartnerID: f.PartnerID, BalanceID: f.BalanceID, CardID: f.CardID, Amount: f.Amount,
 		IdempotencyKey: f.IdempotencyKey, ApprovalCode: f.ApprovalCode, TxnType: f.TxnType,
 		Capture: f.Capture, AllowPartial: f.AllowPartial, Reference: f.Reference, Meta: f.Meta,
+		CardVersion: f.CardVersion,
 	}
 }
 
@@ -268,10 +313,10 @@ func (e *Engine) RecordDecline(ctx context.Context, partnerID, key string, amoun
 	return authz.PriorAnswer{Reason: authz.Reason(s[0]), HoldID: s[1], Approved: atoi(s[2]), Available: atoi(s[3]), ApprovalCode: s[4]}, nil
 }
 
-// RecordPIN counts a PIN check.
-func (e *Engine) RecordPIN(ctx context.Context, partnerID, cardID string, correct bool, meta string) (authz.LockReason, error) {
-	_, lock, err := e.L.RecordPIN(ctx, partnerID, cardID, correct, authz.MaxPINTries, meta)
-	return authz.LockReason(lock), storeErr(err)
+// RecordPIN counts a PIN check on the card as read at version.
+func (e *Engine) RecordPIN(ctx context.Context, partnerID, cardID string, correct bool, version int64, meta string) (authz.LockReason, int64, error) {
+	_, lock, after, err := e.L.RecordPINAt(ctx, partnerID, cardID, correct, authz.MaxPINTries, version, meta)
+	return authz.LockReason(lock), after, storeErr(err)
 }
 
 // Balance returns a user balance's available amount.

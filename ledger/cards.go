@@ -20,6 +20,8 @@ type Card struct {
 	Delivery                             string
 	// BalanceCurrency is filled by CardByPANHash.
 	BalanceCurrency string
+	// Version is the row's version (v), bumped by every change.
+	Version int64
 }
 
 func cardFromMap(partnerID string, m map[string]string) Card {
@@ -29,6 +31,7 @@ func cardFromMap(partnerID string, m map[string]string) Card {
 		PANEnc: m["pan_enc"], PANHash: m["pan_hash"], BIN: m["bin"], Last4: m["last4"], Expiry: m["expiry"],
 		CVVEnc: m["cvv_enc"], PINVerifier: m["pin_verifier"], PINTries: int(atoi(m["pin_tries"])),
 		CopyOf: m["copy_of"], Delivery: m["delivery"], BalanceCurrency: m["balance_currency"],
+		Version: atoi(m["v"]),
 	}
 }
 
@@ -124,16 +127,24 @@ func (l *Ledger) RemoveCard(ctx context.Context, partnerID, id string) error {
 // maxTries-th wrong one in a row locks the card with reason 6. It returns
 // the count and the lock reason in force.
 func (l *Ledger) RecordPIN(ctx context.Context, partnerID, cardID string, correct bool, maxTries int, meta string) (tries, lock int, err error) {
+	tries, lock, _, err = l.RecordPINAt(ctx, partnerID, cardID, correct, maxTries, 0, meta)
+	return tries, lock, err
+}
+
+// RecordPINAt is RecordPIN on the card as read at version (0: any): a card
+// changed since fails with ErrCardChanged and counts nothing. It also
+// returns the card's version after.
+func (l *Ledger) RecordPINAt(ctx context.Context, partnerID, cardID string, correct bool, maxTries int, version int64, meta string) (tries, lock int, after int64, err error) {
 	ok := "0"
 	if correct {
 		ok = "1"
 	}
-	v, err := l.run(ctx, "pin_result", partnerID, cardID, ok, maxTries, meta).Result()
+	v, err := l.run(ctx, "pin_result", partnerID, cardID, ok, maxTries, meta, version).Result()
 	if err != nil {
-		return 0, 0, mapScriptError("recording PIN check", err)
+		return 0, 0, 0, mapScriptError("recording PIN check", err)
 	}
 	s := toStrings(v)
-	return int(atoi(s[0])), int(atoi(s[1])), nil
+	return int(atoi(s[0])), int(atoi(s[1])), atoi(s[2]), nil
 }
 
 // CardsOfBalance lists the cards issued under a balance.

@@ -29,6 +29,9 @@ type Reservation struct {
 	Reference string
 	// Meta is kept in the journal entry (JSON, no card data).
 	Meta string
+	// CardVersion, when not 0, must be the card's version (v): else the
+	// reservation fails with ErrCardChanged and changes nothing.
+	CardVersion int64
 }
 
 // ReservationResult is the ledger's answer. Reason is an authz.Reason name:
@@ -57,7 +60,7 @@ func (l *Ledger) Reserve(ctx context.Context, r Reservation) (ReservationResult,
 		partial = "1"
 	}
 	v, err := l.run(ctx, "reserve", r.PartnerID, r.BalanceID, r.CardID, r.Amount, r.IdempotencyKey, l.ttlMS(),
-		holdID, r.ApprovalCode, r.TxnType, capture, partial, r.Meta, r.Reference).Result()
+		holdID, r.ApprovalCode, r.TxnType, capture, partial, r.Meta, r.Reference, r.CardVersion).Result()
 	if err != nil {
 		return ReservationResult{}, mapScriptError("reserving funds", err)
 	}

@@ -139,7 +139,7 @@ func (l *Ledger) runWith(ctx context.Context, mode waitMode, name, partnerID str
 	argv := make([]any, 0, len(args)+2)
 	argv = append(argv, partnerID, l.now().UnixMilli())
 	argv = append(argv, args...)
-	raw := l.scripts[name].Run(ctx, l.rdb, []string{l.keys.Tag(partnerID)}, argv...)
+	raw := l.scripts[name].Run(ctx, l.exec, []string{l.keys.Tag(partnerID)}, argv...)
 	out := redis.NewCmd(ctx)
 	v, err := raw.Result()
 	if err != nil {

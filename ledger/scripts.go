@@ -63,6 +63,9 @@ var (
 	ErrBINInUse                 = errors.New("BIN belongs to another partner")
 	ErrCustomerNotFound         = errors.New("customer not found")
 	ErrBalanceNotFound          = errors.New("balance not found")
+	ErrCardChanged              = errors.New("card changed since it was read")
+	ErrBalanceLimit             = errors.New("balance would exceed the largest amount the wire can carry")
+	ErrInvalidColumn            = errors.New("column cannot be set this way")
 )
 
 var scriptErrors = map[string]error{
@@ -85,6 +88,9 @@ var scriptErrors = map[string]error{
 	"PARTNER_NOT_FOUND":          ErrPartnerNotFound,
 	"CUSTOMER_NOT_FOUND":         ErrCustomerNotFound,
 	"BALANCE_NOT_FOUND":          ErrBalanceNotFound,
+	"CARD_CHANGED":               ErrCardChanged,
+	"BALANCE_LIMIT":              ErrBalanceLimit,
+	"INVALID_COLUMN":             ErrInvalidColumn,
 }
 
 // mapScriptError turns a script's error reply into a sentinel error.

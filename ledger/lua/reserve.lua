@@ -7,6 +7,7 @@
 --       8 hold id, 9 approval code, 10 txn type, 11 capture 0/1,
 --       12 partial approval allowed 0/1, 13 meta (JSON, journal only)
 -- ARGV[14]: reference key (RRN + PAN token) for the reversal fallback
+-- ARGV[15]: the card's version as the caller read it (0: not checked)
 -- Returns {reason, hold id, approved amount, user available, approval code,
 --          duplicate 0/1, partner balance id, partner before, partner after, low threshold}
 local bid, cid, amount, key = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
@@ -30,7 +31,12 @@ local function decline(reason)
 end
 
 if cid ~= '' then
-  local refusal = card_refusal(cols('cards', cid, 'status', 'lock_reason'))
+  local card = cols('cards', cid, 'status', 'lock_reason', 'v')
+  -- The card as the caller read it (ARGV[15], 0: not checked): a card
+  -- changed since is decided again on a fresh read, with nothing written.
+  local want = ARGV[15] or '0'
+  if want ~= '0' and want ~= '' and card ~= nil and card.v ~= want then return fail('CARD_CHANGED') end
+  local refusal = card_refusal(card)
   if refusal then return decline(refusal) end
 end
 if u.state ~= 'ACTIVE' then return decline('DO_NOT_HONOUR') end

@@ -100,7 +100,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err := a.Redis.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("connecting to redis: %w", err)
 	}
-	if a.Ledger, err = ledger.New(a.Redis, ledger.Options{Prefix: cfg.KeyPrefix}); err != nil {
+	if a.Ledger, err = ledger.New(a.Redis, ledger.Options{Prefix: cfg.KeyPrefix, AutoPipeline: true}); err != nil {
 		return nil, err
 	}
 	if err := a.Ledger.Preload(ctx); err != nil {
