@@ -1,10 +1,10 @@
-# Antaca: every target works on a fresh Debian machine with Go 1.26+.
+# Antaca: every target works on a fresh Debian machine with Go 1.26.8 (go.mod).
 GO        ?= go
 BIN       := bin/antaca
 PKGS      := ./...
 export ANTACA_KEYS_DIR ?= $(CURDIR)/keys
 
-.PHONY: all build test test-short bench bench-micro run lint services fuzz deploy-check clean
+.PHONY: all build test test-short bench bench-micro run lint services browser fuzz deploy-check clean
 
 all: build
 
@@ -16,7 +16,11 @@ build:
 services:
 	bash .ci/services.sh
 
-test: services
+# Headless Chromium for the browser tests (installed with apt when missing).
+browser:
+	bash .ci/tools.sh browser
+
+test: services browser
 	$(GO) test -race -count=1 -timeout 9m $(PKGS)
 
 test-short:
@@ -41,8 +45,10 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
 
-# Static checks of deploy/ (needs promtool from Debian's prometheus package).
+# Static checks of deploy/: installs promtool (Debian's prometheus package,
+# without recommends) and PyYAML when missing, then runs deploy/check.sh.
 deploy-check:
+	bash .ci/tools.sh deploy
 	bash deploy/check.sh
 
 clean:
