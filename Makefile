@@ -8,8 +8,10 @@ export ANTACA_KEYS_DIR ?= $(CURDIR)/keys
 
 all: build
 
+# -buildvcs=auto: `antaca version` names the git revision even where the
+# environment's GOFLAGS turn stamping off (it is left out outside git).
 build:
-	$(GO) build -o $(BIN) ./cmd/antaca
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/antaca
 
 # Starts Redis and PostgreSQL on 127.0.0.1 when they are not running
 # (installing them with apt when missing).
@@ -41,9 +43,13 @@ run: services build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime 60s ./iso/
 
+# Formatting, vet, and the documentation checks (every relative Markdown
+# link and every document a comment names exists; the README's settings
+# table matches `antaca serve`'s flags). make test runs them too.
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -run '^TestDocs' ./cmd/antaca/
 
 # Static checks of deploy/: installs promtool (Debian's prometheus package,
 # without recommends) and PyYAML when missing, then runs deploy/check.sh.
