@@ -21,10 +21,10 @@ import (
 )
 
 // knownMissingDocs lists, per file, the references to documents that are
-// not in the repository which the files still carry: CONTRACT.md,
-// DESIGN.md and "the seed" (the project's first brief). They are to be
+// not in the repository which the files still carry (the names below: two
+// planning documents and the project's first brief). They are to be
 // rewritten as rules stated in the repository's own documents (docs/*.md,
-// iso/README.md, api/README.md, api/openapi.yaml); TestDocsReferencesExist
+// iso/README.md, api/README.md, api/openapi.yaml). TestDocsReferencesExist
 // fails on any new one, and on any entry here that is no longer needed, so
 // this list only shrinks. The goal is an empty list.
 var knownMissingDocs = map[string][]string{
