@@ -81,11 +81,11 @@ func repoRoot(t *testing.T) string {
 }
 
 // repoFiles lists the repository's files (slash paths from the root):
-// the tracked ones where git can say, else every file outside the
-// directories that only hold local or generated files.
+// the tracked ones and the new ones not ignored, where git can say; else
+// every file outside the directories that only hold local files.
 func repoFiles(t *testing.T, root string) []string {
 	t.Helper()
-	cmd := exec.Command("git", "ls-files", "-z")
+	cmd := exec.Command("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
 	cmd.Dir = root
 	if out, err := cmd.Output(); err == nil {
 		var files []string
