@@ -1,22 +1,28 @@
-# Antaca: every target works on a fresh Debian machine with Go 1.26+.
+# Antaca: every target works on a fresh Debian machine with Go 1.26.8 (go.mod).
 GO        ?= go
 BIN       := bin/antaca
 PKGS      := ./...
 export ANTACA_KEYS_DIR ?= $(CURDIR)/keys
 
-.PHONY: all build test test-short bench bench-micro run lint services fuzz deploy-check clean
+.PHONY: all build test test-short bench bench-micro run lint services browser fuzz deploy-check clean
 
 all: build
 
+# -buildvcs=auto: `antaca version` names the git revision even where the
+# environment's GOFLAGS turn stamping off (it is left out outside git).
 build:
-	$(GO) build -o $(BIN) ./cmd/antaca
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/antaca
 
 # Starts Redis and PostgreSQL on 127.0.0.1 when they are not running
 # (installing them with apt when missing).
 services:
 	bash .ci/services.sh
 
-test: services
+# Headless Chromium for the browser tests (installed with apt when missing).
+browser:
+	bash .ci/tools.sh browser
+
+test: services browser
 	$(GO) test -race -count=1 -timeout 9m $(PKGS)
 
 test-short:
@@ -37,12 +43,18 @@ run: services build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime 60s ./iso/
 
+# Formatting, vet, and the documentation checks (every relative Markdown
+# link and every document a comment names exists; the README's settings
+# table matches `antaca serve`'s flags). make test runs them too.
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -run '^TestDocs' ./cmd/antaca/
 
-# Static checks of deploy/ (needs promtool from Debian's prometheus package).
+# Static checks of deploy/: installs promtool (Debian's prometheus package,
+# without recommends) and PyYAML when missing, then runs deploy/check.sh.
 deploy-check:
+	bash .ci/tools.sh deploy
 	bash deploy/check.sh
 
 clean:

@@ -15,8 +15,8 @@ import (
 	"github.com/antaca/antaca/api/pki"
 )
 
-// caCommand manages the partner CA: the seed's onboarding is "send us your
-// CSR, we return a certificate"; /secure verifies client certificates
+// caCommand manages the partner CA: a partner is onboarded by sending its
+// CSR and getting a certificate back; /secure verifies client certificates
 // against this CA (ANTACA_PARTNER_CA) and takes the partner id from the CN.
 func caCommand() *ffcli.Command {
 	initFS := flag.NewFlagSet("antaca ca init", flag.ContinueOnError)

@@ -41,7 +41,6 @@ func serveCommand() *ffcli.Command {
 	fs := flag.NewFlagSet("antaca serve", flag.ContinueOnError)
 	cfg := app.DefaultConfig()
 	cfg.RegisterFlags(fs)
-	drain := fs.Duration("drain-timeout", 20*time.Second, "longest SIGTERM drain (env ANTACA_DRAIN_TIMEOUT)")
 	return &ffcli.Command{
 		Name:       "serve",
 		ShortUsage: "antaca serve [flags]",
@@ -49,10 +48,14 @@ func serveCommand() *ffcli.Command {
 		LongHelp: "Runs the switch. On start it migrates Postgres, rebuilds Redis from Postgres when\n" +
 			"Redis lost its state, then serves ISO 8583 and HTTP (REST API, /healthz, /readyz,\n" +
 			"/metrics). SIGTERM drains: stop accepting, answer in-flight requests, flush the\n" +
-			"write-behind, exit 0. Every flag has an environment variable, named in its help.",
+			"write-behind, exit 0. Every flag has an environment variable, named in its help.\n" +
+			"Settings are checked before anything starts; exit status 2 names every wrong one.",
 		FlagSet: fs,
 		Options: envOptions,
 		Exec: func(ctx context.Context, _ []string) error {
+			if err := cfg.Validate(); err != nil {
+				return &usageError{cmd: "antaca serve", msg: err.Error()}
+			}
 			log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
 			if err != nil {
 				return err
@@ -69,7 +72,7 @@ func serveCommand() *ffcli.Command {
 			case runErr = <-a.Err():
 				log.Error("component failed; shutting down", "err", runErr)
 			}
-			sctx, cancel := context.WithTimeout(context.Background(), *drain)
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 			defer cancel()
 			if err := a.Shutdown(sctx); err != nil {
 				return fmt.Errorf("draining: %w", err)

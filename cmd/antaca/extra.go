@@ -1,9 +1,13 @@
 package main
 
-import "github.com/peterbourgon/ff/v3/ffcli"
+import (
+	"io"
+
+	"github.com/peterbourgon/ff/v3/ffcli"
+)
 
 // extraCommands are the tools around the switch: the network simulator and
 // the end-to-end benchmark.
-func extraCommands() []*ffcli.Command {
-	return []*ffcli.Command{simCommand(), benchCommand()}
+func extraCommands(stdout, stderr io.Writer) []*ffcli.Command {
+	return []*ffcli.Command{simCommand(stdout, stderr), benchCommand(stdout, stderr)}
 }

@@ -1,13 +1,17 @@
 // Command antaca is Antaca's one binary: the switch (serve), its database
 // (migrate), reconciliation (audit), the ISO spec export, the partner CA,
 // and the bundled network simulator.
+//
+// Exit status: 0 on success and for --help, 1 when a command fails, 2 when
+// the command line or the settings are wrong (unknown command, bad flag,
+// invalid setting), with the error and one hint line on stderr.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,37 +21,40 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		var ec exitCode
-		if errors.As(err, &ec) {
-			os.Exit(int(ec))
-		}
-		fmt.Fprintln(os.Stderr, "antaca:", err)
-		os.Exit(1)
-	}
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-// exitCode ends the process with a code and no further message (the
-// command printed what it had to say).
-type exitCode int
+// run runs the command line args and returns the process's exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return newCLI(stdout, stderr).execute(ctx, args)
+}
 
-func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
-
-func run(ctx context.Context, args []string) error {
+// newCLI builds the command tree, writing to stdout and stderr.
+func newCLI(stdout, stderr io.Writer) *cli {
+	rootFS := flag.NewFlagSet("antaca", flag.ContinueOnError)
+	version := rootFS.Bool("version", false, "print the version and exit")
+	own := []*ffcli.Command{
+		serveCommand(), migrateCommand(), auditCommand(), keysCommand(), isoCommand(), caCommand(),
+	}
+	for _, c := range own {
+		refuseArgs(c, "antaca "+c.Name)
+	}
 	root := &ffcli.Command{
 		Name:       "antaca",
 		ShortUsage: "antaca <command> [flags]",
-		ShortHelp:  "Antaca: card management system and ISO 8583 authorization switch",
-		FlagSet:    flag.NewFlagSet("antaca", flag.ContinueOnError),
-		Subcommands: []*ffcli.Command{
-			serveCommand(), migrateCommand(), auditCommand(), keysCommand(), isoCommand(), caCommand(),
+		ShortHelp:  "card management system and ISO 8583 authorization switch",
+		FlagSet:    rootFS,
+		Subcommands: append(append(own, extraCommands(stdout, stderr)...),
+			versionCommand(stdout)),
+		Exec: func(context.Context, []string) error {
+			if *version {
+				_, err := fmt.Fprintln(stdout, versionLine())
+				return err
+			}
+			return flag.ErrHelp
 		},
-		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}
-	root.Subcommands = append(root.Subcommands, extraCommands()...)
-	return root.ParseAndRun(ctx, args)
+	return &cli{root: root, paths: map[*ffcli.Command]string{}, stdout: stdout, stderr: stderr}
 }

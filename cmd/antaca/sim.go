@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/antaca/antaca/bench"
@@ -8,7 +10,11 @@ import (
 )
 
 // simCommand is `antaca sim`: seed, run, load and bureau (package simulator).
-func simCommand() *ffcli.Command { return simulator.Command() }
+func simCommand(stdout, stderr io.Writer) *ffcli.Command {
+	return simulator.CommandWithOutput(stdout, stderr)
+}
 
 // benchCommand is `antaca bench`: the end-to-end benchmark (package bench).
-func benchCommand() *ffcli.Command { return bench.Command() }
+func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
+	return bench.CommandWithOutput(stdout, stderr)
+}

@@ -52,6 +52,8 @@ type App struct {
 	http        *http.Server
 	httpLn      net.Listener
 
+	keysCreated bool // this start created the keys directory's keys
+
 	ready    atomic.Bool
 	draining atomic.Bool
 	rebuilds prometheus.Counter
@@ -84,6 +86,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}()
 
 	var err error
+	a.keysCreated = !keysExist(cfg.KeysDir)
 	if a.Keys, err = cardcrypto.LoadOrCreate(cfg.KeysDir); err != nil {
 		return nil, fmt.Errorf("loading keys: %w", err)
 	}
@@ -360,6 +363,7 @@ func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
 // Start serves until Shutdown; background failures arrive on Err.
 func (a *App) Start(ctx context.Context) {
 	ctx, a.cancel = context.WithCancel(ctx)
+	a.logStartup(ctx)
 	a.ready.Store(true)
 	a.goBackground(func() error { return a.writeBehind.Run(ctx) })
 	a.goBackground(func() error { return a.iso.Serve(ctx) })

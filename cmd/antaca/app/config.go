@@ -53,9 +53,13 @@ type Config struct {
 	// DebugAddr serves net/http/pprof on its own listener when set (keep
 	// it on loopback: profiles show internals).
 	DebugAddr string
+
+	// DrainTimeout bounds the drain on SIGTERM (`antaca serve`).
+	DrainTimeout time.Duration
 }
 
-// DefaultConfig returns the defaults of CONTRACT.md.
+// DefaultConfig returns the defaults, as listed in the README's
+// configuration table.
 func DefaultConfig() Config {
 	return Config{
 		RedisURL:       "redis://127.0.0.1:6379/0",
@@ -77,6 +81,7 @@ func DefaultConfig() Config {
 		VelocityWindow: time.Hour,
 		LogLevel:       "info",
 		LogFormat:      "json",
+		DrainTimeout:   20 * time.Second,
 	}
 }
 
@@ -120,6 +125,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.LogLevel, "log-level", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "json or text")
 	str(&c.DebugAddr, "debug-addr", "pprof listen address, e.g. 127.0.0.1:6060 (off when empty)")
+	dur(&c.DrainTimeout, "drain-timeout", "longest SIGTERM drain")
 }
 
 func envName(flagName string) string {

@@ -1,0 +1,196 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/antaca/antaca/iso"
+)
+
+// MinAdminPasswordLen is the shortest bootstrap admin password accepted:
+// the same floor the REST API puts on every admin password it sets.
+const MinAdminPasswordLen = 12
+
+// maxAdminPasswordLen is the REST API's ceiling on admin passwords.
+const maxAdminPasswordLen = 1024
+
+// SettingsError lists every setting that is wrong, each as
+// "--flag (env ANTACA_FLAG): what is wrong".
+type SettingsError struct {
+	Problems []string
+}
+
+func (e *SettingsError) Error() string {
+	return "invalid settings:\n  " + strings.Join(e.Problems, "\n  ")
+}
+
+// settingCheck checks one setting: problem returns "" when the value is
+// valid, otherwise what is wrong with it ("got X, want Y"; a secret's
+// value is never shown).
+type settingCheck struct {
+	flag    string
+	problem func(c *Config) string
+}
+
+// settingChecks is every check Validate makes, one row per setting (a
+// setting may have several rows). A new numeric or duration setting needs
+// a row here: TestEveryNumericSettingIsChecked fails until it has one.
+var settingChecks = []settingCheck{
+	{"redis-url", func(c *Config) string {
+		parse := func(u string) error { _, err := redis.ParseURL(u); return err }
+		if c.RedisCluster {
+			parse = func(u string) error { _, err := redis.ParseClusterURL(u); return err }
+		}
+		if err := parse(c.RedisURL); err != nil {
+			return fmt.Sprintf("got %q: %v", redactURL(c.RedisURL), err)
+		}
+		return ""
+	}},
+	{"database-url", func(c *Config) string {
+		if _, err := pgx.ParseConfig(c.DatabaseURL); err != nil {
+			return fmt.Sprintf("got %q, want a PostgreSQL URL (postgres://user@host:port/db)", redactURL(c.DatabaseURL))
+		}
+		return ""
+	}},
+	{"key-prefix", func(c *Config) string {
+		if c.KeyPrefix == "" || strings.ContainsAny(c.KeyPrefix, "{}: \t\r\n") {
+			return fmt.Sprintf("got %q, want a non-empty name without braces, colons or spaces", c.KeyPrefix)
+		}
+		return ""
+	}},
+	{"iso-addr", func(c *Config) string { return listenAddr(c.ISOAddr, false) }},
+	{"iso-profile", func(c *Config) string {
+		if _, err := iso.ProfileByName(c.ISOProfile); err != nil {
+			return fmt.Sprintf("got %q, want %s", c.ISOProfile, strings.Join(iso.ProfileNames(), " or "))
+		}
+		return ""
+	}},
+	{"iso-framing", func(c *Config) string {
+		if _, err := iso.ParseFraming(c.ISOFraming); err != nil {
+			return fmt.Sprintf("got %q, want binary2 or ascii4", c.ISOFraming)
+		}
+		return ""
+	}},
+	{"iso-max-conns", func(c *Config) string { return atLeast(int64(c.ISOMaxConns), 1, "") }},
+	{"iso-deadline", func(c *Config) string { return positive(c.ISODeadline) }},
+	{"iso-idle-timeout", func(c *Config) string { return positive(c.ISOIdleTimeout) }},
+	{"iso-tls-key", func(c *Config) string { return pair(c.ISOTLSCert, c.ISOTLSKey, "--iso-tls-cert") }},
+	{"http-addr", func(c *Config) string { return listenAddr(c.HTTPAddr, false) }},
+	{"tls-key", func(c *Config) string { return pair(c.TLSCert, c.TLSKey, "--tls-cert") }},
+	{"admin-user", func(c *Config) string {
+		if c.AdminUser == "" && c.AdminPassword != "" {
+			return "missing: the bootstrap admin needs both a user and a password"
+		}
+		return ""
+	}},
+	{"admin-password", func(c *Config) string { // never echoes the password
+		switch n := len(c.AdminPassword); {
+		case c.AdminUser != "" && n == 0:
+			return "missing: the bootstrap admin needs both a user and a password"
+		case n > 0 && n < MinAdminPasswordLen:
+			return fmt.Sprintf("too short (%d characters): the API requires at least %d", n, MinAdminPasswordLen)
+		case n > maxAdminPasswordLen:
+			return fmt.Sprintf("too long (%d characters): the API accepts at most %d", n, maxAdminPasswordLen)
+		}
+		return ""
+	}},
+	{"session-ttl", func(c *Config) string { return positive(c.SessionTTL) }},
+	{"hold-max-age", func(c *Config) string { return positive(c.HoldMaxAge) }},
+	{"max-amount", func(c *Config) string { return atLeast(c.MaxAmount, 0, "0 means no limit") }},
+	{"max-cash-amount", func(c *Config) string { return atLeast(c.MaxCashAmount, 0, "0 means --max-amount") }},
+	{"velocity-max", func(c *Config) string { return atLeast(c.VelocityMax, 0, "0 means no limit") }},
+	{"velocity-window", func(c *Config) string { return positive(c.VelocityWindow) }},
+	{"low-balance-webhook", func(c *Config) string {
+		if c.LowBalanceWebhook == "" {
+			return ""
+		}
+		u, err := url.Parse(c.LowBalanceWebhook)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return "want an http or https URL (the value is not shown: it may hold a token)"
+		}
+		return ""
+	}},
+	{"log-level", func(c *Config) string {
+		var lv slog.Level
+		if err := lv.UnmarshalText([]byte(c.LogLevel)); err != nil {
+			return fmt.Sprintf("got %q, want debug, info, warn or error", c.LogLevel)
+		}
+		return ""
+	}},
+	{"log-format", func(c *Config) string {
+		if c.LogFormat != "json" && c.LogFormat != "text" {
+			return fmt.Sprintf("got %q, want json or text", c.LogFormat)
+		}
+		return ""
+	}},
+	{"debug-addr", func(c *Config) string { return listenAddr(c.DebugAddr, true) }},
+	{"drain-timeout", func(c *Config) string { return positive(c.DrainTimeout) }},
+}
+
+// Validate checks every setting and reports all that are wrong at once,
+// as a *SettingsError. `antaca serve` refuses to start on one.
+func (c *Config) Validate() error {
+	var problems []string
+	for _, ch := range settingChecks {
+		if p := ch.problem(c); p != "" {
+			problems = append(problems, fmt.Sprintf("--%s (env ANTACA_%s): %s", ch.flag, envName(ch.flag), p))
+		}
+	}
+	if len(problems) > 0 {
+		return &SettingsError{Problems: problems}
+	}
+	return nil
+}
+
+func atLeast(v, lowest int64, note string) string {
+	if v >= lowest {
+		return ""
+	}
+	if note != "" {
+		return fmt.Sprintf("got %d, want %d or more (%s)", v, lowest, note)
+	}
+	return fmt.Sprintf("got %d, want %d or more", v, lowest)
+}
+
+func positive(d time.Duration) string {
+	if d > 0 {
+		return ""
+	}
+	return fmt.Sprintf("got %v, want a duration above 0 (such as 300ms, 10m or 1h)", d)
+}
+
+func listenAddr(addr string, optional bool) string {
+	if addr == "" && optional {
+		return ""
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Sprintf("got %q, want host:port or :port", addr)
+	}
+	return ""
+}
+
+func pair(cert, key, certFlag string) string {
+	if (cert == "") != (key == "") {
+		return "set it together with " + certFlag + " (both or neither)"
+	}
+	return ""
+}
+
+// redactURL hides a password in a URL before it is shown.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		if err != nil {
+			return "(unparsable URL)"
+		}
+		return s
+	}
+	return u.Redacted()
+}
