@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -190,12 +188,12 @@ func (s *Server) login(c *call) (int, any, error) {
 	if in.Password == nil || *in.Password == "" || len(*in.Password) > 1024 {
 		return 0, nil, invalid("password", "password is required (at most 1024 characters)")
 	}
-	userKey := s.keys.loginUser(hashToken(strings.ToLower(*in.Username)))
-	ipKey := s.keys.loginIP(clientIP(c.r))
-	if wait, err := s.throttled(c, userKey, ipKey); err != nil {
+	keys := s.loginKeys(strings.ToLower(*in.Username), clientIP(c.r))
+	if wait, err := s.loginWait(c.ctx, keys); err != nil {
 		return 0, nil, err
 	} else if wait > 0 {
 		c.retryAfter = wait
+		s.log.InfoContext(c.ctx, "admin login throttled", "ip", clientIP(c.r), "wait", wait)
 		return 0, nil, errTooManyAttempts
 	}
 
@@ -207,61 +205,21 @@ func (s *Server) login(c *call) (int, any, error) {
 		hash = s.dummyHash // same work for unknown names
 	}
 	if ok := verifyPassword(hash, *in.Password); !ok || a == nil {
-		if err := s.countFailure(c, userKey, ipKey); err != nil {
+		if err := s.loginFailed(c.ctx, keys); err != nil {
 			return 0, nil, err
 		}
 		s.log.InfoContext(c.ctx, "admin login failed", "ip", clientIP(c.r))
 		return 0, nil, errBadCredentials
 	}
-	_ = s.cfg.Redis.Del(c.ctx, userKey).Err()
+	if err := s.loginSucceeded(c.ctx, keys); err != nil {
+		s.log.WarnContext(c.ctx, "admin logged in but the login was not recorded", "err", err)
+	}
 	token, exp, err := s.newSession(c, session{kind: kindAdmin, admin: a.Username}, s.cfg.AdminSessionTTL)
 	if err != nil {
 		return 0, nil, err
 	}
 	s.log.InfoContext(c.ctx, "admin logged in", "admin", a.Username, "role", a.Role)
 	return http.StatusOK, tokenView{Token: token, ExpiresAt: exp, Username: a.Username, Role: a.Role}, nil
-}
-
-// throttled returns how long to wait when the username or the client IP
-// has used up its failed attempts.
-func (s *Server) throttled(c *call, userKey, ipKey string) (time.Duration, error) {
-	// Two GETs in a pipeline rather than MGET: the keys may sit in
-	// different Redis Cluster slots.
-	pipe := s.cfg.Redis.Pipeline()
-	userCount, ipCount := pipe.Get(c.ctx, userKey), pipe.Get(c.ctx, ipKey)
-	if _, err := pipe.Exec(c.ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return 0, fmt.Errorf("reading login attempts: %w", err)
-	}
-	count := func(cmd *redis.StringCmd) int {
-		n, _ := strconv.Atoi(cmd.Val())
-		return n
-	}
-	key := ""
-	switch {
-	case count(userCount) >= s.cfg.LoginMaxFailures:
-		key = userKey
-	case count(ipCount) >= s.cfg.LoginMaxFailuresPerIP:
-		key = ipKey
-	default:
-		return 0, nil
-	}
-	ttl, err := s.cfg.Redis.PTTL(c.ctx, key).Result()
-	if err != nil || ttl <= 0 {
-		ttl = s.cfg.LoginWindow
-	}
-	return ttl, nil
-}
-
-func (s *Server) countFailure(c *call, keys ...string) error {
-	pipe := s.cfg.Redis.Pipeline()
-	for _, k := range keys {
-		pipe.Incr(c.ctx, k)
-		pipe.ExpireNX(c.ctx, k, s.cfg.LoginWindow)
-	}
-	if _, err := pipe.Exec(c.ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("counting login failure: %w", err)
-	}
-	return nil
 }
 
 // clientIP is the peer address. X-Forwarded-For is not trusted: a proxy in

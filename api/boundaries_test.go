@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/antaca/antaca/api"
+	"github.com/antaca/antaca/api/jwe"
 	"github.com/antaca/antaca/api/pki"
 )
 
@@ -404,33 +407,91 @@ func TestAdminResponsesCarryNoCardData(t *testing.T) {
 	}
 }
 
-// TestLoginThrottling: failed logins per username, then per IP, answer 429.
+// clientFrom is an anonymous client whose connections come from the
+// loopback address ip (e.g. 127.0.0.2), as another machine's would.
+func (e *env) clientFrom(ip string) *client {
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(fixture.caCert)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	base := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, DialContext: d.DialContext}
+	e.t.Cleanup(base.CloseIdleConnections)
+	return &client{e: e, hc: &http.Client{Transport: fixture.validator.Transport(base, e.t.Errorf), Timeout: 20 * time.Second},
+		jwe: &jwe.Client{ServerKey: e.serverPK, Key: fixture.clientKey}}
+}
+
+// TestLoginThrottling: failures slow down the address that makes them,
+// with a delay that doubles up to a cap, while the right password from an
+// address the admin used before still gets in at once. The API's clock is
+// moved, never slept on.
 func TestLoginThrottling(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *api.Config) { c.LoginMaxFailures = 3; c.LoginMaxFailuresPerIP = 5 })
-	anon := e.newClient(nil, nil)
-	login := func(user, pw string) resp {
-		return anon.do("POST", "/admin/login", map[string]string{"username": user, "password": pw})
-	}
-	for i := 0; i < 3; i++ {
-		if r := login(rootUser, "wrong-password"); r.status != 401 || r.code() != "INVALID_CREDENTIALS" {
-			t.Fatalf("failure %d: %d %s", i, r.status, r.body)
-		}
-	}
-	r := login(rootUser, rootPassword)
-	if r.status != 429 || r.code() != "TOO_MANY_ATTEMPTS" || r.header.Get("Retry-After") == "" {
-		t.Fatalf("after 3 failures, the right password: %d %s (Retry-After %q)", r.status, r.body, r.header.Get("Retry-After"))
-	}
-	// Unknown usernames count against the IP: 3 + 2 = 5 failures from it.
-	for i := 0; i < 2; i++ {
-		if r := login("nobody"+string(rune('a'+i)), "x"); r.status != 401 {
-			t.Fatalf("unknown user: %d %s", r.status, r.body)
-		}
-	}
+	e := newEnv(t, func(c *api.Config) {
+		c.LoginFreeFailures, c.LoginFreeFailuresPerIP, c.LoginFreeFailuresPerUser = 3, 6, 5
+		c.LoginBaseDelay, c.LoginMaxDelay, c.LoginWindow = time.Second, 8*time.Second, 15*time.Minute
+	})
+	// newEnv logged root in from 127.0.0.1: that address is known for root.
+	office := e.newClient(nil, nil)
+	attacker, newLaptop, colleague := e.clientFrom("127.0.0.2"), e.clientFrom("127.0.0.3"), e.clientFrom("127.0.0.4")
 	e.root.json("POST", "/admin/users", map[string]string{"username": "mgr", "password": "mgr-password-1", "role": "Manager"}, 201, nil)
-	if r := login("mgr", "mgr-password-1"); r.status != 429 {
-		t.Errorf("after 5 failures from the IP: %d %s", r.status, r.body)
+	login := func(c *client, user, pw string) resp {
+		t.Helper()
+		return c.do("POST", "/admin/login", map[string]string{"username": user, "password": pw})
 	}
+	expect := func(what string, r resp, status int, retryAfter string) {
+		t.Helper()
+		if r.status != status || r.header.Get("Retry-After") != retryAfter {
+			t.Fatalf("%s: %d (Retry-After %q) %s, want %d (Retry-After %q)", what, r.status, r.header.Get("Retry-After"), r.body, status, retryAfter)
+		}
+		if status == 429 && r.code() != "TOO_MANY_ATTEMPTS" {
+			t.Fatalf("%s: code %s", what, r.code())
+		}
+	}
+
+	// Three failures at full speed; then the attacker's address waits,
+	// even with the right password.
+	for i := range 3 {
+		expect(fmt.Sprintf("failure %d", i+1), login(attacker, rootUser, "wrong-password"), 401, "")
+	}
+	expect("attacker, right password, too early", login(attacker, rootUser, rootPassword), 429, "1")
+	// The admin is not locked out: the right password from the office gets in.
+	expect("admin from a known address", login(office, rootUser, rootPassword), 200, "")
+
+	// Each further failure doubles the wait, up to the cap (8 s).
+	for _, want := range []string{"2", "4", "8", "8"} {
+		d, _ := time.ParseDuration(login(attacker, rootUser, "x").header.Get("Retry-After") + "s")
+		e.advance(d)
+		expect("attacker after waiting", login(attacker, rootUser, "wrong-password"), 401, "")
+		expect("attacker again at once", login(attacker, rootUser, "wrong-password"), 429, want)
+	}
+	// 7 failures for root: over the username's 5, which slows addresses
+	// root never used (guessing spread over many addresses) ...
+	expect("root from a new address", login(newLaptop, rootUser, rootPassword), 429, "4")
+	// ... but never the known one.
+	expect("admin from a known address, under attack", login(office, rootUser, rootPassword), 200, "")
+	e.advance(4 * time.Second)
+	expect("root from the new address after the wait", login(newLaptop, rootUser, rootPassword), 200, "")
+	// The address is known now: further failures for root from elsewhere
+	// no longer slow it.
+	e.advance(8 * time.Second)
+	expect("attacker", login(attacker, rootUser, "wrong-password"), 401, "")
+	expect("root from the laptop, now known", login(newLaptop, rootUser, rootPassword), 200, "")
+
+	// The attacker's address is slowed for every username (8 failures
+	// from it, over its 6) ...
+	e.advance(8 * time.Second)
+	expect("attacker tries mgr", login(attacker, "mgr", "wrong"), 401, "")
+	expect("attacker, mgr's right password, too early", login(attacker, "mgr", "mgr-password-1"), 429, "8")
+	// ... other addresses are not: mgr logs in from a fresh address.
+	expect("mgr from a colleague's machine", login(colleague, "mgr", "mgr-password-1"), 200, "")
+
+	// Unknown usernames count like wrong passwords, against the address.
+	for i := range 3 {
+		expect(fmt.Sprintf("unknown user %d", i), login(colleague, fmt.Sprintf("nobody%d", i), "x"), 401, "")
+	}
+
+	// Counts are forgotten a window after their last failure.
+	e.advance(16 * time.Minute)
+	expect("attacker after the window", login(attacker, rootUser, rootPassword), 200, "")
 }
 
 // TestUnknownRoutes: JSON 404 and 405.

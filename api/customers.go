@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -211,9 +212,13 @@ func (s *Server) getBalance(c *call) (int, any, error) {
 	return http.StatusOK, v, err
 }
 
-// maxAmount bounds one reload: amounts must stay exact in the ledger's Lua
-// (doubles, exact to 2^53) with room for sums.
-const maxAmount = 1_000_000_000_000
+// maxAmount bounds one reload and a low-balance threshold: authz.MaxAmount
+// (10^12 - 1 minor units), the most the 12-digit ISO 8583 amount fields
+// carry. The ledger keeps balances under the same bound.
+const maxAmount = authz.MaxAmount
+
+var errAmountTooLarge = &Error{Status: http.StatusBadRequest, Code: "AMOUNT_TOO_LARGE", Field: "amount",
+	Message: fmt.Sprintf("amount must be at most %d minor units (12 digits, the ISO 8583 amount field)", maxAmount)}
 
 type amountInput struct {
 	Amount   *int64 `json:"amount"`
@@ -228,9 +233,12 @@ func (in *amountInput) read(c *call, currency string) error {
 	if in.Amount == nil {
 		return invalid("amount", "amount is required (integer, minor units)")
 	}
-	if *in.Amount <= 0 || *in.Amount > maxAmount {
+	if *in.Amount <= 0 {
 		return &Error{Status: http.StatusBadRequest, Code: "INVALID_AMOUNT", Field: "amount",
-			Message: fmt.Sprintf("amount must be an integer from 1 to %d (minor units)", int64(maxAmount))}
+			Message: fmt.Sprintf("amount must be an integer from 1 to %d (minor units)", maxAmount)}
+	}
+	if *in.Amount > maxAmount {
+		return errAmountTooLarge
 	}
 	if in.Currency != "" && in.Currency != currency {
 		return &Error{Status: http.StatusBadRequest, Code: "CURRENCY_MISMATCH", Field: "currency",

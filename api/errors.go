@@ -93,7 +93,7 @@ var (
 	errUnknownPartner       = apiErr(403, "UNKNOWN_PARTNER", "the client certificate names no registered partner")
 	errForbidden            = apiErr(403, "FORBIDDEN", "your role does not allow this operation")
 	errBadCredentials       = apiErr(401, "INVALID_CREDENTIALS", "wrong username or password")
-	errTooManyAttempts      = apiErr(429, "TOO_MANY_ATTEMPTS", "too many failed logins; try again later")
+	errTooManyAttempts      = apiErr(429, "TOO_MANY_ATTEMPTS", "too many failed logins; retry after the Retry-After seconds")
 	errEncryptionRequired   = apiErr(400, "ENCRYPTION_REQUIRED", "this endpoint requires a JWE request (headers Encrypted-Request: true and Public-Key)")
 	errInvalidPublicKey     = apiErr(400, "INVALID_PUBLIC_KEY", "Public-Key must be base64 of the PEM of an RSA public key of 2048 to 8192 bits")
 	errInvalidPayload       = apiErr(400, "INVALID_PAYLOAD", `body must be {"payload": "<compact JWE>"} holding a JSON object`)

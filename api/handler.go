@@ -38,6 +38,7 @@ type route struct {
 	jwe     bool   // encryption required (the seed's "Encryption required: YES")
 	create  bool   // creates a resource: Idempotency-Key makes retries safe
 	h       handlerFunc
+	params  []string // the pattern's path parameters (set by wrap)
 }
 
 // handlerFunc serves one call; it returns the status and the body to send
@@ -68,6 +69,7 @@ type rawBody struct {
 }
 
 func (s *Server) wrap(rt route) http.Handler {
+	rt.params = pathParams(rt.pattern)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &call{s: s, r: r, ctx: r.Context(), rt: &rt}
 		status, body, err := s.serve(w, c)
@@ -79,13 +81,17 @@ func (s *Server) wrap(rt route) http.Handler {
 	})
 }
 
-// serve authenticates, authorises, reads and (for JWE routes) decrypts the
-// body, then runs the handler.
+// serve authenticates, authorises, checks the parameters, reads, checks
+// and (for JWE routes) decrypts the body, then runs the handler. The checks
+// of input.go run here, for every route, before any handler sees the input.
 func (s *Server) serve(w http.ResponseWriter, c *call) (int, any, error) {
 	if c.rt.ch != public && s.cfg.Ready != nil && !s.cfg.Ready(c.ctx) {
 		return 0, nil, errNotReady
 	}
 	if err := s.authenticate(c); err != nil {
+		return 0, nil, err
+	}
+	if err := checkParams(c); err != nil {
 		return 0, nil, err
 	}
 	if c.r.ContentLength > maxBody {
@@ -96,6 +102,14 @@ func (s *Server) serve(w http.ResponseWriter, c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	c.body = body
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := checkContentType(c.r); err != nil {
+			return 0, nil, err
+		}
+		if err := checkJSONText(body); err != nil {
+			return 0, nil, err
+		}
+	}
 	if err := s.openJWE(c); err != nil {
 		return 0, nil, err
 	}
@@ -135,6 +149,9 @@ func (s *Server) openJWE(c *call) error {
 	}
 	if !json.Valid(plain) {
 		return errInvalidPayload
+	}
+	if err := checkJSONText(plain); err != nil {
+		return err
 	}
 	c.body = plain
 	return nil

@@ -146,7 +146,7 @@ func (s *Server) createPartnerBalance(c *call) (int, any, error) {
 		threshold = *in.LowBalanceThreshold
 	}
 	if threshold < 0 || threshold > maxAmount {
-		return 0, nil, invalid("lowBalanceThreshold", "lowBalanceThreshold must be 0 (no alert) or a positive amount in minor units")
+		return 0, nil, invalid("lowBalanceThreshold", fmt.Sprintf("lowBalanceThreshold must be 0 (no alert) or a positive amount of at most %d minor units", maxAmount))
 	}
 	id := ledger.NewID("pbl")
 	if err := s.cfg.Ledger.CreatePartnerBalance(c.ctx, p["id"], id, in.Type, in.Currency, threshold); err != nil {

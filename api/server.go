@@ -31,7 +31,7 @@ type Config struct {
 	Ledger  *ledger.Ledger
 	Issuing *issuing.Service
 	Keys    *cardcrypto.Keys // the server's JWE key
-	// Redis holds sessions, login counters, the bureau queue and async
+	// Redis holds sessions, login counts, the bureau queue and async
 	// card markers, under RedisPrefix (default "antaca-api", outside the
 	// ledger's "antaca:*" so that a ledger wipe or rebuild leaves them).
 	Redis       redis.UniversalClient
@@ -53,13 +53,21 @@ type Config struct {
 	// password hashes (default 600 000, OWASP 2023). Existing hashes keep
 	// the count they were made with.
 	PasswordIterations int
-	// Login throttling: after LoginMaxFailures failed logins for one
-	// username (default 5) or LoginMaxFailuresPerIP from one client IP
-	// (default 20) within LoginWindow (default 15 minutes), logins answer
-	// 429 TOO_MANY_ATTEMPTS until the window passes.
-	LoginMaxFailures      int
-	LoginMaxFailuresPerIP int
-	LoginWindow           time.Duration
+	// Login throttling (throttle.go, README.md): failed logins are counted
+	// per (username, client address), per client address and per username
+	// (the last only for addresses the username never logged in from).
+	// A count allows LoginFreeFailures (default 3), LoginFreeFailuresPerIP
+	// (default 10) or LoginFreeFailuresPerUser (default 10) failures; each
+	// further one makes the next attempt wait LoginBaseDelay (default 1 s),
+	// doubling, at most LoginMaxDelay (default 15 minutes), after the last
+	// failure. Too early: 429 TOO_MANY_ATTEMPTS with Retry-After. A count
+	// is forgotten LoginWindow (default 15 minutes) after its last failure.
+	LoginFreeFailures        int
+	LoginFreeFailuresPerIP   int
+	LoginFreeFailuresPerUser int
+	LoginBaseDelay           time.Duration
+	LoginMaxDelay            time.Duration
+	LoginWindow              time.Duration
 
 	// LowBalanceWebhook, when set, receives a POST when a partner balance
 	// falls below its threshold; WebhookTimeout bounds each attempt
@@ -118,11 +126,20 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PasswordIterations <= 0 {
 		cfg.PasswordIterations = 600_000
 	}
-	if cfg.LoginMaxFailures <= 0 {
-		cfg.LoginMaxFailures = 5
+	if cfg.LoginFreeFailures <= 0 {
+		cfg.LoginFreeFailures = 3
 	}
-	if cfg.LoginMaxFailuresPerIP <= 0 {
-		cfg.LoginMaxFailuresPerIP = 20
+	if cfg.LoginFreeFailuresPerIP <= 0 {
+		cfg.LoginFreeFailuresPerIP = 10
+	}
+	if cfg.LoginFreeFailuresPerUser <= 0 {
+		cfg.LoginFreeFailuresPerUser = 10
+	}
+	if cfg.LoginBaseDelay <= 0 {
+		cfg.LoginBaseDelay = time.Second
+	}
+	if cfg.LoginMaxDelay <= 0 {
+		cfg.LoginMaxDelay = 15 * time.Minute
 	}
 	if cfg.LoginWindow <= 0 {
 		cfg.LoginWindow = 15 * time.Minute
@@ -253,8 +270,6 @@ func (s *Server) goBackground(f func()) bool {
 type redisKeys struct{ prefix string }
 
 func (k redisKeys) session(tokenHash string) string { return k.prefix + ":sess:" + tokenHash }
-func (k redisKeys) loginUser(h string) string       { return k.prefix + ":login:user:" + h }
-func (k redisKeys) loginIP(ip string) string        { return k.prefix + ":login:ip:" + ip }
 func (k redisKeys) bureauQueue() string             { return k.prefix + ":bureau:orders" }
 func (k redisKeys) createIdem(hash string) string   { return k.prefix + ":idemreq:" + hash }
 func (k redisKeys) pendingCard(id string) string    { return k.prefix + ":pending:" + id }

@@ -57,6 +57,13 @@ const (
 	TxnBalanceInquiry = "30"
 )
 
+// MaxAmount is the largest amount and the largest balance, in minor units,
+// that Antaca accepts or keeps: 10^12 - 1, the most that the 12 digits of
+// an ISO 8583 amount field (DE4, and each amount of DE54) can carry.
+// Reloads above it are refused at the REST edge, and no balance may grow
+// past it, so that every answer can state the balance it leaves.
+const MaxAmount int64 = 999_999_999_999
+
 // OriginalData identifies the message a reversal or completion refers to
 // (DE90: original MTI, STAN, transmission date and time, acquirer).
 type OriginalData struct {

@@ -217,7 +217,7 @@ func seedCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.StringVar(&o.BIN, "bin", "", "BIN of the program, 6-8 digits (random 9xxxxxxx when empty)")
 	fs.StringVar(&o.Currency, "currency", "EUR", "program currency")
 	fs.StringVar(&o.FundingModel, "funding", "DEPOSIT", "funding model: DEPOSIT or CREDIT")
-	fs.Int64Var(&o.PartnerFunds, "partner-funds", 1_000_000_000_000, "partner balance to load (minor units)")
+	fs.Int64Var(&o.PartnerFunds, "partner-funds", 999_999_999_999, "partner balance to load (minor units, at most 999999999999)")
 	fs.IntVar(&o.Customers, "customers", 10, "customers to register, each with one balance")
 	fs.Int64Var(&o.Funds, "funds", 100_000_000, "money loaded into each customer balance (minor units)")
 	fs.IntVar(&o.Virtual, "virtual", 2, "virtual cards per customer")

@@ -224,7 +224,7 @@ func (s *testSwitch) seed(t testing.TB, iss simulator.Issuer, o simulator.SeedOp
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if o.PartnerFunds == 0 {
-		o.PartnerFunds = 1_000_000_000_000
+		o.PartnerFunds = 999_999_999_999 // the most a balance may hold (authz.MaxAmount)
 	}
 	f, err := simulator.Seed(ctx, iss, o)
 	if err != nil {

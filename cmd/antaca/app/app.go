@@ -287,6 +287,7 @@ func (a *App) newHTTP() error {
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.HandleFunc("GET /readyz/{check}", a.readyzCheck)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{Registry: a.Registry}))
 	if err := a.mountAPI(mux, a.engine); err != nil {
 		return err
@@ -306,29 +307,6 @@ func (a *App) newHTTP() error {
 	}
 	a.httpLn = ln
 	return nil
-}
-
-func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-	defer cancel()
-	problem := ""
-	switch {
-	case a.draining.Load():
-		problem = "draining"
-	case !a.ready.Load():
-		problem = "recovering"
-	case a.Redis.Ping(ctx).Err() != nil:
-		problem = "redis unreachable"
-	case a.Pool.Ping(ctx) != nil:
-		problem = "postgres unreachable"
-	}
-	w.Header().Set("Content-Type", "application/json")
-	if problem != "" {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, `{"status":"unavailable","reason":%q}`, problem)
-		return
-	}
-	_, _ = w.Write([]byte(`{"status":"ready"}`))
 }
 
 // serveDebug serves pprof on its own mux and listener, never the HTTP one.

@@ -218,6 +218,9 @@ func TestWipeUnderARunningSwitch(t *testing.T) {
 		}
 		req, err := http.NewRequest(method, base+path, rd)
 		must(t, err)
+		if rd != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
