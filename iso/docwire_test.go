@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -305,5 +306,45 @@ func TestWireFollowsTheDocument(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestREADMEWireExamples sends every request of the document's "Wire
+// examples" (lines starting "> ") to a switch in profile cmf and compares
+// the answer with the line after it ("< "), byte for byte.
+func TestREADMEWireExamples(t *testing.T) {
+	doc, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(doc)
+	start := strings.Index(text, "### Wire examples")
+	if start < 0 {
+		t.Fatal(`README.md has no "### Wire examples" section`)
+	}
+	section := text[start+len("### Wire examples"):]
+	if end := strings.Index(section, "\n#"); end >= 0 {
+		section = section[:end]
+	}
+	lines := strings.Split(section, "\n")
+	ts := startServer(t, iso.Config{}, &countingAuthorizer{})
+	conn := ts.rawDial(t)
+	pairs := 0
+	for i, line := range lines {
+		if !strings.HasPrefix(line, "> ") {
+			continue
+		}
+		if i+1 >= len(lines) || !strings.HasPrefix(lines[i+1], "< ") {
+			t.Fatalf("request %q has no answer line after it", line)
+		}
+		req := strings.ReplaceAll(line[2:], " ", "")
+		want := strings.ReplaceAll(lines[i+1][2:], " ", "")
+		if got := string(docExchange(t, conn, []byte(req))); got != want {
+			t.Errorf("request %s\nanswer %s\nREADME %s", req, got, want)
+		}
+		pairs++
+	}
+	if pairs < 4 {
+		t.Errorf("README.md has %d example pairs, want at least 4", pairs)
 	}
 }
