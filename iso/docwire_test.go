@@ -348,3 +348,37 @@ func TestREADMEWireExamples(t *testing.T) {
 		t.Errorf("README.md has %d example pairs, want at least 4", pairs)
 	}
 }
+
+// TestBitmapEdges: a lower-case bitmap is read, bit 1 with an empty
+// secondary bitmap is accepted, and a third bitmap (bit 65) is a format
+// error naming the bitmap.
+func TestBitmapEdges(t *testing.T) {
+	ts := startServer(t, iso.Config{}, &countingAuthorizer{})
+	conn := ts.rawDial(t)
+	echo := "0612101530" + "000401" + "301"
+	req := docBuild(t, "0100", docRequest())
+	lower := string(req[:4]) + strings.ToLower(string(req[4:20])) + string(req[20:])
+	if lower == string(req) {
+		t.Fatal("the request's bitmap has no letter")
+	}
+	for _, tt := range []struct {
+		name, req, code, de44 string
+	}{
+		{"upper case", "0800" + "8220000000000000" + "0400000000000000" + echo, "8000", ""},
+		{"lower case", lower, "0000", ""},
+		// Read, then refused only because the 0800 lacks DE70.
+		{"empty secondary bitmap", "0800" + "8220000000000000" + "0000000000000000" + "0612101530" + "000401", "9100", "070"},
+		{"third bitmap", "0800" + "8220000000000000" + "8400000000000000" + "0000000000000000" + echo, "9100", "001"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			answer := docExchange(t, conn, []byte(tt.req))
+			_, _, f, err := docParse(answer, 4)
+			if err != nil {
+				t.Fatalf("answer %q: %v", answer, err)
+			}
+			if f[39] != tt.code || f[44] != tt.de44 {
+				t.Errorf("DE39 %q DE44 %q, want %q %q (answer %q)", f[39], f[44], tt.code, tt.de44, answer)
+			}
+		})
+	}
+}
