@@ -102,7 +102,7 @@ func checkFrame(t *testing.T, p *Profile, frame []byte) {
 		t.Fatalf("answer DE39 %q, want %q (%s)", got, p.Codes[reason], reason)
 	}
 	// The answer itself follows the wire rules it enforces.
-	if err := checkWire(p.Spec, back, packed); err != nil {
+	if err := checkWire(p.Spec, back, packed, 0); err != nil {
 		t.Fatalf("MTI %s: answer %q breaks the wire rules: %v", mti, packed, err)
 	}
 }
@@ -191,6 +191,9 @@ func fuzzSeeds(tb testing.TB) []fuzzSeed {
 		{"de13_impossible", frame(bin, packed("0100", map[int]*string{13: s("1399")}))},
 		{"de14_month_13", frame(bin, packed("0100", map[int]*string{14: s("2813")}))},
 		{"trailing_data", frame(bin, append(append([]byte{}, auth...), "XYZ"...))},
+		// Found by the fuzzer: a bad DE11 before a DE64 that does not
+		// unpack was echoed.
+		{"charset_before_broken_field", []byte("\x0000000001000000000000100000A0X000000000000000000000")},
 		{"third_bitmap", frame(bin, []byte("0800"+"8220000000000000"+"8400000000000000"+"0000000000000000"+"0612101530"+"000001"+"301"))},
 	}
 }

@@ -136,11 +136,19 @@ var ErrTrailingData = errors.New("data after the last field")
 // it; FaultField names the field at fault.
 func unpackFrame(p *Profile, frame []byte) (*iso8583.Message, error) {
 	msg := iso8583.NewMessage(p.Spec)
-	err := msg.Unpack(frame)
-	if err == nil {
-		err = checkWire(p.Spec, msg, frame)
+	if err := msg.Unpack(frame); err != nil {
+		keepReadable(msg, err)
+		// The fields read before the broken one are echoed: they must
+		// pass their character sets too.
+		if fault := FaultField(err); fault > 2 {
+			var fe *FieldError
+			if errors.As(checkWire(p.Spec, msg, frame, fault), &fe) && fe.intact {
+				keepReadable(msg, fe)
+			}
+		}
+		return msg, err
 	}
-	if err != nil {
+	if err := checkWire(p.Spec, msg, frame, 0); err != nil {
 		keepReadable(msg, err)
 		return msg, err
 	}
@@ -151,8 +159,10 @@ func unpackFrame(p *Profile, frame []byte) (*iso8583.Message, error) {
 // with, which moov-io does not expose: it checks each field's wire bytes
 // against the field's character set and that the last field ends the
 // frame. Fields with bad characters come back in one FieldError, the
-// first of them first, marked as leaving the layout intact.
-func checkWire(spec *iso8583.MessageSpec, msg *iso8583.Message, frame []byte) error {
+// first of them first, marked as leaving the layout intact. A positive
+// before stops the walk at that field, which moov-io could not unpack,
+// and skips the check for trailing data.
+func checkWire(spec *iso8583.MessageSpec, msg *iso8583.Message, frame []byte, before int) error {
 	if len(frame) < 4 || !isDigits(string(frame[:4])) {
 		return fieldErr("is not four digits", 0)
 	}
@@ -170,7 +180,11 @@ func checkWire(spec *iso8583.MessageSpec, msg *iso8583.Message, frame []byte) er
 	// find every such field, none of which may be echoed. They are
 	// reported before trailing data, which would echo every field.
 	var bad *FieldError
-	for id := 2; id <= bitmap.Len(); id++ {
+	end := bitmap.Len()
+	if before > 0 {
+		end = min(end, before-1)
+	}
+	for id := 2; id <= end; id++ {
 		if bitmap.IsBitmapPresenceBit(id) || !bitmap.IsSet(id) {
 			continue
 		}
@@ -200,7 +214,7 @@ func checkWire(spec *iso8583.MessageSpec, msg *iso8583.Message, frame []byte) er
 	if bad != nil {
 		return bad
 	}
-	if off != len(frame) {
+	if before == 0 && off != len(frame) {
 		return fmt.Errorf("%w: %w: %d bytes after DE%d", ErrFormat, ErrTrailingData, len(frame)-off, last)
 	}
 	return nil
