@@ -194,6 +194,7 @@ func fuzzSeeds(tb testing.TB) []fuzzSeed {
 		// Found by the fuzzer: a bad DE11 before a DE64 that does not
 		// unpack was echoed.
 		{"charset_before_broken_field", []byte("\x0000000001000000000000100000A0X000000000000000000000")},
+		{"charset_before_field_88_of_a_third_bitmap", []byte("\x00A0000801000000000000080000100000000000000000000000000A000000000000000000")},
 		{"third_bitmap", frame(bin, []byte("0800"+"8220000000000000"+"8400000000000000"+"0000000000000000"+"0612101530"+"000001"+"301"))},
 	}
 }

@@ -167,7 +167,7 @@ func checkWire(spec *iso8583.MessageSpec, msg *iso8583.Message, frame []byte, be
 		return fieldErr("is not four digits", 0)
 	}
 	bitmap := msg.Bitmap()
-	if bitmap.Len() > 128 {
+	if bitmap.Len() > 128 && before == 0 {
 		return fieldErr("announces a third bitmap (bit 65 set); this interface has two at most", 1)
 	}
 	packedBitmap, err := bitmap.Pack()
