@@ -212,6 +212,9 @@ func checkWire(spec *iso8583.MessageSpec, msg *iso8583.Message, frame []byte, be
 		last = id
 	}
 	if bad != nil {
+		if len(bad.Fields) > 1 {
+			bad.Problem = fmt.Sprintf("have characters outside their sets; the first, DE%d, %s", bad.Fields[0], bad.Problem)
+		}
 		return bad
 	}
 	if before == 0 && off != len(frame) {
