@@ -9,13 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/moov-io/iso8583"
-	iso8583errors "github.com/moov-io/iso8583/errors"
 
 	"github.com/antaca/antaca/authz"
 )
@@ -31,11 +30,12 @@ const maxLinger = time.Second
 // message is handled in its own goroutine (at most MaxInFlightPerConn at
 // once); answers go out under one write lock as soon as they are ready.
 type serverConn struct {
-	srv *Server
-	raw net.Conn // the TCP connection
-	nc  net.Conn // raw, or the TLS connection on top of it
-	br  *bufio.Reader
-	log *slog.Logger
+	srv  *Server
+	raw  net.Conn   // the TCP connection
+	addr netip.Addr // its source address, for the per-address limit
+	nc   net.Conn   // raw, or the TLS connection on top of it
+	br   *bufio.Reader
+	log  *slog.Logger
 
 	slots    chan struct{}
 	inflight sync.WaitGroup
@@ -146,8 +146,8 @@ func (c *serverConn) readLoop() string {
 			case c.isReadStopped():
 				return "draining"
 			case errors.Is(err, ErrFrameTooLarge), errors.Is(err, ErrEmptyFrame), errors.Is(err, ErrBadLengthField):
-				c.srv.m.formatErrors.Inc()
-				c.log.Warn("bad frame; closing connection", "err", err)
+				c.srv.m.formatErrors.WithLabelValues("frame").Inc()
+				c.log.Warn("bad frame; closing connection", "field", "frame", "err", err)
 				return "bad frame"
 			}
 			return fmt.Sprintf("reading frame: %v", err)
@@ -158,8 +158,8 @@ func (c *serverConn) readLoop() string {
 		if len(frame) < 4 || !isDigits(string(frame[:4])) {
 			// Without an MTI there is nothing to answer with, and the
 			// stream is likely out of step: give up on this link.
-			c.srv.m.formatErrors.Inc()
-			c.log.Warn("message without a readable MTI; closing connection", "bytes", len(frame))
+			c.srv.m.formatErrors.WithLabelValues("0").Inc()
+			c.log.Warn("message without a readable MTI; closing connection", "field", "0", "bytes", len(frame))
 			return "unreadable MTI"
 		}
 
@@ -270,7 +270,7 @@ func (c *serverConn) handle(frame []byte, received time.Time) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("panic while handling message", "mti", mti, "panic", r, "stack", string(debug.Stack()))
-			c.answerSafely(mti, msg, authz.Decision{Reason: authz.ReasonSystemError}, received, nil)
+			c.answerSafely(mti, msg, authz.Decision{Reason: authz.ReasonSystemError}, received)
 		}
 		c.srv.m.inflight.Dec()
 		<-c.slots
@@ -286,15 +286,16 @@ func (c *serverConn) handle(frame []byte, received time.Time) {
 	}
 
 	p := c.srv.cfg.Profile
-	msg = iso8583.NewMessage(p.Spec)
-	if err := msg.Unpack(frame); err != nil {
-		field := keepReadable(msg, err)
-		c.srv.m.formatErrors.Inc()
+	var err error
+	msg, err = unpackFrame(p, frame)
+	if err != nil {
+		field := formatErrorLabel(p, err)
+		c.srv.m.formatErrors.WithLabelValues(field).Inc()
 		if ok, suppressed := c.srv.rejectedLog.allow(received); ok {
 			c.log.Warn("message does not unpack; answering format error",
 				"mti", mti, "field", field, "err", safeUnpackError(err, field), "suppressed", suppressed)
 		}
-		c.answer(mti, msg, authz.Decision{Reason: authz.ReasonFormatError}, received, nil)
+		c.answer(mti, msg, authz.Decision{Reason: authz.ReasonFormatError}, received, nil, FaultField(err))
 		return
 	}
 
@@ -302,31 +303,34 @@ func (c *serverConn) handle(frame []byte, received time.Time) {
 		reason, err := NetworkReason(msg)
 		code := fields{msg}.str(70)
 		if err != nil {
-			c.srv.m.formatErrors.Inc()
+			field := formatErrorLabel(p, err)
+			c.srv.m.formatErrors.WithLabelValues(field).Inc()
 			if ok, suppressed := c.srv.rejectedLog.allow(received); ok {
-				c.log.Warn("network management message rejected", "err", err, "suppressed", suppressed)
+				c.log.Warn("network management message rejected", "field", field, "err", err, "suppressed", suppressed)
 			}
 		} else {
 			c.log.Info("network management", "code", code, "function", networkCodes[code])
 		}
-		c.answer(mti, msg, authz.Decision{Reason: reason}, received, nil)
+		c.answer(mti, msg, authz.Decision{Reason: reason}, received, nil, FaultField(err))
 		return
 	}
 
 	req, err := ParseRequest(msg)
 	if err != nil {
 		reason := ReasonForError(err)
+		field := ""
 		if reason == authz.ReasonFormatError {
-			c.srv.m.formatErrors.Inc()
+			field = formatErrorLabel(p, err)
+			c.srv.m.formatErrors.WithLabelValues(field).Inc()
 		}
 		if ok, suppressed := c.srv.rejectedLog.allow(received); ok {
-			c.log.Warn("message rejected", "mti", mti, "reason", reason, "err", err, "suppressed", suppressed)
+			c.log.Warn("message rejected", "mti", mti, "reason", reason, "field", field, "err", err, "suppressed", suppressed)
 		}
-		c.answer(mti, msg, authz.Decision{Reason: reason}, received, nil)
+		c.answer(mti, msg, authz.Decision{Reason: reason}, received, nil, FaultField(err))
 		return
 	}
 	req.ReceivedAt = received
-	c.answer(mti, msg, c.decide(req, received), received, req)
+	c.answer(mti, msg, c.decide(req, received), received, req, -1)
 }
 
 // decide asks the Authorizer under the request deadline. The call runs in
@@ -382,10 +386,14 @@ func (c *serverConn) decide(req *authz.Request, received time.Time) authz.Decisi
 	}
 }
 
-// answer builds, counts, logs and writes the response to msg.
-func (c *serverConn) answer(mti string, msg *iso8583.Message, d authz.Decision, received time.Time, req *authz.Request) {
+// answer builds, counts, logs and writes the response to msg. A format
+// error names the data element at fault (fault, see FaultField) in DE44.
+func (c *serverConn) answer(mti string, msg *iso8583.Message, d authz.Decision, received time.Time, req *authz.Request, fault int) {
 	p := c.srv.cfg.Profile
 	resp, err := BuildResponse(p, msg, d)
+	if err == nil {
+		err = setFaultField(resp, d.Reason, fault)
+	}
 	if err != nil {
 		c.log.Error("building response failed; answering system error", "mti", mti, "reason", d.Reason, "err", err)
 		d = authz.Decision{Reason: authz.ReasonSystemError}
@@ -440,7 +448,7 @@ func (c *serverConn) answer(mti string, msg *iso8583.Message, d authz.Decision, 
 
 // answerSafely is answer for the panic path: if answering panics again,
 // the request is logged as unanswered instead of crashing the process.
-func (c *serverConn) answerSafely(mti string, msg *iso8583.Message, d authz.Decision, received time.Time, req *authz.Request) {
+func (c *serverConn) answerSafely(mti string, msg *iso8583.Message, d authz.Decision, received time.Time) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("panic while answering after a panic; request unanswered", "mti", mti, "panic", r)
@@ -450,7 +458,7 @@ func (c *serverConn) answerSafely(mti string, msg *iso8583.Message, d authz.Deci
 		msg = iso8583.NewMessage(c.srv.cfg.Profile.Spec)
 		msg.MTI(mti)
 	}
-	c.answer(mti, msg, d, received, req)
+	c.answer(mti, msg, d, received, nil, -1)
 }
 
 // minimalResponse is the last resort: response MTI, DE39 and, when they
@@ -483,25 +491,28 @@ func minimalResponse(p *Profile, mti string, req *iso8583.Message, reason authz.
 	return build(nil)
 }
 
-// keepReadable drops from msg the field that failed to unpack and every
+// keepReadable drops from msg the field at fault (FaultField) and every
 // field after it, keeping the ones read before it for the echo in the
-// format-error answer. It returns the failed field's id ("" if unknown).
-func keepReadable(msg *iso8583.Message, err error) string {
-	failed := 2
-	var ue *iso8583errors.UnpackError
-	field := ""
-	if errors.As(err, &ue) {
-		field = ue.FieldID
-		if n, convErr := strconv.Atoi(ue.FieldID); convErr == nil {
-			failed = max(n, 2)
-		}
+// format-error answer. When the layout is intact (data trailing a complete
+// message, fields with characters outside their set) only the bad fields
+// are dropped; when the fault is unknown, every field is.
+func keepReadable(msg *iso8583.Message, err error) {
+	if errors.Is(err, ErrTrailingData) {
+		return
 	}
+	var fe *FieldError
+	if errors.As(err, &fe) && fe.intact {
+		for _, id := range fe.Fields {
+			msg.UnsetField(id)
+		}
+		return
+	}
+	failed := max(FaultField(err), 2)
 	for id := range msg.GetFields() {
 		if id >= failed {
 			msg.UnsetField(id)
 		}
 	}
-	return field
 }
 
 // sensitiveFields are never quoted in logs, not even through an error

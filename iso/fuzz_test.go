@@ -49,26 +49,38 @@ func checkFrame(t *testing.T, p *Profile, frame []byte) {
 	if isResponseMTI(mti) {
 		return // not answered
 	}
-	msg := iso8583.NewMessage(p.Spec)
 	var reason authz.Reason
-	if err := msg.Unpack(frame); err != nil {
-		keepReadable(msg, err)
-		reason = authz.ReasonFormatError
+	fault := -1
+	msg, err := unpackFrame(p, frame)
+	if err != nil {
+		reason, fault = authz.ReasonFormatError, FaultField(err)
 	} else if isNetworkRequest(mti) {
-		reason, _ = NetworkReason(msg)
+		reason, err = NetworkReason(msg)
+		fault = FaultField(err)
 	} else if req, err := ParseRequest(msg); err != nil {
-		reason = ReasonForError(err)
+		reason, fault = ReasonForError(err), FaultField(err)
 		if reason != authz.ReasonFormatError && reason != authz.ReasonInvalidTransaction {
 			t.Fatalf("ParseRequest error %v maps to %s", err, reason)
 		}
 	} else {
-		if req.Amount < 0 || len(req.STAN) != 6 || !isDigits(req.PAN) || len(req.TxnType) != 2 || req.Kind == 0 {
+		if req.Amount < 0 || len(req.STAN) != 6 || !isDigits(req.PAN) || len(req.TxnType) != 2 || req.Kind == 0 ||
+			!validDateTime(req.TransmissionTime) {
 			t.Fatalf("ParseRequest accepted an invalid request: %+v", req)
+		}
+		for _, text := range []string{req.RRN, req.TerminalID, req.MerchantID, req.MerchantName} {
+			for i := 0; i < len(text); i++ {
+				if text[i] < 0x20 || text[i] > 0x7e {
+					t.Fatalf("ParseRequest accepted byte 0x%02X in a text field: %+v", text[i], req)
+				}
+			}
 		}
 		reason = authz.ReasonApproved
 	}
 
 	resp, err := BuildResponse(p, msg, authz.Decision{Reason: reason, ApprovalCode: "123456"})
+	if err == nil {
+		err = setFaultField(resp, reason, fault)
+	}
 	var packed []byte
 	if err == nil {
 		packed, err = resp.Pack()
@@ -88,6 +100,10 @@ func checkFrame(t *testing.T, p *Profile, frame []byte) {
 	}
 	if got, _ := back.GetString(39); got != p.Codes[reason] {
 		t.Fatalf("answer DE39 %q, want %q (%s)", got, p.Codes[reason], reason)
+	}
+	// The answer itself follows the wire rules it enforces.
+	if err := checkWire(p.Spec, back, packed, 0); err != nil {
+		t.Fatalf("MTI %s: answer %q breaks the wire rules: %v", mti, packed, err)
 	}
 }
 
@@ -161,10 +177,25 @@ func fuzzSeeds(tb testing.TB) []fuzzSeed {
 		{"truncated", frame(bin, auth[:len(auth)-20])},
 		{"bad_bitmap", frame(bin, []byte("0100ZZZZZZZZZZZZZZZZ165412751234567890"))},
 		{"negative_processing_code", frame(bin, bytes.Replace(auth, []byte(baseFields[2]+"000000"), []byte(baseFields[2]+"-00001"), 1))},
-		{"unknown_field_100", frame(bin, []byte("0100800000000000000000000010000000x"))},
+		{"unknown_field_100", frame(bin, []byte("0100"+"8000000000000000"+"0000000010000000"+"x"))},
 		{"response_0110", frame(bin, []byte("01100000000000000000"))},
 		{"oversize_header", []byte{0xff, 0xff, '0', '1', '0', '0'}},
 		{"not_an_mti", frame(bin, []byte("ABCD"))},
+		// Hostile input that once reached the ledger, and its kin.
+		{"de41_nul_bytes", frame(bin, packed("0100", map[int]*string{41: s("\x00\x00\x00\x00\x00\x00\x00\x00")}))},
+		{"de37_nul", frame(bin, packed("0100", map[int]*string{37: s("4159100\x000001")}))},
+		{"de43_control_byte", frame(bin, packed("0100", map[int]*string{43: s("ANTACA TEST SHOP\x1b        BERLIN       DE")}))},
+		{"de11_not_digits", frame(bin, packed("0100", map[int]*string{11: s("00A001")}))},
+		{"de7_impossible", frame(bin, packed("0100", map[int]*string{7: s("9999999999")}))},
+		{"de12_impossible", frame(bin, packed("0100", map[int]*string{12: s("256161")}))},
+		{"de13_impossible", frame(bin, packed("0100", map[int]*string{13: s("1399")}))},
+		{"de14_month_13", frame(bin, packed("0100", map[int]*string{14: s("2813")}))},
+		{"trailing_data", frame(bin, append(append([]byte{}, auth...), "XYZ"...))},
+		// Found by the fuzzer: a bad DE11 before a DE64 that does not
+		// unpack was echoed.
+		{"charset_before_broken_field", []byte("\x0000000001000000000000100000A0X000000000000000000000")},
+		{"charset_before_field_88_of_a_third_bitmap", []byte("\x00A0000801000000000000080000100000000000000000000000000A000000000000000000")},
+		{"third_bitmap", frame(bin, []byte("0800"+"8220000000000000"+"8400000000000000"+"0000000000000000"+"0612101530"+"000001"+"301"))},
 	}
 }
 

@@ -202,6 +202,25 @@ func (ts *testServer) metricValue(t testing.TB, name string, labels map[string]s
 	return v
 }
 
+// metricSum adds up every series of a counter family (0 when the family
+// has no series yet).
+func (ts *testServer) metricSum(t testing.TB, name string) float64 {
+	t.Helper()
+	mfs, err := ts.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
 // gatherValue is metricValue's lookup, returning an error instead of
 // failing the test.
 func gatherValue(g prometheus.Gatherer, name string, labels map[string]string) (float64, error) {

@@ -38,6 +38,10 @@ var (
 type FieldError struct {
 	Fields  []int
 	Problem string
+	// intact: the message's layout is sound and only Fields are bad
+	// (characters outside their set), so every other field may be
+	// echoed in the answer.
+	intact bool
 }
 
 func (e *FieldError) Error() string {
@@ -47,7 +51,14 @@ func (e *FieldError) Error() string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "DE%d", f)
+		switch f {
+		case 0:
+			b.WriteString("MTI")
+		case 1:
+			b.WriteString("bitmap")
+		default:
+			fmt.Fprintf(&b, "DE%d", f)
+		}
 	}
 	b.WriteString(" ")
 	b.WriteString(e.Problem)
@@ -202,20 +213,27 @@ func ParseRequest(msg *iso8583.Message) (*authz.Request, error) {
 	if req.BillingCurrency, err = f.optionalDigits(51, 3, 3); err != nil {
 		return nil, err
 	}
-	if req.TransmissionTime, err = f.digits(7, 10, 10); err != nil {
+	if req.TransmissionTime, err = f.transmissionTime(); err != nil {
 		return nil, err
 	}
 	if req.STAN, err = f.digits(11, 6, 6); err != nil {
 		return nil, err
 	}
-	if _, err = f.optionalDigits(12, 6, 6); err != nil {
+	if t, err := f.optionalDigits(12, 6, 6); err != nil {
 		return nil, err
+	} else if t != "" && !validHHMMSS(t) {
+		return nil, fieldErr("is not a time hhmmss", 12)
 	}
-	if _, err = f.optionalDigits(13, 4, 4); err != nil {
+	if d, err := f.optionalDigits(13, 4, 4); err != nil {
 		return nil, err
+	} else if d != "" && !validMMDD(d) {
+		return nil, fieldErr("is not a date MMDD", 13)
 	}
 	if req.Expiry, err = f.optionalDigits(14, 4, 4); err != nil {
 		return nil, err
+	}
+	if req.Expiry != "" && !validMonth(req.Expiry[2:]) {
+		return nil, fieldErr("is not a date YYMM", 14)
 	}
 	if req.MCC, err = f.optionalDigits(18, 4, 4); err != nil {
 		return nil, err
@@ -296,6 +314,51 @@ func (f fields) digits(id, minLen, maxLen int) (string, error) {
 	}
 	return s, nil
 }
+
+// transmissionTime reads DE7, which must be a possible MMDDhhmmss.
+func (f fields) transmissionTime() (string, error) {
+	s, err := f.digits(7, 10, 10)
+	if err != nil {
+		return "", err
+	}
+	if !validDateTime(s) {
+		return "", fieldErr("is not a date and time MMDDhhmmss", 7)
+	}
+	return s, nil
+}
+
+// validDateTime reports whether s (10 digits) is a possible MMDDhhmmss.
+func validDateTime(s string) bool {
+	return len(s) == 10 && validMMDD(s[:4]) && validHHMMSS(s[4:])
+}
+
+// daysInMonth allows 29 February: the year is not on the wire.
+var daysInMonth = [13]int{0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
+
+// validMMDD reports whether s (4 digits) is a possible month and day.
+func validMMDD(s string) bool {
+	if len(s) != 4 || !isDigits(s) || !validMonth(s[:2]) {
+		return false
+	}
+	m, d := twoDigits(s[:2]), twoDigits(s[2:])
+	return d >= 1 && d <= daysInMonth[m]
+}
+
+// validHHMMSS reports whether s (6 digits) is a possible time of day.
+func validHHMMSS(s string) bool {
+	return len(s) == 6 && isDigits(s) && twoDigits(s[:2]) <= 23 && twoDigits(s[2:4]) <= 59 && twoDigits(s[4:]) <= 59
+}
+
+// validMonth reports whether s (2 digits) is 01 to 12.
+func validMonth(s string) bool {
+	if len(s) != 2 || !isDigits(s) {
+		return false
+	}
+	m := twoDigits(s)
+	return m >= 1 && m <= 12
+}
+
+func twoDigits(s string) int { return int(s[0]-'0')*10 + int(s[1]-'0') }
 
 // optionalDigits is digits for a conditional field: absent reads as "".
 func (f fields) optionalDigits(id, minLen, maxLen int) (string, error) {
@@ -381,6 +444,9 @@ func (f fields) originalData() (*authz.OriginalData, error) {
 	}
 	if strings.Trim(s[:20], "0") == "" {
 		return nil, nil
+	}
+	if !validDateTime(s[10:20]) {
+		return nil, fieldErr("has an original transmission date and time that is not MMDDhhmmss", 90)
 	}
 	return &authz.OriginalData{
 		MTI:              s[0:4],
@@ -490,6 +556,20 @@ func BuildResponse(p *Profile, req *iso8583.Message, d authz.Decision) (*iso8583
 		}
 	}
 	return resp, nil
+}
+
+// setFaultField names the data element at fault in a format-error answer:
+// DE44 (additional response data) carries its number as three digits, e.g.
+// "041". Nothing is added for other answers, nor when the fault is not a
+// data element of the message (the MTI, data after the last field).
+func setFaultField(resp *iso8583.Message, reason authz.Reason, fault int) error {
+	if reason != authz.ReasonFormatError || fault < 1 || fault > 128 {
+		return nil
+	}
+	if err := resp.Field(44, fmt.Sprintf("%03d", fault)); err != nil {
+		return fmt.Errorf("building response: setting DE44: %w", err)
+	}
+	return nil
 }
 
 // approvalCode fits the engine's code into DE38 (an6): shorter codes are

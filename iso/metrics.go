@@ -23,8 +23,8 @@ type metrics struct {
 	openConns       prometheus.Gauge
 	inflight        prometheus.Gauge
 	timeouts        prometheus.Counter
-	rejectedConns   prometheus.Counter
-	formatErrors    prometheus.Counter
+	rejectedConns   *prometheus.CounterVec
+	formatErrors    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -54,14 +54,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "antaca_iso_timeouts_total",
 			Help: "Requests answered issuer unavailable because the decision missed its deadline.",
 		}),
-		rejectedConns: prometheus.NewCounter(prometheus.CounterOpts{
+		rejectedConns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "antaca_iso_rejected_connections_total",
-			Help: "Connections closed at accept because the connection limit was reached.",
-		}),
-		formatErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Help: "Connections closed at accept, by reason: limit (open connections), per_address_limit (open connections of one source address), not_allowed (address outside the allow-list).",
+		}, []string{"reason"}),
+		formatErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "antaca_iso_format_errors_total",
-			Help: "Messages answered with a format error or dropped as unreadable.",
-		}),
+			Help: "Messages answered with a format error or dropped as unreadable, by the field at fault (data element number, 0 the MTI, 1 the bitmap, trailing, frame or other).",
+		}, []string{"field"}),
+	}
+	// The rejection reasons are few and known: export them at zero.
+	for _, r := range []string{rejectLimit, rejectPerAddress, rejectNotAllowed} {
+		m.rejectedConns.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{
 		m.requests, m.decisions, m.decisionSeconds, m.openConns, m.inflight, m.timeouts, m.rejectedConns, m.formatErrors,
@@ -76,6 +80,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	return m, nil
 }
+
+// Reasons for closing a connection at accept (label of
+// antaca_iso_rejected_connections_total).
+const (
+	rejectLimit      = "limit"
+	rejectPerAddress = "per_address_limit"
+	rejectNotAllowed = "not_allowed"
+)
 
 // knownMTIs are the request MTIs used as label values as they are.
 var knownMTIs = map[string]bool{

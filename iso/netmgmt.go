@@ -35,6 +35,11 @@ func NetworkReason(msg *iso8583.Message) (authz.Reason, error) {
 	if _, err := f.digits(11, 6, 6); err != nil {
 		return authz.ReasonFormatError, err
 	}
+	if f.has(7) {
+		if _, err := f.transmissionTime(); err != nil {
+			return authz.ReasonFormatError, err
+		}
+	}
 	code := f.str(70)
 	if _, ok := networkCodes[code]; !ok {
 		return authz.ReasonFormatError, fieldErr(fmt.Sprintf("network management code %q is not 001, 002 or 301", code), 70)

@@ -87,11 +87,23 @@ const (
 	codeISO87
 )
 
-// newProfile builds a profile from moov-io's Spec87ASCII, the two 1987
-// fields it lacks, and the DE39 length of the dialect. The base spec's field
-// map is copied, never modified: other code in the process may use it.
+// newProfile builds a profile from moov-io's Spec87ASCII, the standard
+// bitmap, the two 1987 fields it lacks, and the DE39 length of the dialect.
+// The base spec's field map is copied, never modified: other code in the
+// process may use it.
 func newProfile(name, description string, de39Len int, column codeColumn) *Profile {
 	fields := maps.Clone(specs.Spec87ASCII.Fields)
+	// Spec87ASCII declares one 16-byte (32 hex characters) bitmap, so bit 1
+	// would only announce fields past 128 and is never set. ISO 8583 has
+	// 8-byte bitmaps: the primary one is 16 hex characters and bit 1 set
+	// announces a secondary one (fields 65-128: DE70, DE90, DE95). moov-io's
+	// Bitmap does exactly that with Length 8 and automatic expansion.
+	fields[1] = field.NewBitmap(&field.Spec{
+		Length:      8,
+		Description: "Bitmap",
+		Enc:         encoding.BytesToASCIIHex,
+		Pref:        prefix.Hex.Fixed,
+	})
 	fields[39] = field.NewString(&field.Spec{
 		Length:      de39Len,
 		Description: "Response Code",

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moov-io/iso8583/encoding"
 	"github.com/moov-io/iso8583/specs"
 
 	"github.com/antaca/antaca/authz"
@@ -146,6 +147,8 @@ func TestProfileByName(t *testing.T) {
 	}
 }
 
+// TestProfilesDifferOnlyInDE39 checks that the profiles are Spec87ASCII
+// but for the standard bitmap (DE1), DE39 and the two added fields.
 func TestProfilesDifferOnlyInDE39(t *testing.T) {
 	for id, f := range specs.Spec87ASCII.Fields {
 		for _, p := range []*Profile{cmfProfile, iso87Profile} {
@@ -153,10 +156,19 @@ func TestProfilesDifferOnlyInDE39(t *testing.T) {
 			if !ok {
 				t.Fatalf("%s lacks DE%d", p.Name, id)
 			}
-			if id != 39 && pf != f {
+			if id != 1 && id != 39 && pf != f {
 				t.Errorf("%s: DE%d differs from Spec87ASCII", p.Name, id)
 			}
 		}
+	}
+	for _, p := range []*Profile{cmfProfile, iso87Profile} {
+		bs := p.Spec.Fields[1].Spec()
+		if bs.Length != 8 || bs.DisableAutoExpand || bs.Enc != encoding.BytesToASCIIHex {
+			t.Errorf("%s: bitmap is not 8-byte hex with a secondary bitmap: %+v", p.Name, bs)
+		}
+	}
+	if specs.Spec87ASCII.Fields[1].Spec().Length != 16 {
+		t.Error("building the profiles modified Spec87ASCII's bitmap")
 	}
 	if n := cmfProfile.Spec.Fields[39].Spec().Length; n != 4 {
 		t.Errorf("cmf DE39 length %d, want 4", n)
@@ -177,6 +189,26 @@ func TestProfilesDifferOnlyInDE39(t *testing.T) {
 	}
 	if _, ok := specs.Spec87ASCII.Fields[70]; ok {
 		t.Error("building the profiles added DE70 to specs.Spec87ASCII")
+	}
+}
+
+// TestEveryFieldHasACharset: every data element of the profiles is checked
+// against a declared character set on the wire.
+func TestEveryFieldHasACharset(t *testing.T) {
+	for _, p := range []*Profile{cmfProfile, iso87Profile} {
+		for id := range p.Spec.Fields {
+			if id < 2 {
+				continue
+			}
+			if fieldCharsets[id] == charsetNone {
+				t.Errorf("%s: DE%d has no character set", p.Name, id)
+			}
+		}
+	}
+	for id := range fieldCharsets {
+		if _, ok := cmfProfile.Spec.Fields[id]; !ok {
+			t.Errorf("DE%d has a character set but is not in the profiles", id)
+		}
 	}
 }
 

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +44,7 @@ const (
 	DefaultWriteTimeout       = 5 * time.Second
 	DefaultHandshakeTimeout   = 10 * time.Second
 	DefaultMaxConnections     = 1024
+	DefaultMaxConnsPerAddr    = 64
 	DefaultMaxInFlightPerConn = 128
 )
 
@@ -56,6 +60,16 @@ type Config struct {
 	// accept and counted. Processors hold a handful of long-lived links,
 	// so the limit only guards against a misbehaving peer or a scan.
 	MaxConnections int
+	// MaxConnsPerAddr bounds the open connections of one source IP
+	// address, so that one peer cannot take every connection the switch
+	// allows; one more is closed at accept and counted. Zero means
+	// DefaultMaxConnsPerAddr; a negative value disables the bound.
+	MaxConnsPerAddr int
+	// Allow, when not empty, lists the networks processors connect from
+	// (a single address is a /32 or /128 prefix); a connection from any
+	// other address is closed at accept and counted. Empty admits any
+	// address. ParseAllowList reads the configuration form.
+	Allow []netip.Prefix
 	// TLSConfig, when set, makes the listener speak TLS.
 	TLSConfig *tls.Config
 	// ReadTimeout is how long a connection may stay silent before the
@@ -129,6 +143,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxConnections == 0 {
 		c.MaxConnections = DefaultMaxConnections
 	}
+	if c.MaxConnsPerAddr == 0 {
+		c.MaxConnsPerAddr = DefaultMaxConnsPerAddr
+	}
+	for _, p := range c.Allow {
+		if !p.IsValid() {
+			return c, fmt.Errorf("allow-list entry %s is not a valid network", p)
+		}
+	}
+	c.Allow = slices.Clone(c.Allow)
 	if c.MaxInFlightPerConn == 0 {
 		c.MaxInFlightPerConn = DefaultMaxInFlightPerConn
 	}
@@ -166,14 +189,16 @@ type Server struct {
 
 	// Per-request warnings are sampled so that an outage or a broken
 	// peer cannot flood the logs.
-	timeoutLog  *logSampler
-	rejectedLog *logSampler
+	timeoutLog      *logSampler
+	rejectedLog     *logSampler
+	rejectedConnLog *logSampler
 
 	mu       sync.Mutex
 	ln       net.Listener
 	serving  bool
 	draining bool
 	conns    map[*serverConn]struct{}
+	perAddr  map[netip.Addr]int // open connections by source address
 	baseCtx  context.Context
 	// wg counts the accept loop and every connection goroutine.
 	wg         sync.WaitGroup
@@ -195,15 +220,17 @@ func New(cfg Config, auth Authorizer) (*Server, error) {
 		return nil, fmt.Errorf("creating ISO server: %w", err)
 	}
 	return &Server{
-		cfg:         cfg,
-		auth:        auth,
-		log:         cfg.Logger.With("component", "iso", "profile", cfg.Profile.Name),
-		m:           m,
-		timeoutLog:  newLogSampler(time.Second),
-		rejectedLog: newLogSampler(time.Second),
-		conns:       map[*serverConn]struct{}{},
-		baseCtx:     context.Background(),
-		stopAccept:  make(chan struct{}),
+		cfg:             cfg,
+		auth:            auth,
+		log:             cfg.Logger.With("component", "iso", "profile", cfg.Profile.Name),
+		m:               m,
+		timeoutLog:      newLogSampler(time.Second),
+		rejectedLog:     newLogSampler(time.Second),
+		rejectedConnLog: newLogSampler(time.Second),
+		conns:           map[*serverConn]struct{}{},
+		perAddr:         map[netip.Addr]int{},
+		baseCtx:         context.Background(),
+		stopAccept:      make(chan struct{}),
 	}, nil
 }
 
@@ -317,24 +344,47 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 	}
 }
 
-// admit starts serving nc, or closes it at once when draining or at the
-// connection limit.
+// admit starts serving nc, or closes it at once when draining, when its
+// source address is not allowed, or at a connection limit. The limit per
+// source address is checked before the global one, so that a peer that
+// opens connections without end uses up its own share and never the
+// others'.
 func (s *Server) admit(nc net.Conn) {
+	addr := remoteIP(nc)
+	if !s.allowed(addr) {
+		_ = nc.Close()
+		s.m.rejectedConns.WithLabelValues(rejectNotAllowed).Inc()
+		if ok, suppressed := s.rejectedConnLog.allow(time.Now()); ok {
+			s.log.Warn("connection rejected: address not in the allow-list", "remote", nc.RemoteAddr().String(), "suppressed", suppressed)
+		}
+		return
+	}
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
 		_ = nc.Close()
 		return
 	}
-	if len(s.conns) >= s.cfg.MaxConnections {
+	reason, limit := "", 0
+	switch {
+	case s.cfg.MaxConnsPerAddr > 0 && s.perAddr[addr] >= s.cfg.MaxConnsPerAddr:
+		reason, limit = rejectPerAddress, s.cfg.MaxConnsPerAddr
+	case len(s.conns) >= s.cfg.MaxConnections:
+		reason, limit = rejectLimit, s.cfg.MaxConnections
+	}
+	if reason != "" {
 		s.mu.Unlock()
 		_ = nc.Close()
-		s.m.rejectedConns.Inc()
-		s.log.Warn("connection rejected: limit reached", "remote", nc.RemoteAddr().String(), "limit", s.cfg.MaxConnections)
+		s.m.rejectedConns.WithLabelValues(reason).Inc()
+		if ok, suppressed := s.rejectedConnLog.allow(time.Now()); ok {
+			s.log.Warn("connection rejected: limit reached", "remote", nc.RemoteAddr().String(), "reason", reason, "limit", limit, "suppressed", suppressed)
+		}
 		return
 	}
 	c := newServerConn(s, nc)
+	c.addr = addr
 	s.conns[c] = struct{}{}
+	s.perAddr[addr]++
 	s.wg.Add(1)
 	s.mu.Unlock()
 
@@ -345,9 +395,61 @@ func (s *Server) admit(nc net.Conn) {
 func (s *Server) removeConn(c *serverConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	if s.perAddr[c.addr]--; s.perAddr[c.addr] <= 0 {
+		delete(s.perAddr, c.addr)
+	}
 	s.mu.Unlock()
 	s.m.openConns.Dec()
 	s.wg.Done()
+}
+
+// allowed reports whether addr may connect: any address when the
+// allow-list is empty, else one inside a listed network.
+func (s *Server) allowed(addr netip.Addr) bool {
+	if len(s.cfg.Allow) == 0 {
+		return true
+	}
+	for _, p := range s.cfg.Allow {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// remoteIP is the source address of nc, IPv4-mapped IPv6 addresses read
+// as IPv4 so that one peer counts once. A connection whose address cannot
+// be read (not TCP) counts as the zero address.
+func remoteIP(nc net.Conn) netip.Addr {
+	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap().WithZone("")
+	}
+	return netip.Addr{}
+}
+
+// ParseAllowList reads an allow-list as configured: addresses and CIDR
+// networks separated by commas or spaces ("10.1.0.0/16, 192.0.2.7").
+// An address alone is a network of one. Empty input is an empty list,
+// which admits every address.
+func ParseAllowList(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, item := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' }) {
+		if strings.Contains(item, "/") {
+			p, err := netip.ParsePrefix(item)
+			if err != nil {
+				return nil, fmt.Errorf("allow-list entry %q: %w", item, err)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(item)
+		if err != nil {
+			return nil, fmt.Errorf("allow-list entry %q: %w", item, err)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 func (s *Server) isDraining() bool {

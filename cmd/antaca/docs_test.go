@@ -47,7 +47,6 @@ var knownMissingDocs = map[string][]string{
 	"deploy/compose.yaml":           {"DESIGN.md"},
 	"deploy/k8s/README.md":          {"DESIGN.md"},
 	"docs/authz.md":                 {"CONTRACT.md", "the seed"},
-	"docs/ledger.md":                {"the seed"},
 	"iso/README.md":                 {"CONTRACT.md", "the seed"},
 	"iso/doc.go":                    {"CONTRACT.md"},
 	"iso/mapping.go":                {"CONTRACT.md"},

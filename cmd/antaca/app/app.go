@@ -242,6 +242,10 @@ func (a *App) newISO() error {
 	if err != nil {
 		return err
 	}
+	allow, err := iso.ParseAllowList(a.cfg.ISOAllow)
+	if err != nil {
+		return fmt.Errorf("reading the ISO allow-list: %w", err)
+	}
 	var tlsCfg *tls.Config
 	if a.cfg.ISOTLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(a.cfg.ISOTLSCert, a.cfg.ISOTLSKey)
@@ -252,6 +256,7 @@ func (a *App) newISO() error {
 	}
 	a.iso, err = iso.New(iso.Config{
 		Addr: a.cfg.ISOAddr, Profile: profile, Framing: framing, MaxConnections: a.cfg.ISOMaxConns,
+		MaxConnsPerAddr: a.cfg.ISOMaxConnsPerIP, Allow: allow,
 		TLSConfig: tlsCfg, ReadTimeout: a.cfg.ISOIdleTimeout, RequestTimeout: a.cfg.ISODeadline,
 		Logger: a.log, Registerer: a.Registry,
 	}, gate{a})

@@ -28,6 +28,9 @@ type Config struct {
 	ISOTLSCert     string
 	ISOTLSKey      string
 
+	ISOMaxConnsPerIP int
+	ISOAllow         string
+
 	HTTPAddr  string
 	TLSCert   string
 	TLSKey    string
@@ -72,6 +75,9 @@ func DefaultConfig() Config {
 		ISOMaxConns:    1024,
 		ISODeadline:    300 * time.Millisecond,
 		ISOIdleTimeout: 60 * time.Second,
+
+		ISOMaxConnsPerIP: 64,
+
 		HTTPAddr:       ":8080",
 		SessionTTL:     10 * time.Minute,
 		KeysDir:        "./keys",
@@ -103,6 +109,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.ISOProfile, "iso-profile", "ISO 8583 profile: cmf (4-digit action codes) or iso87 (2-digit)")
 	str(&c.ISOFraming, "iso-framing", "ISO 8583 length header: binary2 or ascii4")
 	fs.IntVar(&c.ISOMaxConns, "iso-max-conns", c.ISOMaxConns, env("iso-max-conns", "most ISO connections open at once"))
+	fs.IntVar(&c.ISOMaxConnsPerIP, "iso-max-conns-per-ip", c.ISOMaxConnsPerIP, env("iso-max-conns-per-ip", "most ISO connections open at once from one source address (negative: no limit)"))
+	str(&c.ISOAllow, "iso-allow", "addresses and CIDR networks allowed to connect to the ISO listener, comma-separated (empty: any)")
 	dur(&c.ISODeadline, "iso-deadline", "deadline of one authorization; past it the answer is issuer unavailable")
 	dur(&c.ISOIdleTimeout, "iso-idle-timeout", "silence after which the switch sends an 0800 echo")
 	str(&c.ISOTLSCert, "iso-tls-cert", "certificate for TLS on the ISO listener (optional)")

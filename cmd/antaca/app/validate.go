@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/antaca/antaca/iso"
+	"github.com/antaca/antaca/ledger"
 )
 
 // MinAdminPasswordLen is the shortest bootstrap admin password accepted:
@@ -79,6 +80,18 @@ var settingChecks = []settingCheck{
 		return ""
 	}},
 	{"iso-max-conns", func(c *Config) string { return atLeast(int64(c.ISOMaxConns), 1, "") }},
+	{"iso-max-conns-per-ip", func(c *Config) string {
+		if c.ISOMaxConnsPerIP == 0 {
+			return "got 0, want at least 1 (or negative: no limit per address)"
+		}
+		return ""
+	}},
+	{"iso-allow", func(c *Config) string {
+		if _, err := iso.ParseAllowList(c.ISOAllow); err != nil {
+			return err.Error()
+		}
+		return ""
+	}},
 	{"iso-deadline", func(c *Config) string { return positive(c.ISODeadline) }},
 	{"iso-idle-timeout", func(c *Config) string { return positive(c.ISOIdleTimeout) }},
 	{"iso-tls-key", func(c *Config) string { return pair(c.ISOTLSCert, c.ISOTLSKey, "--iso-tls-cert") }},
@@ -127,6 +140,12 @@ var settingChecks = []settingCheck{
 	{"log-format", func(c *Config) string {
 		if c.LogFormat != "json" && c.LogFormat != "text" {
 			return fmt.Sprintf("got %q, want json or text", c.LogFormat)
+		}
+		return ""
+	}},
+	{"answer-after", func(c *Config) string {
+		if _, err := ledger.ParseAnswerAfter(c.AnswerAfter); err != nil || c.AnswerAfter == "" {
+			return fmt.Sprintf("got %q, want postgres or redis", c.AnswerAfter)
 		}
 		return ""
 	}},

@@ -55,6 +55,7 @@ func TestValidateSettings(t *testing.T) {
 		{"webhook ok", func(c *Config) { c.LowBalanceWebhook = "https://partner.example/hook" }, ""},
 		{"log level", func(c *Config) { c.LogLevel = "verbose" }, `--log-level (env ANTACA_LOG_LEVEL): got "verbose"`},
 		{"log format", func(c *Config) { c.LogFormat = "xml" }, `--log-format (env ANTACA_LOG_FORMAT): got "xml", want json or text`},
+		{"answer after", func(c *Config) { c.AnswerAfter = "disk" }, `--answer-after (env ANTACA_ANSWER_AFTER): got "disk", want postgres or redis`},
 		{"debug addr", func(c *Config) { c.DebugAddr = "6060" }, `--debug-addr (env ANTACA_DEBUG_ADDR): got "6060"`},
 		{"debug addr off", func(c *Config) { c.DebugAddr = "" }, ""},
 		{"drain timeout", func(c *Config) { c.DrainTimeout = 0 }, "--drain-timeout (env ANTACA_DRAIN_TIMEOUT): got 0s"},
