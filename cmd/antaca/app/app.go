@@ -269,17 +269,7 @@ func (a *App) newHTTP() error {
 func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
-	problem := ""
-	switch {
-	case a.draining.Load():
-		problem = "draining"
-	case !a.ready.Load():
-		problem = "recovering"
-	case a.Redis.Ping(ctx).Err() != nil:
-		problem = "redis unreachable"
-	case a.Pool.Ping(ctx) != nil:
-		problem = "postgres unreachable"
-	}
+	problem := a.problem(ctx)
 	w.Header().Set("Content-Type", "application/json")
 	if problem != "" {
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -287,6 +277,21 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte(`{"status":"ready"}`))
+}
+
+// problem says why the switch is not ready ("" when it is).
+func (a *App) problem(ctx context.Context) string {
+	switch {
+	case a.draining.Load():
+		return "draining"
+	case !a.ready.Load():
+		return "recovering"
+	case a.Redis.Ping(ctx).Err() != nil:
+		return "redis unreachable"
+	case a.Pool.Ping(ctx) != nil:
+		return "postgres unreachable"
+	}
+	return ""
 }
 
 // serveDebug serves pprof on its own mux and listener, never the HTTP one.
