@@ -86,7 +86,7 @@ func (p *Panel) signedOut(w http.ResponseWriter, r *http.Request) {
 	msg := "You are signed out."
 	switch r.URL.Query().Get("why") {
 	case "expired":
-		msg = "Your session expired, so you were signed out. Nothing you had not saved was changed. Sign in again to continue."
+		msg = "Your session expired, so you were signed out. A form you had not sent yet was not saved. Sign in again to continue."
 	case "logout":
 		msg = "You signed out. Close the browser window if this computer is shared."
 	case "ended":

@@ -33,6 +33,9 @@ type Config struct {
 	AdminPassword   string
 	SessionTTL      time.Duration
 	AdminSessionTTL time.Duration
+	// AdminPasswordIterations is the PBKDF2 work factor of new admin
+	// password hashes; existing hashes keep theirs.
+	AdminPasswordIterations int
 
 	KeysDir string
 
@@ -55,25 +58,26 @@ type Config struct {
 // DefaultConfig returns the defaults of CONTRACT.md.
 func DefaultConfig() Config {
 	return Config{
-		RedisURL:        "redis://127.0.0.1:6379/0",
-		DatabaseURL:     "postgres://postgres@127.0.0.1:5432/antaca?sslmode=disable",
-		KeyPrefix:       "antaca",
-		ISOAddr:         ":8583",
-		ISOProfile:      "cmf",
-		ISOFraming:      "binary2",
-		ISOMaxConns:     1024,
-		ISODeadline:     300 * time.Millisecond,
-		ISOIdleTimeout:  60 * time.Second,
-		HTTPAddr:        ":8080",
-		SessionTTL:      10 * time.Minute,
-		AdminSessionTTL: 30 * time.Minute,
-		KeysDir:         "./keys",
-		HoldMaxAge:      7 * 24 * time.Hour,
-		MaxAmount:       500_000,
-		MaxCashAmount:   100_000,
-		VelocityWindow:  time.Hour,
-		LogLevel:        "info",
-		LogFormat:       "json",
+		RedisURL:                "redis://127.0.0.1:6379/0",
+		DatabaseURL:             "postgres://postgres@127.0.0.1:5432/antaca?sslmode=disable",
+		KeyPrefix:               "antaca",
+		ISOAddr:                 ":8583",
+		ISOProfile:              "cmf",
+		ISOFraming:              "binary2",
+		ISOMaxConns:             1024,
+		ISODeadline:             300 * time.Millisecond,
+		ISOIdleTimeout:          60 * time.Second,
+		HTTPAddr:                ":8080",
+		SessionTTL:              10 * time.Minute,
+		AdminSessionTTL:         30 * time.Minute,
+		AdminPasswordIterations: 600_000,
+		KeysDir:                 "./keys",
+		HoldMaxAge:              7 * 24 * time.Hour,
+		MaxAmount:               500_000,
+		MaxCashAmount:           100_000,
+		VelocityWindow:          time.Hour,
+		LogLevel:                "info",
+		LogFormat:               "json",
 	}
 }
 
@@ -106,6 +110,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.AdminPassword, "admin-password", "bootstrap admin password")
 	dur(&c.SessionTTL, "session-ttl", "lifetime of customer session tokens")
 	dur(&c.AdminSessionTTL, "admin-session-ttl", "lifetime of admin sessions (/admin tokens and the /panel/ sign-in)")
+	fs.IntVar(&c.AdminPasswordIterations, "admin-password-iterations", c.AdminPasswordIterations,
+		env("admin-password-iterations", "PBKDF2-HMAC-SHA256 iterations of new admin password hashes"))
 	str(&c.KeysDir, "keys-dir", "directory of the server's keys (JWE, PAN, lookup, PIN, ZPK); filled on first start")
 	dur(&c.HoldMaxAge, "hold-max-age", "age after which an unresolved hold expires and its funds return")
 	fs.Int64Var(&c.MaxAmount, "max-amount", c.MaxAmount, env("max-amount", "largest purchase in minor units (0: no limit)"))
