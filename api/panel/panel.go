@@ -196,6 +196,8 @@ type session struct {
 	Role      api.Role  `json:"role"`
 	ExpiresAt time.Time `json:"expiresAt"`
 	CSRF      string    `json:"-"`
+	// Nav: the sections the role may open.
+	Nav map[string]bool `json:"-"`
 }
 
 // can reports whether the admin's role may call the /admin route pattern
@@ -241,6 +243,7 @@ func (p *Panel) withSession(h func(http.ResponseWriter, *http.Request, *session)
 			return
 		}
 		s.CSRF = csrfToken(c.Value)
+		s.Nav = map[string]bool{"partners": s.can(p, "GET /admin/partners"), "users": s.can(p, "GET /admin/users")}
 		h(w, r, s)
 	}
 }
