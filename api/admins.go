@@ -40,6 +40,8 @@ type adminUser struct {
 	Role      Role      `json:"role"`
 	CreatedAt time.Time `json:"createdAt"`
 	CreatedBy string    `json:"createdBy,omitempty"`
+	// Active is false for a deactivated admin (admin_users.go).
+	Active bool `json:"active"`
 }
 
 // usernameRE: usernames are stored lower-case, so logins are case-insensitive.
@@ -113,8 +115,13 @@ func (s *Server) bootstrapAdmin(ctx context.Context, username, password string) 
 	return nil
 }
 
+// adminByName reads an active admin; errAdminNotFound when there is none
+// or they are deactivated.
 func (s *Server) adminByName(ctx context.Context, username string) (*adminUser, error) {
 	a, _, err := s.adminCredentials(ctx, username)
+	if err == nil && !a.Active {
+		return nil, errAdminNotFound
+	}
 	return a, err
 }
 
@@ -131,6 +138,7 @@ func (s *Server) adminCredentials(ctx context.Context, username string) (*adminU
 	if err != nil {
 		return nil, "", fmt.Errorf("reading admin: %w", err)
 	}
+	a.Active = !adminDisabled(hash)
 	return &a, hash, nil
 }
 
@@ -157,7 +165,7 @@ func (s *Server) createAdmin(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	a := adminUser{Username: strings.ToLower(*in.Username), Role: Role(*in.Role), CreatedBy: c.admin.Username}
+	a := adminUser{Username: strings.ToLower(*in.Username), Role: Role(*in.Role), CreatedBy: c.admin.Username, Active: true}
 	err = s.cfg.DB.QueryRow(c.ctx, `INSERT INTO admins (username, password_hash, role, created_by) VALUES ($1, $2, $3, $4)
 		RETURNING created_at`, a.Username, hash, a.Role, a.CreatedBy).Scan(&a.CreatedAt)
 	var pgErr *pgconn.PgError
@@ -173,7 +181,8 @@ func (s *Server) createAdmin(c *call) (int, any, error) {
 
 // GET /admin/users
 func (s *Server) listAdmins(c *call) (int, any, error) {
-	rows, err := s.cfg.DB.Query(c.ctx, `SELECT username, role, created_at, created_by FROM admins ORDER BY username`)
+	rows, err := s.cfg.DB.Query(c.ctx, `SELECT username, role, created_at, created_by,
+		NOT starts_with(password_hash, '`+disabledMark+`') FROM admins ORDER BY username`)
 	if err != nil {
 		return 0, nil, fmt.Errorf("listing admins: %w", err)
 	}
@@ -181,7 +190,7 @@ func (s *Server) listAdmins(c *call) (int, any, error) {
 	out := []adminUser{}
 	for rows.Next() {
 		var a adminUser
-		if err := rows.Scan(&a.Username, &a.Role, &a.CreatedAt, &a.CreatedBy); err != nil {
+		if err := rows.Scan(&a.Username, &a.Role, &a.CreatedAt, &a.CreatedBy, &a.Active); err != nil {
 			return 0, nil, fmt.Errorf("listing admins: %w", err)
 		}
 		out = append(out, a)

@@ -65,9 +65,11 @@ func (s *Server) routes() []route {
 
 		// Administration panel: /admin, admin session token and role.
 		{pattern: "DELETE /admin/session", ch: adminCh, roles: anyRole, h: s.logout},
+		{pattern: "GET /admin/session", ch: adminCh, roles: anyRole, h: s.adminSession},
 		{pattern: "GET /admin/users", ch: adminCh, roles: adminOnly, h: s.listAdmins},
 		{pattern: "POST /admin/users", ch: adminCh, roles: adminOnly, h: s.createAdmin},
 		{pattern: "DELETE /admin/users/{username}", ch: adminCh, roles: adminOnly, h: s.deleteAdmin},
+		{pattern: "PATCH /admin/users/{username}", ch: adminCh, roles: adminOnly, h: s.updateAdmin},
 		{pattern: "GET /admin/partners", ch: adminCh, roles: managers, h: s.listPartners},
 		{pattern: "POST /admin/partners", create: true, ch: adminCh, roles: adminOnly, h: s.createPartner},
 		{pattern: "GET /admin/partners/{partnerId}", ch: adminCh, roles: managers, h: s.getPartner},
@@ -76,7 +78,9 @@ func (s *Server) routes() []route {
 		{pattern: "GET /admin/partners/{partnerId}/balances/{balanceId}", ch: adminCh, roles: managers, h: s.getPartnerBalance},
 		{pattern: "POST /admin/partners/{partnerId}/balances/{balanceId}/reload", ch: adminCh, roles: adminOnly, h: s.reloadPartnerBalance},
 		{pattern: "POST /admin/partners/{partnerId}/customers", create: true, ch: adminCh, roles: managers, h: s.createCustomer},
+		{pattern: "GET /admin/customers", ch: adminCh, roles: staff, h: s.searchCustomers},
 		{pattern: "GET /admin/customers/{customerId}", ch: adminCh, roles: staff, h: s.getCustomer},
+		{pattern: "GET /admin/customers/{customerId}/cards", ch: adminCh, roles: staff, h: s.customerCards},
 		{pattern: "PUT /admin/customers/{customerId}/kyc", ch: adminCh, roles: managers, h: s.setKYC},
 		{pattern: "GET /admin/customers/{customerId}/balances", ch: adminCh, roles: staff, h: s.listBalances},
 		{pattern: "POST /admin/customers/{customerId}/cards/virtual", create: true, ch: adminCh, roles: managers, jwe: true, h: s.createVirtual},
@@ -84,6 +88,7 @@ func (s *Server) routes() []route {
 		{pattern: "GET /admin/balances/{balanceId}", ch: adminCh, roles: staff, h: s.getBalance},
 		{pattern: "POST /admin/balances/{balanceId}/reload", ch: adminCh, roles: managers, h: s.reloadBalance},
 		{pattern: "GET /admin/cards/{cardId}/status", ch: adminCh, roles: staff, h: s.cardStatus},
+		{pattern: "GET /admin/cards/{cardId}/authorizations", ch: adminCh, roles: staff, h: s.cardAuthorizations},
 		{pattern: "POST /admin/cards/{cardId}/print", create: true, ch: adminCh, roles: staff, jwe: true, h: s.printCard},
 		{pattern: "POST /admin/cards/{cardId}/activate", ch: adminCh, roles: staff, h: s.activateCard},
 		{pattern: "POST /admin/cards/{cardId}/lock", ch: adminCh, roles: staff, h: s.lockCard},
@@ -91,6 +96,7 @@ func (s *Server) routes() []route {
 		{pattern: "DELETE /admin/cards/{cardId}", ch: adminCh, roles: managers, h: s.removeCard},
 		{pattern: "POST /admin/cards/{cardId}/cvv", ch: adminCh, roles: staff, jwe: true, h: s.resetCVV},
 		{pattern: "GET /admin/summaries", ch: adminCh, roles: managers, h: s.summaries},
+		{pattern: "GET /admin/authorizations/stats", ch: adminCh, roles: staff, h: s.authorizationStats},
 		{pattern: "GET /admin/bureau/orders", ch: adminCh, roles: bureau, h: s.bureauOrders},
 		{pattern: "POST /admin/bureau/cards/{cardId}/personalised", ch: adminCh, roles: bureau, h: s.bureauPersonalised},
 	}

@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/antaca/antaca/api"
+	"github.com/antaca/antaca/api/panel"
+	"github.com/antaca/antaca/authz"
+	"github.com/antaca/antaca/iso"
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -15,7 +19,8 @@ import (
 func (a *App) mountAPI(mux *http.ServeMux, le *ledger.Engine) error {
 	srv, err := api.New(api.Config{
 		Ledger: a.Ledger, Issuing: a.Issuing, Keys: a.Keys, Redis: a.Redis, RedisPrefix: a.cfg.KeyPrefix + "-api",
-		DB: a.Pool, SessionTTL: a.cfg.SessionTTL,
+		DB: a.Pool, SessionTTL: a.cfg.SessionTTL, AdminSessionTTL: a.cfg.AdminSessionTTL,
+		PasswordIterations: a.cfg.AdminPasswordIterations,
 		BootstrapAdminUser: a.cfg.AdminUser, BootstrapAdminPassword: a.cfg.AdminPassword,
 		LowBalanceWebhook: a.cfg.LowBalanceWebhook, Registerer: a.Registry, Logger: a.log,
 		Ready: a.restReady,
@@ -28,6 +33,36 @@ func (a *App) mountAPI(mux *http.ServeMux, le *ledger.Engine) error {
 		srv.PartnerBalanceCrossed(ctx, partnerID, ch)
 	}
 	mux.Handle("/", srv)
+	return a.mountPanel(mux, srv)
+}
+
+// mountPanel serves the administration panel at /panel/ on the same
+// listener: it sends every request to srv as an /admin call.
+func (a *App) mountPanel(mux *http.ServeMux, srv *api.Server) error {
+	profile, err := iso.ProfileByName(a.cfg.ISOProfile)
+	if err != nil {
+		return err
+	}
+	p, err := panel.New(panel.Config{
+		API:    srv,
+		Logger: a.log,
+		ActionCode: func(r authz.Reason) string {
+			c, _ := profile.Code(r)
+			return c
+		},
+		Status: func(ctx context.Context) panel.Status {
+			ctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			st := panel.Status{Problem: a.problem(ctx)}
+			st.Ready = st.Problem == ""
+			st.LagEntries, st.LagAge, _ = a.writeBehind.Lag(ctx)
+			return st
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("creating the administration panel: %w", err)
+	}
+	mux.Handle(panel.Prefix, p)
 	return nil
 }
 

@@ -314,6 +314,17 @@ func (a *App) newHTTP() error {
 	return nil
 }
 
+// problem says why the switch is not ready to answer the network ("" when
+// it is), by the same gates as /readyz.
+func (a *App) problem(ctx context.Context) string {
+	for _, name := range readyGates {
+		if p := a.readyCheck(ctx, name); p != "" {
+			return p
+		}
+	}
+	return ""
+}
+
 // serveDebug serves pprof on its own mux and listener, never the HTTP one.
 func (a *App) serveDebug(ctx context.Context) error {
 	mux := http.NewServeMux()

@@ -36,9 +36,13 @@ type Config struct {
 	TLSKey    string
 	PartnerCA string
 
-	AdminUser     string
-	AdminPassword string
-	SessionTTL    time.Duration
+	AdminUser       string
+	AdminPassword   string
+	SessionTTL      time.Duration
+	AdminSessionTTL time.Duration
+	// AdminPasswordIterations is the PBKDF2 work factor of new admin
+	// password hashes; existing hashes keep theirs.
+	AdminPasswordIterations int
 
 	KeysDir string
 
@@ -65,29 +69,29 @@ type Config struct {
 // configuration table.
 func DefaultConfig() Config {
 	return Config{
-		RedisURL:       "redis://127.0.0.1:6379/0",
-		DatabaseURL:    "postgres://postgres@127.0.0.1:5432/antaca?sslmode=disable",
-		KeyPrefix:      "antaca",
-		AnswerAfter:    "postgres",
-		ISOAddr:        ":8583",
-		ISOProfile:     "cmf",
-		ISOFraming:     "binary2",
-		ISOMaxConns:    1024,
-		ISODeadline:    300 * time.Millisecond,
-		ISOIdleTimeout: 60 * time.Second,
-
-		ISOMaxConnsPerIP: 64,
-
-		HTTPAddr:       ":8080",
-		SessionTTL:     10 * time.Minute,
-		KeysDir:        "./keys",
-		HoldMaxAge:     7 * 24 * time.Hour,
-		MaxAmount:      500_000,
-		MaxCashAmount:  100_000,
-		VelocityWindow: time.Hour,
-		LogLevel:       "info",
-		LogFormat:      "json",
-		DrainTimeout:   20 * time.Second,
+		RedisURL:                "redis://127.0.0.1:6379/0",
+		DatabaseURL:             "postgres://postgres@127.0.0.1:5432/antaca?sslmode=disable",
+		KeyPrefix:               "antaca",
+		AnswerAfter:             "postgres",
+		ISOAddr:                 ":8583",
+		ISOProfile:              "cmf",
+		ISOFraming:              "binary2",
+		ISOMaxConns:             1024,
+		ISOMaxConnsPerIP:        64,
+		ISODeadline:             300 * time.Millisecond,
+		ISOIdleTimeout:          60 * time.Second,
+		HTTPAddr:                ":8080",
+		SessionTTL:              10 * time.Minute,
+		AdminSessionTTL:         30 * time.Minute,
+		AdminPasswordIterations: 600_000,
+		KeysDir:                 "./keys",
+		HoldMaxAge:              7 * 24 * time.Hour,
+		MaxAmount:               500_000,
+		MaxCashAmount:           100_000,
+		VelocityWindow:          time.Hour,
+		LogLevel:                "info",
+		LogFormat:               "json",
+		DrainTimeout:            20 * time.Second,
 	}
 }
 
@@ -122,6 +126,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.AdminUser, "admin-user", "bootstrap admin user (role Admin), created at start when absent")
 	str(&c.AdminPassword, "admin-password", "bootstrap admin password")
 	dur(&c.SessionTTL, "session-ttl", "lifetime of customer session tokens")
+	dur(&c.AdminSessionTTL, "admin-session-ttl", "lifetime of admin sessions (/admin tokens and the /panel/ sign-in)")
+	fs.IntVar(&c.AdminPasswordIterations, "admin-password-iterations", c.AdminPasswordIterations,
+		env("admin-password-iterations", "PBKDF2-HMAC-SHA256 iterations of new admin password hashes"))
 	str(&c.KeysDir, "keys-dir", "directory of the server's keys (JWE, PAN, lookup, PIN, ZPK); filled on first start")
 	dur(&c.HoldMaxAge, "hold-max-age", "age after which an unresolved hold expires and its funds return")
 	fs.Int64Var(&c.MaxAmount, "max-amount", c.MaxAmount, env("max-amount", "largest purchase in minor units (0: no limit)"))

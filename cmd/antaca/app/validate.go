@@ -115,6 +115,10 @@ var settingChecks = []settingCheck{
 		return ""
 	}},
 	{"session-ttl", func(c *Config) string { return positive(c.SessionTTL) }},
+	{"admin-session-ttl", func(c *Config) string { return positive(c.AdminSessionTTL) }},
+	{"admin-password-iterations", func(c *Config) string {
+		return atLeast(int64(c.AdminPasswordIterations), 10_000, "PBKDF2 iterations; fewer make stolen hashes cheap to guess")
+	}},
 	{"hold-max-age", func(c *Config) string { return positive(c.HoldMaxAge) }},
 	{"max-amount", func(c *Config) string { return atLeast(c.MaxAmount, 0, "0 means no limit") }},
 	{"max-cash-amount", func(c *Config) string { return atLeast(c.MaxCashAmount, 0, "0 means --max-amount") }},

@@ -1,0 +1,417 @@
+package panel
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/antaca/antaca/authz"
+)
+
+// notices are the success messages a redirect may name (?done=...).
+var notices = map[string]string{
+	"kyc":            "The KYC status was saved.",
+	"reload":         "The balance was reloaded.",
+	"lock":           "The card was locked.",
+	"unlock":         "The card was unlocked.",
+	"remove":         "The card was removed for good.",
+	"cvv":            "A new CVV2 was generated. The customer reads it in their app; it is never shown in the panel.",
+	"print":          "A digital-first plastic copy was ordered.",
+	"activate":       "The card was activated.",
+	"physical":       "The physical card was ordered; it waits for the bureau.",
+	"virtual":        "The virtual card was issued. The customer reads its details in their app.",
+	"partner":        "The partner was created.",
+	"pbalance":       "The partner balance was created.",
+	"preload":        "The partner balance was reloaded.",
+	"user":           "The admin user was created.",
+	"userupdate":     "The admin user was updated.",
+	"userdeactivate": "The admin user was deactivated; their sessions have ended.",
+	"useractivate":   "The admin user was reactivated.",
+}
+
+func notice(r *http.Request) string { return notices[r.URL.Query().Get("done")] }
+
+// ---- Dashboard ----
+
+type partnerRow struct {
+	Partner partner
+	partnerBalance
+}
+
+type bar struct {
+	Reason   string
+	Code     string
+	Count    int64
+	Approved bool
+	Y, W     int
+}
+
+type dashboardData struct {
+	Summaries    []summary
+	Balances     []partnerRow
+	LowCount     int
+	Stats        stats
+	Bars         []bar
+	ChartHeight  int
+	Status       *Status
+	LagSeconds   string
+	SummaryError string
+}
+
+func (p *Panel) dashboard(w http.ResponseWriter, r *http.Request, s *session) {
+	d := dashboardData{}
+	can := map[string]bool{
+		"summaries": s.can(p, "GET /admin/summaries"),
+		"partners":  s.can(p, "GET /admin/partners"),
+	}
+	if can["summaries"] {
+		var out struct{ Summaries []summary }
+		if err := p.call(r, s, "GET", "/admin/summaries", nil, &out); err != nil {
+			p.fail(w, r, s, err)
+			return
+		}
+		d.Summaries = out.Summaries
+	}
+	if can["partners"] {
+		rows, err := p.partnerBalances(r, s)
+		if err != nil {
+			p.fail(w, r, s, err)
+			return
+		}
+		slices.SortStableFunc(rows, func(a, b partnerRow) int {
+			if a.Low() != b.Low() {
+				if a.Low() {
+					return -1
+				}
+				return 1
+			}
+			return 0
+		})
+		for _, b := range rows {
+			if b.Low() {
+				d.LowCount++
+			}
+		}
+		d.Balances = rows
+	}
+	if err := p.call(r, s, "GET", "/admin/authorizations/stats?minutes=60", nil, &d.Stats); err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	var max int64 = 1
+	for _, c := range d.Stats.ByReason {
+		max = maxInt(max, c.Count)
+	}
+	for i, c := range d.Stats.ByReason {
+		if i == 12 {
+			break // the rest is in the table under the chart
+		}
+		d.Bars = append(d.Bars, bar{Reason: c.Reason, Code: p.code(c.Reason), Count: c.Count, Approved: c.Approved,
+			Y: 8 + i*30, W: int(float64(c.Count) / float64(max) * 360)})
+	}
+	d.ChartHeight = 16 + len(d.Bars)*30
+	if p.cfg.Status != nil {
+		st := p.cfg.Status(r.Context())
+		d.Status = &st
+		d.LagSeconds = strconv.FormatFloat(st.LagAge.Seconds(), 'f', 1, 64)
+	}
+	p.render(w, r, s, http.StatusOK, "dashboard", page{Title: "Dashboard", Nav: "dashboard", Can: can, Data: d})
+}
+
+func maxInt(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// code is the DE39 the switch answers for a reason ("" when unknown).
+func (p *Panel) code(reason string) string {
+	if p.cfg.ActionCode == nil || reason == "" {
+		return ""
+	}
+	return p.cfg.ActionCode(authz.Reason(reason))
+}
+
+// partnerBalances reads every partner's balances.
+func (p *Panel) partnerBalances(r *http.Request, s *session) ([]partnerRow, error) {
+	var ps struct{ Partners []partner }
+	if err := p.call(r, s, "GET", "/admin/partners", nil, &ps); err != nil {
+		return nil, err
+	}
+	var rows []partnerRow
+	for _, pt := range ps.Partners {
+		var bs struct{ Balances []partnerBalance }
+		if err := p.call(r, s, "GET", "/admin/partners/"+url.PathEscape(pt.ID)+"/balances", nil, &bs); err != nil {
+			return nil, err
+		}
+		for _, b := range bs.Balances {
+			rows = append(rows, partnerRow{Partner: pt, partnerBalance: b})
+		}
+	}
+	return rows, nil
+}
+
+// ---- Customers ----
+
+type customersData struct {
+	Query     string
+	Customers []customer
+	Page      int
+	HasMore   bool
+	Searched  bool
+	Prev      string
+	Next      string
+}
+
+func (p *Panel) customers(w http.ResponseWriter, r *http.Request, s *session) {
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	pg := pageNumber(r)
+	d := customersData{Query: q, Page: pg, Searched: r.URL.Query().Has("q")}
+	var out struct {
+		Customers []customer
+		HasMore   bool
+	}
+	v := url.Values{"q": {q}, "page": {strconv.Itoa(pg)}, "pageSize": {"20"}}
+	err := p.call(r, s, "GET", "/admin/customers?"+v.Encode(), nil, &out)
+	var e *apiError
+	if errors.As(err, &e) && e.Status == http.StatusBadRequest {
+		p.render(w, r, s, http.StatusBadRequest, "customers", page{Title: "Customers", Nav: "customers", Data: d,
+			Err: &formError{Form: "search", Field: "q", Message: sentence(e.Message)}})
+		return
+	}
+	if err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	d.Customers, d.HasMore = out.Customers, out.HasMore
+	link := func(n int) string {
+		return Prefix + "customers?" + url.Values{"q": {q}, "page": {strconv.Itoa(n)}}.Encode()
+	}
+	if pg > 1 {
+		d.Prev = link(pg - 1)
+	}
+	if d.HasMore {
+		d.Next = link(pg + 1)
+	}
+	p.render(w, r, s, http.StatusOK, "customers", page{Title: "Customers", Nav: "customers", Data: d})
+}
+
+type customerData struct {
+	Customer customer
+	Balances []balance
+	Cards    []card
+}
+
+func (p *Panel) customer(w http.ResponseWriter, r *http.Request, s *session) {
+	p.showCustomer(w, r, s, r.PathValue("id"), http.StatusOK, nil)
+}
+
+func (p *Panel) showCustomer(w http.ResponseWriter, r *http.Request, s *session, customerID string, status int, fe *formError) {
+	id := url.PathEscape(customerID)
+	var d customerData
+	if err := p.call(r, s, "GET", "/admin/customers/"+id, nil, &d.Customer); err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	var bs struct{ Balances []balance }
+	if err := p.call(r, s, "GET", "/admin/customers/"+id+"/balances", nil, &bs); err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	d.Balances = bs.Balances
+	var cs struct{ Cards []card }
+	if err := p.call(r, s, "GET", "/admin/customers/"+id+"/cards", nil, &cs); err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	d.Cards = cs.Cards
+	can := map[string]bool{
+		"kyc":      s.can(p, "PUT /admin/customers/{customerId}/kyc"),
+		"reload":   s.can(p, "POST /admin/balances/{balanceId}/reload"),
+		"physical": s.can(p, "POST /admin/customers/{customerId}/cards/physical"),
+		"virtual":  s.can(p, "POST /admin/customers/{customerId}/cards/virtual"),
+	}
+	name := strings.TrimSpace(d.Customer.FirstName + " " + d.Customer.LastName)
+	p.render(w, r, s, status, "customer", page{Title: name, Nav: "customers", Can: can, Notice: noticeUnlessErr(r, fe), Err: fe, Data: d})
+}
+
+func noticeUnlessErr(r *http.Request, fe *formError) string {
+	if fe != nil {
+		return ""
+	}
+	return notice(r)
+}
+
+// ---- A card ----
+
+type cardData struct {
+	Card           card
+	Customer       customer
+	Authorizations []authorization
+	Holds          []hold
+	Page           int
+	Prev, Next     string
+}
+
+func (p *Panel) card(w http.ResponseWriter, r *http.Request, s *session) {
+	p.showCard(w, r, s, http.StatusOK, nil)
+}
+
+// loadCard reads the card with its masked PAN and its customer.
+func (p *Panel) loadCard(r *http.Request, s *session) (card, customer, error) {
+	id := url.PathEscape(r.PathValue("id"))
+	var c card
+	if err := p.call(r, s, "GET", "/admin/cards/"+id+"/status", nil, &c); err != nil {
+		return c, customer{}, err
+	}
+	var cu customer
+	if err := p.call(r, s, "GET", "/admin/customers/"+url.PathEscape(c.CustomerID), nil, &cu); err != nil {
+		return c, cu, err
+	}
+	var cs struct{ Cards []card }
+	if err := p.call(r, s, "GET", "/admin/customers/"+url.PathEscape(c.CustomerID)+"/cards", nil, &cs); err != nil {
+		return c, cu, err
+	}
+	for _, x := range cs.Cards {
+		if x.ID == c.ID {
+			c = x
+		}
+	}
+	return c, cu, nil
+}
+
+func (p *Panel) showCard(w http.ResponseWriter, r *http.Request, s *session, status int, fe *formError) {
+	c, cu, err := p.loadCard(r, s)
+	if err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	d := cardData{Card: c, Customer: cu, Page: pageNumber(r)}
+	var tx struct {
+		Authorizations []authorization
+		Holds          []hold
+		HasMore        bool
+	}
+	v := url.Values{"page": {strconv.Itoa(d.Page)}, "pageSize": {"20"}}
+	if err := p.call(r, s, "GET", "/admin/cards/"+url.PathEscape(c.ID)+"/authorizations?"+v.Encode(), nil, &tx); err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	for i := range tx.Authorizations {
+		a := &tx.Authorizations[i]
+		a.Code = p.code(a.Reason)
+		if alpha := authz.AlphaCurrency(a.Currency); alpha != "" {
+			a.Money = formatMoney(a.Amount, alpha)
+		} else {
+			a.Money = strings.TrimSpace(strconv.FormatInt(a.Amount, 10) + " " + a.Currency)
+		}
+	}
+	d.Authorizations, d.Holds = tx.Authorizations, tx.Holds
+	link := func(n int) string {
+		return Prefix + "cards/" + url.PathEscape(c.ID) + "?page=" + strconv.Itoa(n) + "#transactions"
+	}
+	if d.Page > 1 {
+		d.Prev = link(d.Page - 1)
+	}
+	if tx.HasMore {
+		d.Next = link(d.Page + 1)
+	}
+	removed := c.Status == string(authz.StatusRemoved)
+	virtualish := c.Type == string(authz.CardVirtual) || c.Type == "DIGITAL_FIRST"
+	can := map[string]bool{
+		"lock":     !removed && !c.Locked() && s.can(p, "POST /admin/cards/{cardId}/lock"),
+		"unlock":   !removed && c.Locked() && !c.Irreversible() && s.can(p, "POST /admin/cards/{cardId}/unlock"),
+		"remove":   !removed && s.can(p, "DELETE /admin/cards/{cardId}"),
+		"cvv":      !removed && virtualish && s.can(p, "POST /admin/cards/{cardId}/cvv"),
+		"print":    !removed && c.Type == string(authz.CardVirtual) && s.can(p, "POST /admin/cards/{cardId}/print"),
+		"activate": c.Type == string(authz.CardPhysical) && c.Status == string(authz.StatusLinked) && s.can(p, "POST /admin/cards/{cardId}/activate"),
+		// The role may unlock, but this lock is for good: the page says why.
+		"unlockRole": s.can(p, "POST /admin/cards/{cardId}/unlock"),
+	}
+	p.render(w, r, s, status, "card", page{Title: "Card " + c.Masked(), Nav: "customers", Can: can,
+		Notice: noticeUnlessErr(r, fe), Err: fe, Data: d})
+}
+
+func (p *Panel) confirmRemove(w http.ResponseWriter, r *http.Request, s *session) {
+	c, cu, err := p.loadCard(r, s)
+	if err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	p.render(w, r, s, http.StatusOK, "remove", page{Title: "Remove card " + c.Masked(), Nav: "customers",
+		Data: cardData{Card: c, Customer: cu}})
+}
+
+// ---- Partners ----
+
+type partnersData struct {
+	Partners   []partnerView
+	Page       int
+	Prev, Next string
+}
+
+type partnerView struct {
+	partner
+	Balances []partnerBalance
+}
+
+const partnersPerPage = 10
+
+func (p *Panel) partners(w http.ResponseWriter, r *http.Request, s *session) {
+	p.showPartners(w, r, s, http.StatusOK, nil)
+}
+
+func (p *Panel) showPartners(w http.ResponseWriter, r *http.Request, s *session, status int, fe *formError) {
+	var ps struct{ Partners []partner }
+	if err := p.call(r, s, "GET", "/admin/partners", nil, &ps); err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	d := partnersData{Page: pageNumber(r)}
+	start := (d.Page - 1) * partnersPerPage
+	for i, pt := range ps.Partners {
+		if i < start || i >= start+partnersPerPage {
+			continue
+		}
+		var bs struct{ Balances []partnerBalance }
+		if err := p.call(r, s, "GET", "/admin/partners/"+url.PathEscape(pt.ID)+"/balances", nil, &bs); err != nil {
+			p.fail(w, r, s, err)
+			return
+		}
+		d.Partners = append(d.Partners, partnerView{partner: pt, Balances: bs.Balances})
+	}
+	if d.Page > 1 {
+		d.Prev = Prefix + "partners?page=" + strconv.Itoa(d.Page-1)
+	}
+	if start+partnersPerPage < len(ps.Partners) {
+		d.Next = Prefix + "partners?page=" + strconv.Itoa(d.Page+1)
+	}
+	can := map[string]bool{
+		"create":   s.can(p, "POST /admin/partners"),
+		"pbalance": s.can(p, "POST /admin/partners/{partnerId}/balances"),
+		"reload":   s.can(p, "POST /admin/partners/{partnerId}/balances/{balanceId}/reload"),
+	}
+	p.render(w, r, s, status, "partners", page{Title: "Partners", Nav: "partners", Can: can,
+		Notice: noticeUnlessErr(r, fe), Err: fe, Data: d})
+}
+
+// ---- Admin users ----
+
+func (p *Panel) users(w http.ResponseWriter, r *http.Request, s *session) {
+	p.showUsers(w, r, s, http.StatusOK, nil)
+}
+
+func (p *Panel) showUsers(w http.ResponseWriter, r *http.Request, s *session, status int, fe *formError) {
+	var us struct{ Users []adminUser }
+	if err := p.call(r, s, "GET", "/admin/users", nil, &us); err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	p.render(w, r, s, status, "users", page{Title: "Admin users", Nav: "users", Notice: noticeUnlessErr(r, fe), Err: fe,
+		Data: map[string]any{"Users": us.Users, "Roles": []string{"Admin", "Manager", "Employee", "Bureau"}, "Now": time.Now()}})
+}

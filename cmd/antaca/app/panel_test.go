@@ -1,0 +1,556 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/antaca/antaca/authz"
+	"github.com/antaca/antaca/cmd/antaca/app"
+	"github.com/antaca/antaca/ledger"
+)
+
+// The administration panel in a real browser (Debian's Chromium driven
+// with chromedp) against a real switch on Redis and Postgres: each role
+// signs in and sees what it may do, a forbidden action posted by hand is
+// refused with 403, a form without its CSRF token is refused, a customer
+// is found by a card's last 4 digits, a card locked as stolen declines an
+// ISO 0100 with 2009 and the decline shows on the card's page, its unlock
+// is refused with the reason, a reload changes the Balance Summary, the
+// session expires, and no page's HTML holds a PAN.
+
+const chromiumPath = "/usr/bin/chromium"
+
+const rootPassword = "root-password-123"
+
+// sessionTTL is the admin session life on the switch where a session
+// expires: long enough to sign in on a loaded machine under -race.
+const sessionTTL = 6 * time.Second
+
+// step runs one part of a long browser scenario, logging its duration.
+// Not a subtest: the tabs report failures on the test that owns them.
+func step(t *testing.T, name string, f func()) {
+	t.Helper()
+	start := time.Now()
+	f()
+	t.Logf("%-75s %s", name, time.Since(start).Round(10*time.Millisecond))
+}
+
+func TestPanelInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test: not in -short")
+	}
+	started := time.Now()
+	var br *browser
+	var h, h2 *harness
+	step(t, "start chromium and two switches", func() {
+		launched := launchBrowser(t) // in the background while the switches start
+		// A lighter password hash than production's: five sign-ins of
+		// 600 000 iterations cost seconds on a busy machine under -race.
+		h = startApp(t, func(c *app.Config) {
+			c.AdminUser, c.AdminPassword, c.AdminPasswordIterations = "root", rootPassword, 20_000
+		})
+		// The second switch has short admin sessions, to see one expire.
+		h2 = startApp(t, func(c *app.Config) {
+			c.AdminUser, c.AdminPassword, c.AdminPasswordIterations = "root", rootPassword, 20_000
+			c.AdminSessionTTL = sessionTTL
+		})
+		br = launched()
+	})
+	ctx := h.ctx
+	p := h.newProgram(ledger.FundingDeposit, 1_000_000, 50_000)
+	// A credit line under its alert threshold: the dashboard highlights it.
+	must(t, h.App.Ledger.CreatePartnerBalance(ctx, p.partner, ledger.NewID("pbl"), ledger.FundingCredit, "EUR", 100_000))
+	stolen := p.virtualCard(p.balance)
+	other := p.virtualCard(p.balance)
+	br.pans = []string{stolen.PAN, other.PAN}
+	must(t, h.App.FlushJournal(ctx)) // search reads Postgres
+	base := "http://" + h.App.HTTPAddr()
+
+	// A session on the second switch starts now and runs out while the
+	// rest goes on; the end of the test looks at it.
+	var short *tab
+	var shortCookie string
+	step(t, "sign in on the switch with short sessions", func() {
+		short = br.tab("http://" + h2.App.HTTPAddr())
+		short.open("/panel/login")
+		short.signIn("root", rootPassword, "Admin")
+		shortCookie = short.sessionCookie()
+	})
+
+	admin := br.tab(base)
+	admin.open("/panel/")
+	admin.waitVisible("#sign-in")
+	admin.shot("01-sign-in")
+	step(t, "admin signs in", func() { admin.signIn("root", rootPassword, "Admin") })
+
+	step(t, "admin creates a Manager and an Employee", func() {
+		admin.open("/panel/users")
+		for _, u := range [][2]string{{"mgr.ana", "Manager"}, {"emp.bob", "Employee"}} {
+			admin.fill("#nu-username", u[0])
+			admin.fill("#nu-password", u[0]+"-password-1")
+			admin.fill("#nu-role", u[1])
+			admin.click("#user-form button[type=submit]")
+			admin.waitVisible("#user-" + strings.ReplaceAll(u[0], ".", `\.`))
+		}
+		admin.shot("07-admin-users")
+	})
+
+	step(t, "a reload changes the Balance Summary", func() {
+		admin.open("/panel/")
+		if got := admin.text(`#summaries tr[data-currency="EUR"] td.users`); got != "500.00 EUR" {
+			t.Fatalf("Users before the reload = %q, want 500.00 EUR", got)
+		}
+		if !admin.exists("#partner-balances tr.low") {
+			t.Fatal("the credit balance under its threshold is not highlighted")
+		}
+		admin.open("/panel/customers/" + p.customer)
+		admin.fill("#amount-"+p.balance, "25.00")
+		admin.click("#balance-" + p.balance + " button[type=submit]")
+		admin.waitText(".notice.ok", "The balance was reloaded")
+		admin.open("/panel/")
+		if got := admin.text(`#summaries tr[data-currency="EUR"] td.users`); got != "525.00 EUR" {
+			t.Fatalf("Users after reloading 25.00 = %q, want 525.00 EUR", got)
+		}
+		if got := p.user(p.balance).Available; got != 52_500 {
+			t.Fatalf("balance available %d after the reload, want 52500", got)
+		}
+	})
+
+	step(t, "find a customer by a card's last 4 digits", func() {
+		last4 := stolen.PAN[len(stolen.PAN)-4:]
+		admin.open("/panel/customers")
+		admin.fill("#q", last4)
+		admin.click("#search")
+		admin.waitVisible("#customers")
+		admin.shot("03-customer-search")
+		if got := admin.text("#customers tbody"); !strings.Contains(got, "Ada Lovelace") {
+			t.Fatalf("search for %s: %q, want Ada Lovelace", last4, got)
+		}
+		admin.click("#customers tbody a")
+		admin.waitVisible("#cards")
+		admin.shot("04-customer")
+		if got := admin.text("#cards"); !strings.Contains(got, stolen.PAN[:4]+" "+stolen.PAN[4:6]+"•• •••• "+last4) {
+			t.Fatalf("cards table %q does not show the masked PAN", got)
+		}
+	})
+
+	var emp, mgr *tab
+	step(t, "employee and manager sign in", func() {
+		emp = br.tab(base)
+		emp.open("/panel/login")
+		emp.signIn("emp.bob", "emp.bob-password-1", "Employee")
+		mgr = br.tab(base)
+		mgr.open("/panel/login")
+		mgr.signIn("mgr.ana", "mgr.ana-password-1", "Manager")
+	})
+
+	step(t, "each role sees the actions it may use", func() {
+		card := "/panel/cards/" + stolen.ID
+		for _, c := range []struct {
+			tab                                *tab
+			lock, remove, cvv, partners, users bool
+		}{
+			{admin, true, true, true, true, true},
+			{mgr, true, true, true, true, false},
+			{emp, true, false, true, false, false},
+		} {
+			c.tab.open(card)
+			role := c.tab.text("#signed-in-role")
+			for sel, want := range map[string]bool{"#lock": c.lock, "#remove": c.remove, "#cvv": c.cvv,
+				`nav a[href="/panel/partners"]`: c.partners, `nav a[href="/panel/users"]`: c.users, "#unlock": false} {
+				if got := c.tab.exists(sel); got != want {
+					t.Errorf("%s: %s shown %v, want %v", role, sel, got, want)
+				}
+			}
+		}
+		if status := emp.open("/panel/users"); status != http.StatusForbidden || !strings.Contains(emp.text("main"), "Not allowed") {
+			t.Fatalf("Employee opening Admin users: %d %q", status, emp.text("main"))
+		}
+		if status := mgr.open("/panel/partners"); status != http.StatusOK || mgr.exists("#partner-form") {
+			t.Fatalf("Manager on Partners: status %d, create form shown %v", status, mgr.exists("#partner-form"))
+		}
+		admin.open("/panel/partners")
+		if !admin.exists("#partner-form") {
+			t.Fatal("Admin does not see the create-partner form")
+		}
+		admin.shot("06-partners")
+	})
+
+	step(t, "a forbidden action posted by hand is refused with 403", func() {
+		emp.open("/panel/cards/" + stolen.ID)
+		status, body := emp.post("/panel/cards/"+stolen.ID+"/remove", map[string]string{"confirm": "yes"}, true)
+		if status != http.StatusForbidden || !strings.Contains(body, "Employee") {
+			t.Fatalf("Employee removing a card by hand: %d %.200q", status, body)
+		}
+		if c, err := h.App.Ledger.Card(ctx, p.partner, stolen.ID); err != nil || c.Status != string(authz.StatusActive) {
+			t.Fatalf("card after a refused remove: %+v %v", c, err)
+		}
+	})
+
+	step(t, "a form without its CSRF token is refused", func() {
+		status, body := emp.post("/panel/cards/"+stolen.ID+"/lock", map[string]string{"reason": "3"}, false)
+		if status != http.StatusForbidden || !strings.Contains(body, "security token") {
+			t.Fatalf("lock without CSRF token: %d %.200q", status, body)
+		}
+		status, _ = emp.post("/panel/cards/"+stolen.ID+"/lock", map[string]string{"reason": "3", "csrf": "forged"}, false)
+		if c, _ := h.App.Ledger.Card(ctx, p.partner, stolen.ID); status != http.StatusForbidden || c.LockReason != 0 {
+			t.Fatalf("lock with a wrong CSRF token: %d, card lock reason %d", status, c.LockReason)
+		}
+	})
+
+	step(t, "locked as stolen, an 0100 declines with 2009 and shows on the card page", func() {
+		emp.open("/panel/cards/" + stolen.ID)
+		emp.fill("#lock-reason", "2")
+		emp.click("#lock")
+		emp.waitText(".notice.ok", "The card was locked")
+		if got := emp.text("#card-state"); got != "LOCKED" {
+			t.Fatalf("card state after locking: %q", got)
+		}
+		iso := h.client("cmf")
+		resp := h.send(iso, txn{MTI: "0100", PAN: stolen.PAN, Amount: 1999, Expiry: stolen.Expiry})
+		if got := field(t, resp.Resp, 39); got != "2009" {
+			t.Fatalf("0100 on a card locked as stolen: DE39 %s, want 2009", got)
+		}
+		ok := h.send(iso, txn{MTI: "0100", PAN: other.PAN, Amount: 1250, Expiry: other.Expiry})
+		if got := field(t, ok.Resp, 39); got != "0000" {
+			t.Fatalf("0100 on the other card: DE39 %s, want 0000", got)
+		}
+		must(t, h.App.FlushJournal(ctx))
+		mgr.open("/panel/cards/" + stolen.ID)
+		row := mgr.text("#authorizations tbody")
+		if !strings.Contains(row, "CARD_LOCKED_STOLEN") || !strings.Contains(row, "2009") || !strings.Contains(row, resp.RRN) || !strings.Contains(row, "19.99 EUR") {
+			t.Fatalf("card page authorizations: %q", row)
+		}
+		mgr.shot("05-card-locked-stolen")
+	})
+
+	step(t, "an unlock is refused with the reason shown", func() {
+		mgr.open("/panel/cards/" + stolen.ID)
+		if mgr.exists("#unlock") || !strings.Contains(mgr.text("#unlock-refused"), "card stolen") {
+			t.Fatalf("Manager on a stolen card: unlock button %v, explanation %q", mgr.exists("#unlock"), mgr.text("#unlock-refused"))
+		}
+		status, body := mgr.post("/panel/cards/"+stolen.ID+"/unlock", nil, true)
+		if status != http.StatusConflict || !strings.Contains(body, "locked for good") {
+			t.Fatalf("unlock posted by hand: %d %.300q", status, body)
+		}
+		// A reversible lock is lifted from the page.
+		mgr.open("/panel/cards/" + other.ID)
+		mgr.fill("#lock-reason", "3")
+		mgr.click("#lock")
+		mgr.waitVisible("#unlock")
+		mgr.click("#unlock")
+		mgr.waitText(".notice.ok", "The card was unlocked")
+		if got := mgr.text("#card-state"); got != "ACTIVE" {
+			t.Fatalf("after unlocking reason 3: %q", got)
+		}
+	})
+
+	step(t, "dashboard shows the last hour's authorizations", func() {
+		admin.open("/panel/")
+		chart := admin.text("#by-reason")
+		if !strings.Contains(chart, "APPROVED") || !strings.Contains(chart, "CARD_LOCKED_STOLEN") || !admin.exists("svg.chart rect.bar-bad") {
+			t.Fatalf("authorizations by reason: %q", chart)
+		}
+		if !strings.Contains(admin.text("#ready"), "Ready") {
+			t.Fatalf("readiness: %q", admin.text("#ready"))
+		}
+		admin.shot("02-dashboard")
+		admin.click(`form[action="/panel/logout"] button`)
+		admin.waitVisible("#signed-out")
+		if got := admin.text("#message"); !strings.Contains(got, "You signed out") {
+			t.Fatalf("after signing out: %q", got)
+		}
+	})
+
+	step(t, "the session expires", func() {
+		// The page sends itself to the signed-out page when the time is up.
+		short.waitVisibleWithin("#signed-out", sessionTTL+15*time.Second)
+		if got := short.text("#message"); !strings.Contains(got, "session expired") {
+			t.Fatalf("signed-out page: %q", got)
+		}
+		short.shot("08-session-expired")
+		// The server refuses the old session whatever the page does.
+		req, _ := http.NewRequest("GET", short.base+"/panel/", nil)
+		req.AddCookie(&http.Cookie{Name: "antaca_panel", Value: shortCookie})
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		must(t, err)
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "why=expired") {
+			t.Fatalf("expired session: %d Location %q", resp.StatusCode, loc)
+		}
+	})
+
+	step(t, "no page holds a PAN; the switch logged none", func() {
+		if br.pagesSeen < 10 {
+			t.Fatalf("only %d pages checked", br.pagesSeen)
+		}
+		for _, pan := range br.pans {
+			if strings.Contains(h.logs.String(), pan) {
+				t.Fatal("a PAN is in the switch's log")
+			}
+		}
+	})
+	t.Logf("browser tests took %s; screenshots in %s", time.Since(started).Round(100*time.Millisecond), br.shots)
+}
+
+// browser is one headless Chromium for the test; each tab has its own
+// browser context (cookies), so each role signs in on its own.
+type browser struct {
+	t         *testing.T
+	ctx       context.Context
+	shots     string
+	pans      []string // every page's HTML is checked against these
+	pagesSeen int
+}
+
+// launchBrowser starts Chromium in the background; the func it returns
+// waits for it (and fails the test when it did not start).
+func launchBrowser(t *testing.T) func() *browser {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("the panel's browser tests need Chromium at %s: install Debian's package with `apt-get install -y chromium` (.ci/services.sh does): %v", chromiumPath, err)
+	}
+	dir := os.Getenv("ANTACA_TEST_OUTPUT")
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	shots := filepath.Join(dir, "antaca-panel-screens")
+	must(t, os.MkdirAll(shots, 0o755))
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	started := make(chan error, 1)
+	go func() { started <- chromedp.Do(ctx, chromedp.Navigate("about:blank")) }()
+	return func() *browser {
+		t.Helper()
+		if err := <-started; err != nil {
+			t.Fatalf("starting chromium: %v", err)
+		}
+		return &browser{t: t, ctx: ctx, shots: shots}
+	}
+}
+
+type tab struct {
+	b    *browser
+	ctx  context.Context
+	base string
+}
+
+// tab opens a tab in a fresh browser context.
+func (b *browser) tab(base string) *tab {
+	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
+	b.t.Cleanup(cancel)
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		b.t.Fatalf("opening a tab: %v", err)
+	}
+	return &tab{b: b, ctx: ctx, base: base}
+}
+
+func (tb *tab) run(what string, steps ...chromedp.Action[chromedp.Void]) {
+	tb.b.t.Helper()
+	tb.within(what, 15*time.Second, steps...)
+}
+
+func (tb *tab) within(what string, d time.Duration, steps ...chromedp.Action[chromedp.Void]) {
+	tb.b.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, d)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		tb.shot("failed")
+		tb.b.t.Fatalf("%s: %v (page %s: %.600q)", what, err, tb.eval(`location.href`), tb.text("main"))
+	}
+}
+
+// open loads a page, checks its HTML and returns its status.
+func (tb *tab) open(path string) int {
+	tb.b.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 15*time.Second)
+	defer cancel()
+	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(tb.base+path))
+	if err != nil {
+		tb.b.t.Fatalf("opening %s: %v", path, err)
+	}
+	tb.waitVisible("body") // and checks the HTML
+	return int(resp.Status)
+}
+
+func (tb *tab) waitVisible(sel string) {
+	tb.b.t.Helper()
+	tb.waitVisibleWithin(sel, 15*time.Second)
+}
+
+func (tb *tab) waitVisibleWithin(sel string, d time.Duration) {
+	tb.b.t.Helper()
+	tb.within("waiting for "+sel, d, chromedp.WaitVisible(chromedp.CSS(sel)))
+	tb.checkHTML()
+}
+
+// waitText waits until the element holds the text (a page loaded after a
+// form). It asks again and again rather than with one Poll, which would
+// die with the page it started on.
+func (tb *tab) waitText(sel, text string) {
+	tb.b.t.Helper()
+	js := fmt.Sprintf(`(document.querySelector(%q) || {innerText: ""}).innerText.includes(%q)`, sel, text)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(tb.ctx, 5*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js))
+		cancel()
+		if err == nil && ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			tb.b.t.Fatalf("waiting for %q in %s: %v (page: %.600q)", text, sel, err, tb.text("main"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb.checkHTML()
+}
+
+// checkHTML requires that the page's HTML holds no PAN.
+func (tb *tab) checkHTML() {
+	tb.b.t.Helper()
+	html := tb.eval(`document.documentElement.outerHTML`)
+	for _, pan := range tb.b.pans {
+		if strings.Contains(html, pan) {
+			tb.b.t.Fatalf("a full PAN is in the HTML of %s", tb.eval(`location.pathname`))
+		}
+	}
+	tb.b.pagesSeen++
+}
+
+func (tb *tab) eval(js string) string {
+	tb.b.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 15*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		tb.b.t.Fatalf("evaluating %s: %v", js, err)
+	}
+	return v
+}
+
+func (tb *tab) text(sel string) string {
+	tb.b.t.Helper()
+	return strings.TrimSpace(tb.eval(fmt.Sprintf(`(document.querySelector(%q) || {innerText: ""}).innerText`, sel)))
+}
+
+func (tb *tab) exists(sel string) bool {
+	tb.b.t.Helper()
+	return tb.eval(fmt.Sprintf(`String(document.querySelector(%q) !== null)`, sel)) == "true"
+}
+
+func (tb *tab) fill(sel, value string) {
+	tb.b.t.Helper()
+	tb.run("filling "+sel, chromedp.SetValue(chromedp.CSS(sel), value))
+}
+
+func (tb *tab) click(sel string) {
+	tb.b.t.Helper()
+	tb.run("clicking "+sel, chromedp.Click(chromedp.CSS(sel)))
+}
+
+func (tb *tab) signIn(user, password, role string) {
+	tb.b.t.Helper()
+	tb.fill("#username", user)
+	tb.fill("#password", password)
+	tb.click("#sign-in")
+	tb.within("signing in as "+user, 30*time.Second, chromedp.WaitVisible(chromedp.CSS("#signed-in-role")))
+	tb.checkHTML()
+	if got := tb.text("#signed-in-role"); got != role || tb.text("#signed-in-user") != user {
+		tb.b.t.Fatalf("signed in as %s: header shows %q %q", user, tb.text("#signed-in-user"), got)
+	}
+}
+
+// post sends a form from the page with fetch, as a hand-made request
+// would (with the page's CSRF token when withCSRF), and returns the answer.
+func (tb *tab) post(path string, form map[string]string, withCSRF bool) (int, string) {
+	tb.b.t.Helper()
+	fields := "{"
+	for k, v := range form {
+		fields += fmt.Sprintf("%q: %q,", k, v)
+	}
+	fields += "}"
+	js := fmt.Sprintf(`(async () => {
+		const f = new URLSearchParams(%s);
+		const tok = document.querySelector('input[name=csrf]');
+		if (%v && tok) f.set('csrf', tok.value);
+		const r = await fetch(%q, {method: 'POST', body: f, redirect: 'manual'});
+		return r.status + "\n" + await r.text();
+	})()`, fields, withCSRF, path)
+	ctx, cancel := context.WithTimeout(tb.ctx, 15*time.Second)
+	defer cancel()
+	out, err := chromedp.Run(ctx, chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		tb.b.t.Fatalf("posting %s: %v", path, err)
+	}
+	status, body, _ := strings.Cut(out, "\n")
+	for _, pan := range tb.b.pans {
+		if strings.Contains(body, pan) {
+			tb.b.t.Fatalf("a full PAN is in the answer of %s", path)
+		}
+	}
+	n := 0
+	fmt.Sscan(status, &n)
+	return n, body
+}
+
+// sessionCookie reads the panel's HttpOnly session cookie through the
+// browser's protocol.
+func (tb *tab) sessionCookie() string {
+	tb.b.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 15*time.Second)
+	defer cancel()
+	cookies, err := chromedp.Run(ctx, func(ctx context.Context, t *chromedp.Target) ([]*network.Cookie, error) {
+		res, err := cdp.Call(ctx, t, network.GetCookies, network.GetCookiesParams{URLs: []string{tb.base + "/panel/"}})
+		return res.Cookies, err
+	})
+	if err != nil {
+		tb.b.t.Fatalf("reading cookies: %v", err)
+	}
+	for _, c := range cookies {
+		if c.Name == "antaca_panel" {
+			if !c.HTTPOnly || c.SameSite != network.CookieSameSiteStrict {
+				tb.b.t.Fatalf("session cookie: HttpOnly %v, SameSite %v", c.HTTPOnly, c.SameSite)
+			}
+			return c.Value
+		}
+	}
+	tb.b.t.Fatal("no session cookie")
+	return ""
+}
+
+func (tb *tab) shot(name string) {
+	tb.b.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 15*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		tb.b.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	must(tb.b.t, os.WriteFile(filepath.Join(tb.b.shots, name+".png"), png, 0o644))
+}
