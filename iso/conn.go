@@ -44,7 +44,9 @@ type serverConn struct {
 	readStopped bool
 
 	wmu      sync.Mutex
-	wbuf     []byte
+	wbuf     []byte // framed answers waiting for the writer
+	wspare   []byte // the buffer of the last write, reused
+	writing  bool   // a writer is in a system call
 	writeErr error
 
 	closeOnce sync.Once
@@ -224,27 +226,50 @@ func (c *serverConn) closeNow() {
 	c.closeOnce.Do(func() { _ = c.raw.Close() })
 }
 
-// write sends one message under the connection's write lock. A failed or
-// timed-out write closes the connection: the peer is gone or not reading,
-// and the reader must stop taking requests it cannot answer.
+// write sends one message. Answers that become ready while another one is
+// being written are combined: the writer in progress takes them all in its
+// next system call, so N answers ready together cost one write, not N,
+// and a lone answer is written at once. A failed or timed-out write closes
+// the connection: the peer is gone or not reading, and the reader must stop
+// taking requests it cannot answer. A caller whose message was taken by
+// another writer returns before it is written; a failure is reported by
+// the writer that saw it.
 func (c *serverConn) write(payload []byte) error {
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	if c.writeErr != nil {
-		return c.writeErr
+		err := c.writeErr
+		c.wmu.Unlock()
+		return err
 	}
-	frame, err := c.srv.cfg.Framing.AppendFrame(c.wbuf[:0], payload)
+	frame, err := c.srv.cfg.Framing.AppendFrame(c.wbuf, payload)
 	if err != nil {
+		c.wmu.Unlock()
 		return fmt.Errorf("framing response: %w", err)
 	}
 	c.wbuf = frame
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-	if _, err := c.nc.Write(frame); err != nil {
-		c.writeErr = fmt.Errorf("writing response: %w", err)
-		c.closeNow()
-		return c.writeErr
+	if c.writing {
+		c.wmu.Unlock()
+		return nil
 	}
-	return nil
+	c.writing = true
+	for len(c.wbuf) > 0 && c.writeErr == nil {
+		out := c.wbuf
+		c.wbuf = c.wspare[:0]
+		c.wmu.Unlock()
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+		_, err := c.nc.Write(out)
+		c.srv.m.writes.Inc()
+		c.wmu.Lock()
+		c.wspare = out[:0]
+		if err != nil {
+			c.writeErr = fmt.Errorf("writing response: %w", err)
+			c.closeNow()
+		}
+	}
+	c.writing = false
+	err = c.writeErr
+	c.wmu.Unlock()
+	return err
 }
 
 // sendEcho probes a silent peer with an 0800 echo test.
@@ -330,13 +355,32 @@ func (c *serverConn) handle(frame []byte, received time.Time) {
 		return
 	}
 	req.ReceivedAt = received
-	c.answer(mti, msg, c.decide(req, received), received, req, -1)
+	if (req.Kind == authz.KindAuthorization || req.Kind == authz.KindFinancial) && !req.Repeat {
+		// Reversals, advices and repeats are always admitted: the network
+		// repeats them until answered, and reversals give money back.
+		budget := time.Until(received.Add(c.srv.cfg.RequestTimeout))
+		if !c.srv.adm.admit(budget) {
+			c.srv.m.shed.Inc()
+			if ok, suppressed := c.srv.timeoutLog.allow(time.Now()); ok {
+				c.log.Warn("overloaded: answering issuer unavailable without deciding",
+					"mti", req.MTI, "stan", req.STAN, "suppressed", suppressed)
+			}
+			c.answer(mti, msg, authz.Decision{Reason: authz.ReasonIssuerUnavailable}, received, req, -1)
+			return
+		}
+		c.answer(mti, msg, c.decide(req, received, func() { c.srv.adm.done(time.Now()) }), received, req, -1)
+		return
+	}
+	c.answer(mti, msg, c.decide(req, received, nil), received, req, -1)
 }
 
 // decide asks the Authorizer under the request deadline. The call runs in
 // its own goroutine so that an Authorizer ignoring ctx still cannot hold
 // the answer past the deadline.
-func (c *serverConn) decide(req *authz.Request, received time.Time) authz.Decision {
+//
+// finished, when set, is called when the Authorizer returns, which may be
+// after the deadline: work the stores still do counts as load.
+func (c *serverConn) decide(req *authz.Request, received time.Time, finished func()) authz.Decision {
 	ctx, cancel := context.WithDeadline(c.srv.baseCtx, received.Add(c.srv.cfg.RequestTimeout))
 	defer cancel()
 
@@ -348,6 +392,9 @@ func (c *serverConn) decide(req *authz.Request, received time.Time) authz.Decisi
 	ch := make(chan result, 1)
 	go func() {
 		defer func() {
+			if finished != nil {
+				finished()
+			}
 			if r := recover(); r != nil {
 				ch <- result{panicked: r, stack: debug.Stack()}
 			}
@@ -375,14 +422,19 @@ func (c *serverConn) decide(req *authz.Request, received time.Time) authz.Decisi
 					"mti", req.MTI, "stan", req.STAN, "rrn", req.RRN, "reason", r.d.Reason, "hold", r.d.HoldID)
 				// The processor was told issuer unavailable: let the
 				// engine undo what the approval reserved.
-				if ab, ok := c.srv.auth.(Abandoner); ok {
-					actx, cancel := context.WithTimeout(context.WithoutCancel(c.srv.baseCtx), 5*time.Second)
-					ab.Abandon(actx, req, r.d)
-					cancel()
-				}
+				c.abandon(req, r.d)
 			}
 		}()
 		return authz.Decision{Reason: authz.ReasonIssuerUnavailable}
+	}
+}
+
+// abandon lets the engine undo an approval the network was not told of.
+func (c *serverConn) abandon(req *authz.Request, d authz.Decision) {
+	if ab, ok := c.srv.auth.(Abandoner); ok {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(c.srv.baseCtx), 5*time.Second)
+		ab.Abandon(actx, req, d)
+		cancel()
 	}
 }
 
@@ -396,6 +448,11 @@ func (c *serverConn) answer(mti string, msg *iso8583.Message, d authz.Decision, 
 	}
 	if err != nil {
 		c.log.Error("building response failed; answering system error", "mti", mti, "reason", d.Reason, "err", err)
+		if d.Approved() && req != nil {
+			// The network is told "system error": what the approval
+			// moved must not stay (a decline with a live hold).
+			c.abandon(req, d)
+		}
 		d = authz.Decision{Reason: authz.ReasonSystemError}
 		resp, err = BuildResponse(p, msg, d)
 	}

@@ -25,6 +25,8 @@ type metrics struct {
 	timeouts        prometheus.Counter
 	rejectedConns   *prometheus.CounterVec
 	formatErrors    *prometheus.CounterVec
+	shed            prometheus.Counter
+	writes          prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -58,6 +60,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "antaca_iso_rejected_connections_total",
 			Help: "Connections closed at accept, by reason: limit (open connections), per_address_limit (open connections of one source address), not_allowed (address outside the allow-list).",
 		}, []string{"reason"}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "antaca_iso_shed_total",
+			Help: "Authorizations answered issuer unavailable at once, without deciding, because the requests ahead of them would not let them finish by their deadline (admission control).",
+		}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "antaca_iso_writes_total",
+			Help: "System calls writing answers; answers ready together share one (compare with antaca_iso_requests_total).",
+		}),
 		formatErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "antaca_iso_format_errors_total",
 			Help: "Messages answered with a format error or dropped as unreadable, by the field at fault (data element number, 0 the MTI, 1 the bitmap, trailing, frame or other).",
@@ -69,6 +79,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.requests, m.decisions, m.decisionSeconds, m.openConns, m.inflight, m.timeouts, m.rejectedConns, m.formatErrors,
+		m.shed, m.writes,
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

@@ -193,6 +193,8 @@ type Server struct {
 	rejectedLog     *logSampler
 	rejectedConnLog *logSampler
 
+	adm admission
+
 	mu       sync.Mutex
 	ln       net.Listener
 	serving  bool

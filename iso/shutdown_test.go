@@ -46,7 +46,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	ts := startServer(t, iso.Config{RequestTimeout: time.Second}, auth)
 	p, f := ts.profile, ts.framing
 
-	answered := make([]map[string]bool, conns)
+	answered := make([]map[string]string, conns) // request -> DE39
 	var readers, writers sync.WaitGroup
 	for ci := range conns {
 		conn, err := net.Dial("tcp", ts.Addr().String())
@@ -54,7 +54,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		terminal := fmt.Sprintf("TERM%04d", ci)
-		answered[ci] = map[string]bool{}
+		answered[ci] = map[string]string{}
 		writers.Add(1)
 		go func() { // sends until the server stops taking requests
 			defer writers.Done()
@@ -94,11 +94,12 @@ func TestShutdownUnderLoad(t *testing.T) {
 				}
 				// Approved, or issuer unavailable when the load pushed a
 				// request past its deadline: answered either way.
-				if code, _ := m.GetString(39); code != "0000" && code != "9112" {
+				code, _ := m.GetString(39)
+				if code != "0000" && code != "9112" {
 					t.Errorf("answer DE39 %q during drain, want 0000 or 9112", code)
 				}
 				s, _ := m.GetString(11)
-				answered[ci][terminal+"/"+s] = true
+				answered[ci][terminal+"/"+s] = code
 			}
 		}()
 	}
@@ -124,10 +125,10 @@ func TestShutdownUnderLoad(t *testing.T) {
 		t.Fatal("Serve did not return after Shutdown")
 	}
 
-	got := map[string]bool{}
+	got := map[string]string{}
 	for _, a := range answered {
-		for k := range a {
-			got[k] = true
+		for k, code := range a {
+			got[k] = code
 		}
 	}
 	mu.Lock()
@@ -136,15 +137,22 @@ func TestShutdownUnderLoad(t *testing.T) {
 		t.Fatalf("only %d requests reached the Authorizer; load too light to test a drain", len(authorized))
 	}
 	for k := range authorized {
-		if !got[k] {
+		if got[k] == "" {
 			t.Errorf("request %s reached the Authorizer but its answer never arrived", k)
 		}
 	}
-	for k := range got {
+	shed := 0
+	for k, code := range got {
 		if !authorized[k] {
-			t.Errorf("answer %s without a request", k)
+			// Admission control answers 9112 without asking the
+			// Authorizer when the requests ahead would make it late.
+			if code != "9112" {
+				t.Errorf("answer %s (%s) without a request", k, code)
+			}
+			shed++
 		}
 	}
+	t.Logf("%d answered without deciding (overload)", shed)
 	t.Logf("%d requests answered during the drain test", len(got))
 
 	if c, err := net.DialTimeout("tcp", ts.Addr().String(), time.Second); err == nil {

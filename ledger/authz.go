@@ -160,9 +160,19 @@ func (e *Engine) cardTTL() time.Duration {
 func (e *Engine) ForgetCard(pan string) { e.cards.Delete(e.Token(pan)) }
 
 func (e *Engine) stateLost() {
+	e.cards.Clear() // what was read before the loss is not to be reused
 	if e.OnStateLost != nil {
 		e.OnStateLost()
 	}
+}
+
+// checkState reports a lost Redis state (a script found no partner) to the
+// owner, and passes err on classified.
+func (e *Engine) checkState(err error) error {
+	if errors.Is(err, ErrPartnerNotFound) {
+		e.stateLost()
+	}
+	return storeErr(err)
 }
 
 // route finds the partner of a PAN, from the cache when it can.
@@ -204,7 +214,7 @@ func (e *Engine) Reserve(ctx context.Context, f authz.Funds) (authz.FundsResult,
 	if err == nil && e.OnPartnerBelowThreshold != nil && r.Partner.CrossedBelow() {
 		go e.OnPartnerBelowThreshold(context.WithoutCancel(ctx), f.PartnerID, r.Partner)
 	}
-	return fundsResult(r), storeErr(err)
+	return fundsResult(r), e.checkState(err)
 }
 
 // undoNotDurable undoes a change whose journal entry could not be committed
@@ -228,7 +238,7 @@ func (e *Engine) undoNotDurable(ctx context.Context, f authz.Funds) {
 // ForcePost posts a stand-in advice.
 func (e *Engine) ForcePost(ctx context.Context, f authz.Funds) (authz.FundsResult, error) {
 	r, err := e.L.ForcePost(ctx, reservation(f))
-	return fundsResult(r), storeErr(err)
+	return fundsResult(r), e.checkState(err)
 }
 
 // Refund credits the user balance.
@@ -237,19 +247,19 @@ func (e *Engine) Refund(ctx context.Context, f authz.Funds) (authz.FundsResult, 
 	if errors.Is(err, ErrNotDurable) {
 		e.undoNotDurable(ctx, f)
 	}
-	return fundsResult(r), storeErr(err)
+	return fundsResult(r), e.checkState(err)
 }
 
 // Capture completes a hold, allowing more than it holds (an advice).
 func (e *Engine) Capture(ctx context.Context, partnerID, holdID string, amount int64, idemKey, meta string) (authz.Release, error) {
 	s, err := e.L.Capture(ctx, partnerID, holdID, amount, true, idemKey, meta)
-	return authz.Release{Amount: s.Captured, Available: s.Available}, storeErr(err)
+	return authz.Release{Amount: s.Captured, Available: s.Available}, e.checkState(err)
 }
 
 // Void releases a hold or gives back what it posted.
 func (e *Engine) Void(ctx context.Context, partnerID, holdID string, amount int64, idemKey, meta string) (authz.Release, error) {
 	s, err := e.L.Void(ctx, partnerID, holdID, amount, true, idemKey, meta)
-	return authz.Release{Amount: s.Released, Available: s.Available}, storeErr(err)
+	return authz.Release{Amount: s.Released, Available: s.Available}, e.checkState(err)
 }
 
 // HoldAmount is what a hold stands for now: held (open) or posted (captured).

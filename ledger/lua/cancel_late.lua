@@ -17,7 +17,7 @@ local hid = r.hold or ''
 local h = row('holds', hid)
 if h then
   local u = row('user_balances', h.balance_id)
-  if u == nil then return fail('NOT_FOUND') end
+  if u == nil then return missing('NOT_FOUND') end
   if h.state == 'OPEN' then
     released = int(h.amount) - int(h.captured) - int(h.released)
     release_held(h, released)

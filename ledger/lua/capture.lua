@@ -24,7 +24,7 @@ local cap = math.min(amount, remaining)
 local extra = amount - cap
 local rest = remaining - cap
 local u = row('user_balances', h.balance_id)
-if u == nil then return fail('NOT_FOUND') end
+if u == nil then return missing('NOT_FOUND') end
 
 addf('user_balances', h.balance_id, 'held', -remaining)
 addf('user_balances', h.balance_id, 'posted', amount)

@@ -22,6 +22,13 @@ local function int(s)
 end
 local function fmt(n) return string.format('%d', n) end
 local function fail(code) return redis.error_reply(code) end
+-- missing fails for a row that is not there; when the partner itself is
+-- gone, Redis lost its state (a restart without persistence), which the
+-- caller must hear as "unavailable", not "not found".
+local function missing(code)
+  if redis.call('EXISTS', base .. ':partners:' .. pid) == 0 then return fail('PARTNER_NOT_FOUND') end
+  return fail(code)
+end
 
 local function row(t, id)
   if id == nil or id == '' then return nil end

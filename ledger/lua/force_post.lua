@@ -12,7 +12,7 @@ if prev == 'MISMATCH' then return fail('IDEMPOTENCY_MISMATCH') end
 if prev then return { prev.hold or '', prev.available or '0', 1 } end
 if amount == nil or amount <= 0 then return fail('INVALID_AMOUNT') end
 local u = row('user_balances', bid)
-if u == nil then return fail('NOT_FOUND') end
+if u == nil then return missing('NOT_FOUND') end
 local pbid, perr = charged_partner_balance(u.currency)
 if perr == 'PARTNER_NOT_FOUND' then return fail(perr) end
 addf('user_balances', bid, 'available', -amount)

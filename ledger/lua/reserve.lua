@@ -22,7 +22,7 @@ end
 if amount == nil or amount <= 0 then return fail('INVALID_AMOUNT') end
 
 local u = cols('user_balances', bid, 'available', 'state', 'currency')
-if u == nil then return fail('NOT_FOUND') end
+if u == nil then return missing('NOT_FOUND') end
 
 local function decline(reason)
   idem_put(key, ttl, { amount = fmt(amount), reason = reason, approved = '0', available = u.available, kind = 'reserve' })

@@ -13,7 +13,7 @@ if amount == nil or amount < 0 then return fail('INVALID_AMOUNT') end
 local h = row('holds', hid)
 if h == nil then return fail('HOLD_NOT_FOUND') end
 local u = row('user_balances', h.balance_id)
-if u == nil then return fail('NOT_FOUND') end
+if u == nil then return missing('NOT_FOUND') end
 local state
 if h.state == 'OPEN' then
   local remaining = int(h.amount) - int(h.captured) - int(h.released)
