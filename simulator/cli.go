@@ -370,7 +370,7 @@ func loadCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.Int64Var(&cfg.MaxAmount, "max-amount", 5000, "largest amount (minor units)")
 	fs.Float64Var(&cfg.PINShare, "pin-share", 0.2, "share of messages with DE52 on PIN cards (needs --keys-dir)")
 	jsonOut := fs.String("json", "", "write the report as JSON to this file")
-	plot := fs.String("plot", "", "write the latency-over-time plot (.html page or .svg)")
+	plot := fs.String("plot", "", "write latency and rate over time: .svg or .png picture, or (any other name) an HTML page with the summary")
 	quiet := fs.Bool("quiet", false, "no progress reports")
 	fs.DurationVar(&cfg.ProgressInterval, "progress-interval", 5*time.Second, "one progress line this often when stderr is not a terminal (a terminal gets a live bar)")
 	verbose := fs.Bool("v", false, "log link events")
