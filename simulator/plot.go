@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"image/color"
 	"math"
@@ -208,8 +209,8 @@ func (p Plot) build() (*plot.Plot, plot.Legend, error) {
 	for _, s := range p.Series {
 		xys := make(plotter.XYs, 0, len(s.Points))
 		for _, pt := range s.Points {
-			if p.LogY && pt[1] <= 0 {
-				continue // no place on a log axis
+			if p.LogY && pt[1] <= 0 || !finite(pt[0]) || !finite(pt[1]) {
+				continue // no place on the axes
 			}
 			xys = append(xys, plotter.XY{X: pt[0], Y: pt[1]})
 		}
@@ -225,7 +226,7 @@ func (p Plot) build() (*plot.Plot, plot.Legend, error) {
 			return nil, leg, fmt.Errorf("series %q: %w", s.Name, err)
 		}
 		line.Color = clr
-		line.Width = vg.Points(cmpOr(s.Width, 1.5))
+		line.Width = vg.Points(cmp.Or(s.Width, 1.5))
 		switch {
 		case s.Dashed:
 			line.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
@@ -254,13 +255,6 @@ func (p Plot) build() (*plot.Plot, plot.Legend, error) {
 	return gp, leg, nil
 }
 
-func cmpOr(v, def float64) float64 {
-	if v > 0 {
-		return v
-	}
-	return def
-}
-
 // ranges are the axes' ranges: x from the data unless fixed; y from 0
 // (linear) or from the nearest 1-2-5 value below the least positive point
 // (log) to the nearest nice value above the greatest, the reference line
@@ -269,7 +263,7 @@ func (p Plot) ranges() (xmin, xmax, ymin, ymax float64) {
 	xmin, xmax, ymin, ymax = math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
 	for _, s := range p.Series {
 		for _, pt := range s.Points {
-			if p.LogY && pt[1] <= 0 {
+			if p.LogY && pt[1] <= 0 || !finite(pt[0]) || !finite(pt[1]) {
 				continue
 			}
 			xmin, xmax = math.Min(xmin, pt[0]), math.Max(xmax, pt[0])
@@ -300,6 +294,8 @@ func (p Plot) ranges() (xmin, xmax, ymin, ymax float64) {
 	}
 	return xmin, xmax, 0, niceCeil(ymax * 1.05)
 }
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
 // floor125 and ceil125 round a positive v down or up to the 1-2-5
 // sequence (..., 0.5, 1, 2, 5, 10, ...).
@@ -347,7 +343,7 @@ func niceCeil(v float64) float64 {
 // 10 s run reads 0, 1, 2 ... 10, never 1.5).
 func linearTicks(lo, hi float64, steps int, whole bool) []plot.Tick {
 	span := hi - lo
-	if span <= 0 {
+	if !(span > 0) || math.IsInf(span, 0) {
 		return []plot.Tick{{Value: lo, Label: formatTick(lo, 1)}}
 	}
 	step, mant := 0.0, 0.0

@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,6 +74,21 @@ func TestLinearTicks(t *testing.T) {
 		}
 		if labels < 2 || labels > 11 {
 			t.Fatalf("0..%d s: %d labels", hi, labels)
+		}
+	}
+}
+
+// TestPlotOddData: no data, one point, a value that is not a number or
+// infinite: the figure still renders (the bad points are left out).
+func TestPlotOddData(t *testing.T) {
+	for name, pts := range map[string][][2]float64{
+		"none": nil, "one point": {{3, 7}}, "NaN": {{0, 1}, {1, math.NaN()}, {2, 3}}, "Inf": {{0, 1}, {math.Inf(1), 2}},
+	} {
+		for _, logY := range []bool{false, true} {
+			fig := Figure{{Title: name, LogY: logY, WholeX: true, HLine: 5, HLineLabel: "ref", Series: []Series{{Name: "s", Color: "#123456", Points: pts}}}}
+			if _, err := fig.SVG(); err != nil {
+				t.Errorf("%s (log %v): %v", name, logY, err)
+			}
 		}
 	}
 }
