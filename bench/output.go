@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -57,39 +58,63 @@ func (r *Result) Save(dir string) ([]string, error) {
 	if err := os.WriteFile(jsonPath, append(b, '\n'), 0o644); err != nil {
 		return nil, err
 	}
+	page, err := r.html()
+	if err != nil {
+		return nil, err
+	}
 	htmlPath := filepath.Join(dir, "bench.html")
-	if err := os.WriteFile(htmlPath, []byte(r.html()), 0o644); err != nil {
+	if err := os.WriteFile(htmlPath, []byte(page), 0o644); err != nil {
 		return nil, err
 	}
 	return []string{jsonPath, htmlPath}, nil
 }
 
-// stepsPlot is p50 / p99 / max against the requested rate of every step.
+// stepsPlot is p50 / p99 / max against the requested rate of every step,
+// as dots: a rate measured twice (a failed step is repeated) has two.
 func (r *Result) stepsPlot() simulator.Plot {
 	steps := slices.Clone(r.Switch.Steps)
-	slices.SortFunc(steps, func(a, b Step) int { return int(a.Rate - b.Rate) })
+	slices.SortFunc(steps, func(a, b Step) int { return cmp.Compare(a.Rate, b.Rate) })
 	var p50, p99, mx [][2]float64
 	for _, s := range steps {
 		p50 = append(p50, [2]float64{s.Rate, s.P50})
 		p99 = append(p99, [2]float64{s.Rate, s.P99})
 		mx = append(mx, [2]float64{s.Rate, s.Max})
 	}
-	return simulator.Plot{Title: "Latency against offered rate (each step)", XLabel: "requested rate, messages/s", YLabel: "ms (log)", LogY: true,
-		Series: []simulator.Series{{Name: "max", Color: "#999", Points: mx, Dashed: true}, {Name: "p99", Color: "#d62728", Points: p99}, {Name: "p50", Color: "#1f77b4", Points: p50}},
-		HLine:  r.TargetP99, HLineLabel: "p99 objective"}
+	return simulator.Plot{Title: "Latency against offered rate (each step)", XLabel: "requested rate, messages/s", YLabel: "ms (log scale)",
+		LogY: true, WholeX: true,
+		Series: []simulator.Series{
+			{Name: "max", Color: "#7f7f7f", Points: mx, Marks: true, NoLine: true},
+			{Name: "p99", Color: "#d62728", Points: p99, Marks: true, NoLine: true},
+			{Name: "p50", Color: "#1f77b4", Points: p50, Marks: true, NoLine: true},
+		},
+		HLine: r.TargetP99, HLineLabel: "p99 objective"}
 }
 
-func (r *Result) html() string {
+// figures are the page's charts: latency against rate for every step,
+// then latency and rate over time of the sustained step.
+func (r *Result) figures() []simulator.Figure {
+	figs := []simulator.Figure{{r.stepsPlot()}}
+	if best := r.Switch.Best; best != nil {
+		lat, rate := best.LatencyPlot()
+		lat.Title = fmt.Sprintf("Sustained step (%.0f/s): latency from scheduled send time", r.Switch.SustainedRate)
+		figs = append(figs, simulator.Figure{lat, rate})
+	}
+	return figs
+}
+
+func (r *Result) html() (string, error) {
 	var table strings.Builder
 	r.WriteTable(&table)
 	var b strings.Builder
 	b.WriteString("<!doctype html><html><head><meta charset=\"utf-8\"><title>Antaca benchmark</title></head><body style=\"font-family:sans-serif\">")
-	b.WriteString("<h1>Antaca end-to-end benchmark</h1><pre>" + html.EscapeString(table.String()) + "</pre>")
-	b.WriteString(r.stepsPlot().SVG(960, 420))
-	if best := r.Switch.Best; best != nil {
-		lat, rate := best.LatencyPlot()
-		lat.Title = fmt.Sprintf("Sustained step (%.0f/s): latency from scheduled send time", r.Switch.SustainedRate)
-		b.WriteString("<br>" + lat.SVG(960, 380) + "<br>" + rate.SVG(960, 300))
+	b.WriteString("<h1>Antaca end-to-end benchmark</h1><pre>" + html.EscapeString(table.String()) + "</pre>\n")
+	for _, fig := range r.figures() {
+		svg, err := fig.InlineSVG()
+		if err != nil {
+			return "", err
+		}
+		b.Write(svg)
+		b.WriteString("<br>\n")
 	}
 	b.WriteString("<h2>Steps</h2><pre>")
 	for _, s := range r.Switch.Steps {
@@ -101,5 +126,5 @@ func (r *Result) html() string {
 			s.Rate, s.Achieved, s.P50, s.P99, s.P999, s.Max, html.EscapeString(v))
 	}
 	b.WriteString("</pre></body></html>\n")
-	return b.String()
+	return b.String(), nil
 }

@@ -113,16 +113,53 @@ type issuerFlags struct {
 }
 
 func (f *issuerFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.apiURL, "api-url", "https://127.0.0.1:8080", "REST API base URL")
+	fs.StringVar(&f.apiURL, "api-url", DefaultAPIURL, "REST API base URL (https://... when the switch has ANTACA_TLS_CERT)")
 	fs.StringVar(&f.apiCA, "api-ca", "", "PEM CA bundle verifying the API's HTTPS certificate (system roots when empty)")
 	fs.StringVar(&f.adminUser, "admin-user", "", "admin user for /admin calls (partners, partner balances, bureau)")
 	fs.StringVar(&f.adminPassword, "admin-password", "", "admin password")
 	fs.StringVar(&f.partnerCACert, "partner-ca-cert", "", "partner CA certificate (PEM) to sign client certificates of created partners")
 	fs.StringVar(&f.partnerCAKey, "partner-ca-key", "", "partner CA private key (PEM)")
 	fs.StringVar(&f.certDir, "cert-dir", "sim-certs", "where partner client certificates are written")
-	fs.BoolVar(&f.direct, "direct", false, "perform issuer actions in process on Redis (no REST API): needs --redis-url, --key-prefix and --keys-dir of the switch")
+	fs.BoolVar(&f.direct, "direct", false, "perform issuer actions in process on Redis (no REST API, no credentials; what to use with `make run`): needs --redis-url, --key-prefix and --keys-dir of the switch")
 	fs.StringVar(&f.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL of the switch (with --direct)")
 	fs.StringVar(&f.keyPrefix, "key-prefix", "antaca", "Redis key prefix of the switch (with --direct)")
+}
+
+// DefaultAPIURL is what `antaca serve` listens on by default (`make run`):
+// plain HTTP on port 8080.
+const DefaultAPIURL = "http://127.0.0.1:8080"
+
+// directHint is how to act without the REST API.
+const directHint = "or act in process on the switch's Redis instead, with --direct (its --redis-url, --key-prefix and --keys-dir default to those of `make run`; give the switch's own otherwise)"
+
+// checkREST tells, before anything is provisioned, why the REST API
+// cannot serve a command: admin credentials, the partner CA, the scheme,
+// reachability and (for partner calls, which identify the partner by its
+// TLS client certificate) plain HTTP. It lists every problem at once and
+// suggests --direct. With --direct it checks nothing.
+func (f *issuerFlags) checkREST(ctx context.Context, cmd string, is Issuer, partnerCalls bool) error {
+	r, ok := is.(*RESTIssuer)
+	if f.direct || !ok {
+		return nil
+	}
+	var problems []string
+	if f.adminUser == "" || f.adminPassword == "" {
+		problems = append(problems, "no admin credentials: give --admin-user and --admin-password (the switch's ANTACA_ADMIN_USER and ANTACA_ADMIN_PASSWORD)")
+	}
+	if partnerCalls && (f.partnerCACert == "" || f.partnerCAKey == "") {
+		problems = append(problems, "no partner CA: give --partner-ca-cert and --partner-ca-key (the CA the switch trusts as ANTACA_PARTNER_CA) so that the new partner gets a client certificate")
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := r.Ping(pctx); err != nil {
+		problems = append(problems, err.Error())
+	} else if partnerCalls && r.PlainHTTP() {
+		problems = append(problems, "the API serves plain HTTP, and partner calls (/secure) need HTTPS with a client certificate (serve with ANTACA_TLS_CERT, ANTACA_TLS_KEY and ANTACA_PARTNER_CA)")
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("sim %s cannot work through the REST API at %s:\n  - %s\n%s", cmd, r.URL(), strings.Join(problems, "\n  - "), directHint)
 }
 
 // issuer builds the Issuer (and BureauAPI) the flags ask for, and a close
@@ -169,8 +206,6 @@ func (f *issuerFlags) issuer(keys *cardcrypto.Keys) (interface {
 	return r, func() {}, nil
 }
 
-// loadKeys reads the switch's keys directory; it never creates keys. An
-// absent directory gives nil keys when optional.
 // open loads the keys directory (required with --direct, which signs PIN
 // blocks and issues cards in process) and returns the issuer to act with.
 func (f *issuerFlags) open(keysDir string) (*cardcrypto.Keys, interface {
@@ -188,6 +223,8 @@ func (f *issuerFlags) open(keysDir string) (*cardcrypto.Keys, interface {
 	return keys, is, closeFn, nil
 }
 
+// loadKeys reads the switch's keys directory; it never creates keys. An
+// absent directory gives nil keys when optional.
 func loadKeys(dir string, required bool) (*cardcrypto.Keys, error) {
 	if _, err := os.Stat(filepath.Join(dir, cardcrypto.FileZPK)); err != nil {
 		if required {
@@ -242,6 +279,9 @@ func seedCommand(stdout, stderr io.Writer) *ffcli.Command {
 				return err
 			}
 			defer closeFn()
+			if err := iss.checkREST(ctx, "seed", is, true); err != nil {
+				return err
+			}
 			o.Logger = logger(stderr, *verbose)
 			f, err := Seed(ctx, is, o)
 			if err != nil {
@@ -330,8 +370,9 @@ func loadCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.Int64Var(&cfg.MaxAmount, "max-amount", 5000, "largest amount (minor units)")
 	fs.Float64Var(&cfg.PINShare, "pin-share", 0.2, "share of messages with DE52 on PIN cards (needs --keys-dir)")
 	jsonOut := fs.String("json", "", "write the report as JSON to this file")
-	plot := fs.String("plot", "", "write the latency-over-time plot (.html page or .svg)")
-	quiet := fs.Bool("quiet", false, "no live progress line")
+	plot := fs.String("plot", "", "write latency and rate over time: .svg or .png picture, or (any other name) an HTML page with the summary")
+	quiet := fs.Bool("quiet", false, "no progress reports")
+	fs.DurationVar(&cfg.ProgressInterval, "progress-interval", 5*time.Second, "one progress line this often when stderr is not a terminal (a terminal gets a live bar)")
 	verbose := fs.Bool("v", false, "log link events")
 	return &ffcli.Command{
 		Name:       "load",
@@ -415,6 +456,9 @@ func bureauCommand(stdout, stderr io.Writer) *ffcli.Command {
 				return err
 			}
 			defer closeFn()
+			if err := iss.checkREST(ctx, "bureau", is, false); err != nil {
+				return err
+			}
 			cfg.Out = stdout
 			n, err := RunBureau(ctx, is, cfg)
 			fmt.Fprintf(stdout, "bureau: %d card(s) personalised\n", n)

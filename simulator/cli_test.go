@@ -4,13 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/antaca/antaca/authz"
+	"github.com/antaca/antaca/cmd/antaca/app"
 	"github.com/antaca/antaca/ledger/ledgertest"
 	"github.com/antaca/antaca/simulator"
 )
@@ -143,4 +153,99 @@ func TestCommands(t *testing.T) {
 	}
 	// seed, bureau, run and load moved money through the switch.
 	sw.audit(t)
+}
+
+// TestSeedExplainsREST: without --direct, `sim seed` names every reason
+// the REST API cannot serve it before it provisions anything: a scheme
+// that does not match the server (either way), missing admin credentials
+// or partner CA, an API in plain HTTP (partner calls need a TLS client
+// certificate), an API that does not answer. Each error suggests --direct.
+func TestSeedExplainsREST(t *testing.T) {
+	var mu sync.Mutex
+	var provisioning []string
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/openapi.yaml" {
+			_, _ = w.Write([]byte("openapi: 3.0.3\n"))
+			return
+		}
+		mu.Lock()
+		provisioning = append(provisioning, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	plain := httptest.NewServer(h)
+	defer plain.Close()
+	secure := httptest.NewUnstartedServer(h)
+	secure.Config.ErrorLog = log.New(io.Discard, "", 0) // the plain-HTTP request is the point
+	secure.StartTLS()
+	defer secure.Close()
+	plainHost, secureHost := plain.Listener.Addr().String(), secure.Listener.Addr().String()
+	closed := httptest.NewServer(h)
+	closedHost := closed.Listener.Addr().String()
+	closed.Close()
+
+	dir := t.TempDir()
+	ca, err := simulator.NewCA("test partner CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, caKey := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	if err := ca.WriteFiles(caCert, caKey); err != nil {
+		t.Fatal(err)
+	}
+	creds := []string{"--admin-user", "admin", "--admin-password", "admin-password-1234"}
+	partnerCA := []string{"--partner-ca-cert", caCert, "--partner-ca-key", caKey}
+	cards := filepath.Join(dir, "cards.json")
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"https URL, plain HTTP server", append([]string{"--api-url", "https://" + plainHost}, slices.Concat(creds, partnerCA)...),
+			[]string{"answers plain HTTP, not HTTPS", "use --api-url http://" + plainHost}},
+		{"http URL, HTTPS server", append([]string{"--api-url", "http://" + secureHost}, slices.Concat(creds, partnerCA)...),
+			[]string{"speaks HTTPS, not plain HTTP", "use --api-url https://" + secureHost, "--api-ca"}},
+		{"no credentials, no partner CA", []string{"--api-url", "http://" + plainHost},
+			[]string{"--admin-user and --admin-password", "--partner-ca-cert and --partner-ca-key", "partner calls (/secure) need HTTPS"}},
+		{"plain HTTP API", append([]string{"--api-url", "http://" + plainHost}, slices.Concat(creds, partnerCA)...),
+			[]string{"partner calls (/secure) need HTTPS"}},
+		{"nobody listening", append([]string{"--api-url", "http://" + closedHost}, slices.Concat(creds, partnerCA)...),
+			[]string{"reaching the API at http://" + closedHost, "connection refused"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := sim(t, append([]string{"seed", "--cards", cards, "--cert-dir", filepath.Join(dir, "certs")}, tc.args...)...)
+			if err == nil {
+				t.Fatal("sim seed succeeded")
+			}
+			for _, w := range append(tc.want, "with --direct") {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+	if len(provisioning) > 0 {
+		t.Errorf("sim seed called the API before it could work: %v", provisioning)
+	}
+	if _, err := os.Stat(cards); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cards file written: %v", err)
+	}
+}
+
+// TestDefaultAPIURL: without --api-url the simulator talks to what
+// `antaca serve` listens on by default, in plain HTTP as it serves
+// without a certificate.
+func TestDefaultAPIURL(t *testing.T) {
+	u, err := url.Parse(simulator.DefaultAPIURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, err := net.SplitHostPort(app.DefaultConfig().HTTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app.DefaultConfig().TLSCert != "" || u.Scheme != "http" || u.Port() != port {
+		t.Errorf("DefaultAPIURL %s, but antaca serve listens on %s (TLS certificate %q)", simulator.DefaultAPIURL, app.DefaultConfig().HTTPAddr, app.DefaultConfig().TLSCert)
+	}
 }

@@ -113,8 +113,11 @@ type LoadConfig struct {
 	// MaxInFlight bounds messages awaiting an answer (default 20000); a
 	// message scheduled beyond it is counted as a client error.
 	MaxInFlight int
-	// Progress, when set, receives a live progress line every second.
-	Progress io.Writer
+	// Progress, when set, receives the run's progress: a bar redrawn in
+	// place when it is a terminal, otherwise one short line every
+	// ProgressInterval (default 5s); both end with a last report.
+	Progress         io.Writer
+	ProgressInterval time.Duration
 	// Label names the run in the report.
 	Label string
 }
@@ -358,53 +361,6 @@ func waitUntil(ctx context.Context, due time.Time) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// progress prints a live line every second, and a last one when stopped;
-// only its goroutine writes to Progress.
-func (lr *loadRun) progress() func() {
-	if lr.cfg.Progress == nil {
-		return func() {}
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				lr.printProgress()
-				fmt.Fprintln(lr.cfg.Progress)
-				return
-			case <-t.C:
-				lr.printProgress()
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		wg.Wait()
-	}
-}
-
-func (lr *loadRun) printProgress() {
-	el := time.Since(lr.start).Seconds()
-	lr.mu.Lock()
-	p99 := float64(lr.hist.ValueAtQuantile(99)) / 1000
-	lr.mu.Unlock()
-	total := ""
-	if lr.cfg.Duration > 0 {
-		total = fmt.Sprintf("/%.0fs", lr.cfg.Duration.Seconds())
-	}
-	rate := 0.0
-	if el > 0 {
-		rate = float64(lr.requests.Load()) / el
-	}
-	fmt.Fprintf(lr.cfg.Progress, "\r%6.1fs%s  sent %d  answered %d  %.0f/s  p99 %.2fms  timeouts %d  errors %d  in flight %d   ",
-		el, total, lr.requests.Load(), lr.answers.Load(), rate, p99, lr.timeouts.Load(), lr.errs.Load(), lr.inFlight.Load())
 }
 
 func (lr *loadRun) sec(due time.Time) *second {

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/antaca/antaca/api/jwe"
@@ -85,8 +86,50 @@ func NewRESTIssuer(cfg RESTConfig) (*RESTIssuer, error) {
 	return &RESTIssuer{cfg: cfg, base: u, jwe: key, pub: pub, clients: map[string]*http.Client{}}, nil
 }
 
-// Ping checks that the REST API answers GET /openapi.yaml over HTTPS with
-// the configured CA, and says why not (TLS, dial, timeout, status).
+// ErrPlainHTTP means the server behind an https:// API URL answered in
+// plain HTTP; ErrNeedsHTTPS that the server behind an http:// URL speaks
+// HTTPS. Either way the URL's scheme is wrong.
+var (
+	ErrPlainHTTP  = errors.New("the API answers plain HTTP, not HTTPS")
+	ErrNeedsHTTPS = errors.New("the API speaks HTTPS, not plain HTTP")
+)
+
+// PlainHTTP reports whether the API URL is plain http://. Partner calls
+// (/secure) cannot work there: the switch identifies a partner by its TLS
+// client certificate.
+func (r *RESTIssuer) PlainHTTP() bool { return r.base.Scheme == "http" }
+
+// URL is the API root the issuer talks to.
+func (r *RESTIssuer) URL() string { return r.base.Redacted() }
+
+// transportError explains a request that got no HTTP answer; a plain-HTTP
+// answer to an https:// URL says which URL to use instead.
+func (r *RESTIssuer) transportError(op string, err error) error {
+	if errors.Is(err, http.ErrSchemeMismatch) {
+		return fmt.Errorf("%s: %w: use --api-url http://%s (an `antaca serve` without ANTACA_TLS_CERT, such as `make run`, serves plain HTTP)",
+			op, ErrPlainHTTP, r.base.Host)
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%s: %w (is `antaca serve` running there?)", op, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// httpsRefusal recognises the 400 with which an HTTPS server (Go's and
+// nginx's wording) answers a plain-HTTP request.
+func httpsRefusal(status int, body []byte) bool {
+	return status == http.StatusBadRequest &&
+		(bytes.Contains(body, []byte("HTTP request to an HTTPS server")) || bytes.Contains(body, []byte("plain HTTP request was sent to HTTPS port")))
+}
+
+func (r *RESTIssuer) needsHTTPS(op string) error {
+	return fmt.Errorf("%s: %w: use --api-url https://%s (with --api-ca, the CA of the switch's certificate, unless the system trusts it)",
+		op, ErrNeedsHTTPS, r.base.Host)
+}
+
+// Ping checks that the REST API answers GET /openapi.yaml with the
+// configured scheme and CA, and says why not (scheme, TLS, dial, timeout,
+// status).
 func (r *RESTIssuer) Ping(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base.String()+"/openapi.yaml", nil)
 	if err != nil {
@@ -96,12 +139,16 @@ func (r *RESTIssuer) Ping(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	op := "reaching the API at " + r.URL()
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		return r.transportError(op, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if httpsRefusal(resp.StatusCode, body) {
+		return r.needsHTTPS(op)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %s: %q", req.URL.Redacted(), resp.Status, body)
 	}
@@ -176,7 +223,7 @@ func (r *RESTIssuer) do(ctx context.Context, c call, out any) error {
 	if c.partner != nil {
 		certFile, keyFile = c.partner.ClientCert, c.partner.ClientKey
 		if certFile == "" {
-			return fmt.Errorf("%s: partner %s has no client certificate for /secure (give the partner CA with --partner-ca-cert/--partner-ca-key)", c.op, c.partner.ID)
+			return fmt.Errorf("%s: partner %s has no client certificate for /secure (give the partner CA with --partner-ca-cert/--partner-ca-key, or use --direct)", c.op, c.partner.ID)
 		}
 	}
 	hc, err := r.client(certFile, keyFile)
@@ -185,12 +232,15 @@ func (r *RESTIssuer) do(ctx context.Context, c call, out any) error {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s: %w", c.op, err)
+		return r.transportError(c.op, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return fmt.Errorf("%s: reading response: %w", c.op, err)
+	}
+	if httpsRefusal(resp.StatusCode, raw) {
+		return r.needsHTTPS(c.op)
 	}
 	if resp.StatusCode >= 300 {
 		ae := &APIError{Status: resp.StatusCode, Op: c.op}
@@ -200,6 +250,9 @@ func (r *RESTIssuer) do(ctx context.Context, c call, out any) error {
 		}
 		if ae.Code == "" {
 			ae.Code = http.StatusText(resp.StatusCode)
+		}
+		if ae.Code == "CLIENT_CERTIFICATE_REQUIRED" && r.PlainHTTP() {
+			ae.Message += " (over plain HTTP the switch never sees one: partner calls need an HTTPS API with ANTACA_PARTNER_CA, or use --direct)"
 		}
 		return ae
 	}
@@ -240,10 +293,13 @@ func (r *RESTIssuer) serverPublicKey(ctx context.Context) (*rsa.PublicKey, error
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetching server public key: %w", err)
+		return nil, r.transportError("fetching server public key", err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if httpsRefusal(resp.StatusCode, raw) {
+		return nil, r.needsHTTPS("fetching server public key")
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("fetching server public key: status %d", resp.StatusCode)
 	}
@@ -289,7 +345,7 @@ func (r *RESTIssuer) admin(ctx context.Context, renew bool) (string, error) {
 		return tok, nil
 	}
 	if r.cfg.AdminUser == "" {
-		return "", errors.New("admin call needs --admin-user and --admin-password")
+		return "", errors.New("admin call needs --admin-user and --admin-password (or --direct, to act in process on the switch's Redis)")
 	}
 	var out struct {
 		Token string `json:"token"`

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,13 +15,6 @@ import (
 	"github.com/antaca/antaca/authz/cardcrypto"
 	"github.com/antaca/antaca/iso"
 )
-
-// Issuer actions a scenario step can perform.
-var actionNames = []string{
-	"create_partner", "reload_partner", "new_account", "create_customer", "create_balance", "reload",
-	"check_balance", "issue_virtual", "order_physical", "personalise", "activate", "print", "set_pin",
-	"lock", "unlock", "remove", "sleep",
-}
 
 // RunConfig is what scenarios run against.
 type RunConfig struct {
@@ -248,180 +242,248 @@ func statusMatches(want string, got int) bool {
 	return want == strconv.Itoa(got)
 }
 
-func (r *run) doAction(ctx context.Context, st *Step) (string, error) {
-	iss := r.cfg.Issuer
-	if iss == nil && st.Action != "sleep" {
-		return "", errors.New("issuer actions need the REST API (--api) or --direct")
+// actionFunc performs one issuer action of a scenario step and describes
+// what it did.
+type actionFunc func(r *run, ctx context.Context, st *Step) (string, error)
+
+// action is a named step action; a local one needs no issuer.
+type action struct {
+	name  string
+	do    actionFunc
+	local bool
+}
+
+// actions are the actions a scenario step can name, in the order an
+// unknown action's error lists them.
+var actions = []action{
+	{name: "create_partner", do: (*run).createPartner},
+	{name: "reload_partner", do: (*run).reloadPartner},
+	{name: "new_account", do: (*run).newAccount},
+	{name: "create_customer", do: (*run).createCustomer},
+	{name: "create_balance", do: (*run).createBalanceAction},
+	{name: "reload", do: (*run).reload},
+	{name: "check_balance", do: (*run).checkBalance},
+	{name: "issue_virtual", do: issueCard(Issuer.IssueVirtual)},
+	{name: "order_physical", do: issueCard(Issuer.OrderPhysical)},
+	{name: "personalise", do: cardAction(func(r *run, ctx context.Context, _ *Step, c Card, p Partner) error {
+		return r.cfg.Issuer.Personalise(ctx, p, c.ID)
+	})},
+	{name: "activate", do: cardAction(func(r *run, ctx context.Context, _ *Step, c Card, p Partner) error {
+		return r.cfg.Issuer.Activate(ctx, p, c.CustomerID, c.ID)
+	})},
+	{name: "print", do: (*run).print},
+	{name: "set_pin", do: cardAction((*run).setPIN)},
+	{name: "lock", do: cardAction(func(r *run, ctx context.Context, st *Step, c Card, p Partner) error {
+		reason, err := parseInt("reason", st.Reason)
+		if err != nil {
+			return err
+		}
+		return r.cfg.Issuer.Lock(ctx, p, c.CustomerID, c.ID, int(reason))
+	})},
+	{name: "unlock", do: cardAction(func(r *run, ctx context.Context, _ *Step, c Card, p Partner) error {
+		return r.cfg.Issuer.Unlock(ctx, p, c.CustomerID, c.ID)
+	})},
+	{name: "remove", do: cardAction(func(r *run, ctx context.Context, _ *Step, c Card, p Partner) error {
+		return r.cfg.Issuer.Remove(ctx, p, c.CustomerID, c.ID)
+	})},
+	{name: "sleep", do: (*run).sleep, local: true},
+}
+
+// actionNames are the names of actions, in their order.
+var actionNames = func() []string {
+	names := make([]string, len(actions))
+	for i, a := range actions {
+		names[i] = a.name
 	}
-	switch st.Action {
-	case "sleep":
-		d, err := time.ParseDuration(st.Duration)
-		if err != nil {
-			return "", fmt.Errorf("duration %q: %w", st.Duration, err)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(d):
-		}
-		return "slept " + d.String(), nil
+	return names
+}()
 
-	case "create_partner":
-		funds, err := optInt("funds", st.Funds, 0)
-		if err != nil {
-			return "", err
-		}
-		spec := PartnerSpec{ID: "sim-" + randomDigits(10), BIN: st.BIN, Currency: st.Currency, FundingModel: st.Funding, Funds: funds}
-		if spec.BIN == "" {
-			spec.BIN = "9" + randomDigits(7)
-		}
-		if spec.Currency == "" {
-			spec.Currency = "EUR"
-		}
-		if spec.FundingModel == "" {
-			spec.FundingModel = "DEPOSIT"
-		}
-		p, err := iss.CreatePartner(ctx, spec)
-		if err != nil {
-			return "", err
-		}
-		r.partners[st.As] = p
-		r.partners[p.ID] = p
-		r.set(st.As, "id", p.ID, "bin", p.BIN, "balance", p.BalanceID)
-		return fmt.Sprintf("partner %s (%s, BIN %s, funds %d)", p.ID, p.FundingModel, p.BIN, funds), nil
+func (r *run) doAction(ctx context.Context, st *Step) (string, error) {
+	i := slices.IndexFunc(actions, func(a action) bool { return a.name == st.Action })
+	if i < 0 {
+		return "", fmt.Errorf("unknown action %q", st.Action)
+	}
+	if r.cfg.Issuer == nil && !actions[i].local {
+		return "", errors.New("issuer actions need the REST API (--api-url) or --direct")
+	}
+	return actions[i].do(r, ctx, st)
+}
 
-	case "reload_partner":
-		p, err := r.partnerOf(st.Partner)
-		if err != nil {
-			return "", err
-		}
-		amount, err := parseInt("amount", st.Amount)
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("partner %s reloaded with %d", p.ID, amount), iss.ReloadPartnerBalance(ctx, p, amount)
+func (r *run) sleep(ctx context.Context, st *Step) (string, error) {
+	d, err := time.ParseDuration(st.Duration)
+	if err != nil {
+		return "", fmt.Errorf("duration %q: %w", st.Duration, err)
+	}
+	select {
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-time.After(d):
+	}
+	return "slept " + d.String(), nil
+}
 
-	case "create_customer", "new_account":
-		p, err := r.partnerOf(st.Partner)
+func (r *run) createPartner(ctx context.Context, st *Step) (string, error) {
+	funds, err := optInt("funds", st.Funds, 0)
+	if err != nil {
+		return "", err
+	}
+	spec := PartnerSpec{ID: "sim-" + randomDigits(10), BIN: st.BIN, Currency: st.Currency, FundingModel: st.Funding, Funds: funds}
+	if spec.BIN == "" {
+		spec.BIN = "9" + randomDigits(7)
+	}
+	if spec.Currency == "" {
+		spec.Currency = "EUR"
+	}
+	if spec.FundingModel == "" {
+		spec.FundingModel = "DEPOSIT"
+	}
+	p, err := r.cfg.Issuer.CreatePartner(ctx, spec)
+	if err != nil {
+		return "", err
+	}
+	r.partners[st.As] = p
+	r.partners[p.ID] = p
+	r.set(st.As, "id", p.ID, "bin", p.BIN, "balance", p.BalanceID)
+	return fmt.Sprintf("partner %s (%s, BIN %s, funds %d)", p.ID, p.FundingModel, p.BIN, funds), nil
+}
+
+func (r *run) reloadPartner(ctx context.Context, st *Step) (string, error) {
+	p, err := r.partnerOf(st.Partner)
+	if err != nil {
+		return "", err
+	}
+	amount, err := parseInt("amount", st.Amount)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("partner %s reloaded with %d", p.ID, amount), r.cfg.Issuer.ReloadPartnerBalance(ctx, p, amount)
+}
+
+// customer registers a customer of the step's partner (KYC verified
+// unless verified: false) and names it after the step.
+func (r *run) customer(ctx context.Context, st *Step) (custRef, error) {
+	p, err := r.partnerOf(st.Partner)
+	if err != nil {
+		return custRef{}, err
+	}
+	c, err := r.cfg.Issuer.CreateCustomer(ctx, p, "sim-"+randomDigits(12), st.Verified != "false")
+	if err != nil {
+		return custRef{}, err
+	}
+	ref := custRef{partner: p, Customer: c}
+	r.customers[st.As] = ref
+	r.set(st.As, "id", c.ID, "customer", c.ID)
+	return ref, nil
+}
+
+func (r *run) createCustomer(ctx context.Context, st *Step) (string, error) {
+	c, err := r.customer(ctx, st)
+	if err != nil {
+		return "", err
+	}
+	return "customer " + c.ID, nil
+}
+
+// newAccount is a customer with a (funded) balance in one step.
+func (r *run) newAccount(ctx context.Context, st *Step) (string, error) {
+	c, err := r.customer(ctx, st)
+	if err != nil {
+		return "", err
+	}
+	return r.createBalance(ctx, st, c)
+}
+
+func (r *run) createBalanceAction(ctx context.Context, st *Step) (string, error) {
+	c, ok := r.customers[st.Customer]
+	if !ok {
+		return "", fmt.Errorf("unknown customer %q", st.Customer)
+	}
+	return r.createBalance(ctx, st, c)
+}
+
+func (r *run) reload(ctx context.Context, st *Step) (string, error) {
+	b, err := r.balanceOf(st.Balance)
+	if err != nil {
+		return "", err
+	}
+	amount, err := parseInt("amount", st.Amount)
+	if err != nil {
+		return "", err
+	}
+	if err := r.cfg.Issuer.Reload(ctx, b.partner, b.customerID, b.ID, amount); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("balance %s reloaded with %d", b.ID, amount), nil
+}
+
+func (r *run) checkBalance(ctx context.Context, st *Step) (string, error) {
+	b, err := r.balanceOf(st.Balance)
+	if err != nil {
+		return "", err
+	}
+	got, err := r.cfg.Issuer.GetBalance(ctx, b.partner, b.customerID, b.ID)
+	if err != nil {
+		return "", err
+	}
+	r.set(st.As, "id", got.ID, "available", strconv.FormatInt(got.Available, 10), "held", strconv.FormatInt(got.Held, 10))
+	for _, c := range []struct {
+		field, want string
+		got         int64
+	}{{"available", st.Expect.Available, got.Available}, {"held", st.Expect.Held, got.Held}} {
+		if c.want == "" {
+			continue
+		}
+		w, err := parseInt("expected "+c.field, c.want)
 		if err != nil {
 			return "", err
 		}
-		verified := st.Verified != "false"
-		c, err := iss.CreateCustomer(ctx, p, "sim-"+randomDigits(12), verified)
-		if err != nil {
-			return "", err
+		if w != c.got {
+			return "", fmt.Errorf("balance %s: want %d, got %d", c.field, w, c.got)
 		}
-		r.customers[st.As] = custRef{partner: p, Customer: c}
-		r.set(st.As, "id", c.ID, "customer", c.ID)
-		if st.Action == "create_customer" {
-			return "customer " + c.ID, nil
-		}
-		return r.createBalance(ctx, st, custRef{partner: p, Customer: c})
+	}
+	return fmt.Sprintf("balance available %d held %d", got.Available, got.Held), nil
+}
 
-	case "create_balance":
-		c, ok := r.customers[st.Customer]
-		if !ok {
-			return "", fmt.Errorf("unknown customer %q", st.Customer)
-		}
-		return r.createBalance(ctx, st, c)
-
-	case "reload":
+// issueCard is an action that creates a card on the step's balance with
+// one Issuer method (IssueVirtual or OrderPhysical).
+func issueCard(create func(Issuer, context.Context, Partner, string, string) (Card, error)) actionFunc {
+	return func(r *run, ctx context.Context, st *Step) (string, error) {
 		b, err := r.balanceOf(st.Balance)
 		if err != nil {
 			return "", err
 		}
-		amount, err := parseInt("amount", st.Amount)
-		if err != nil {
-			return "", err
-		}
-		if err := iss.Reload(ctx, b.partner, b.customerID, b.ID, amount); err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("balance %s reloaded with %d", b.ID, amount), nil
-
-	case "check_balance":
-		b, err := r.balanceOf(st.Balance)
-		if err != nil {
-			return "", err
-		}
-		got, err := iss.GetBalance(ctx, b.partner, b.customerID, b.ID)
-		if err != nil {
-			return "", err
-		}
-		r.set(st.As, "id", got.ID, "available", strconv.FormatInt(got.Available, 10), "held", strconv.FormatInt(got.Held, 10))
-		for _, c := range []struct {
-			field, want string
-			got         int64
-		}{{"available", st.Expect.Available, got.Available}, {"held", st.Expect.Held, got.Held}} {
-			if c.want == "" {
-				continue
-			}
-			w, err := parseInt("expected "+c.field, c.want)
-			if err != nil {
-				return "", err
-			}
-			if w != c.got {
-				return "", fmt.Errorf("balance %s: want %d, got %d", c.field, w, c.got)
-			}
-		}
-		return fmt.Sprintf("balance available %d held %d", got.Available, got.Held), nil
-
-	case "issue_virtual", "order_physical":
-		b, err := r.balanceOf(st.Balance)
-		if err != nil {
-			return "", err
-		}
-		var c Card
-		if st.Action == "issue_virtual" {
-			c, err = iss.IssueVirtual(ctx, b.partner, b.customerID, b.ID)
-		} else {
-			c, err = iss.OrderPhysical(ctx, b.partner, b.customerID, b.ID)
-		}
+		c, err := create(r.cfg.Issuer, ctx, b.partner, b.customerID, b.ID)
 		if err != nil {
 			return "", err
 		}
 		return r.keepCard(st, c, b), nil
+	}
+}
 
-	case "print":
-		orig, p, err := r.cardOf(st.Card)
-		if err != nil {
-			return "", err
-		}
-		c, err := iss.Print(ctx, p, orig.CustomerID, orig.ID)
-		if err != nil {
-			return "", err
-		}
-		if c.PAN == "" {
-			c.PAN, c.Expiry = orig.PAN, orig.Expiry
-		}
-		return r.keepCard(st, c, balRef{partner: p, customerID: orig.CustomerID, Balance: Balance{ID: orig.BalanceID, Currency: orig.Currency}}), nil
+func (r *run) print(ctx context.Context, st *Step) (string, error) {
+	orig, p, err := r.cardOf(st.Card)
+	if err != nil {
+		return "", err
+	}
+	c, err := r.cfg.Issuer.Print(ctx, p, orig.CustomerID, orig.ID)
+	if err != nil {
+		return "", err
+	}
+	if c.PAN == "" {
+		c.PAN, c.Expiry = orig.PAN, orig.Expiry
+	}
+	return r.keepCard(st, c, balRef{partner: p, customerID: orig.CustomerID, Balance: Balance{ID: orig.BalanceID, Currency: orig.Currency}}), nil
+}
 
-	case "personalise", "activate", "set_pin", "lock", "unlock", "remove":
+// cardAction is an action on the step's existing card: do performs it,
+// and the detail names the action and the card (masked).
+func cardAction(do func(r *run, ctx context.Context, st *Step, c Card, p Partner) error) actionFunc {
+	return func(r *run, ctx context.Context, st *Step) (string, error) {
 		c, p, err := r.cardOf(st.Card)
 		if err != nil {
 			return "", err
 		}
-		switch st.Action {
-		case "personalise":
-			err = iss.Personalise(ctx, p, c.ID)
-		case "activate":
-			err = iss.Activate(ctx, p, c.CustomerID, c.ID)
-		case "set_pin":
-			if err = iss.SetPIN(ctx, p, c.CustomerID, c.ID, st.PIN); err == nil {
-				c.PIN = st.PIN
-				r.cards[st.Card] = c
-			}
-		case "lock":
-			var reason int64
-			if reason, err = parseInt("reason", st.Reason); err == nil {
-				err = iss.Lock(ctx, p, c.CustomerID, c.ID, int(reason))
-			}
-		case "unlock":
-			err = iss.Unlock(ctx, p, c.CustomerID, c.ID)
-		case "remove":
-			err = iss.Remove(ctx, p, c.CustomerID, c.ID)
-		}
-		if err != nil {
+		if err := do(r, ctx, st, c, p); err != nil {
 			return "", err
 		}
 		detail := fmt.Sprintf("%s card %s (%s)", st.Action, c.ID, c.Masked())
@@ -430,7 +492,16 @@ func (r *run) doAction(ctx context.Context, st *Step) (string, error) {
 		}
 		return detail, nil
 	}
-	return "", fmt.Errorf("unknown action %q", st.Action)
+}
+
+// setPIN sets the card's PIN and remembers it for later PIN messages.
+func (r *run) setPIN(ctx context.Context, st *Step, c Card, p Partner) error {
+	if err := r.cfg.Issuer.SetPIN(ctx, p, c.CustomerID, c.ID, st.PIN); err != nil {
+		return err
+	}
+	c.PIN = st.PIN
+	r.cards[st.Card] = c
+	return nil
 }
 
 func (r *run) createBalance(ctx context.Context, st *Step, c custRef) (string, error) {
