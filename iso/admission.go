@@ -6,62 +6,54 @@ import (
 )
 
 // admission sheds authorizations that cannot be answered in time. It
-// estimates how long a new request would wait as the requests already in
-// the decision stage times the recent service time (the time between two
-// completions while the stage was busy: the inverse of the throughput the
-// stores sustain now). When that estimate exceeds what is left of the
-// request's deadline, the request is answered "issuer unavailable" at once,
-// without touching the stores, so the work already admitted still finishes
-// in time and the network stands in for the rest. When the load drops, the
-// in-flight count drops with it and admission resumes at once.
-//
-// The service time is only sampled while more than one request is in the
-// stage, so that a quiet link (one request a second) does not read as a
-// slow store.
+// estimates how long a new request would take as the requests in the
+// decision stage (the queue depth, itself included) times the recent
+// service time per request: the latency of a recent decision divided by
+// the depth it found when it entered. When the estimate exceeds what is
+// left of the request's deadline, the request is answered "issuer
+// unavailable" at once, without touching the stores, so the work already
+// admitted still finishes in time and the network stands in for the rest.
+// When the load drops, the depth drops with it and admission resumes at
+// once; a burst that the stores clear in time is admitted whole.
 type admission struct {
 	mu       sync.Mutex
 	inflight int
-	last     time.Time     // the last completion
-	gap      time.Duration // EWMA of the busy gap between completions
-	fresh    bool          // the next sample replaces gap (after idle)
+	perItem  time.Duration // EWMA of latency / depth at entry
 }
 
-// ewmaShift makes the weight of a new sample 1/16.
-const ewmaShift = 4
+// ewmaShift makes the weight of a new sample 1/8.
+const ewmaShift = 3
+
+// ticket is an admitted request: when it entered and the depth it found.
+type ticket struct {
+	start time.Time
+	depth int
+}
 
 // admit reports whether a request with budget left before its deadline
-// should enter the decision stage; when it does, the caller must call done.
-func (a *admission) admit(budget time.Duration) bool {
+// should enter the decision stage; when it does, the caller must call done
+// with the ticket when the decision is made (even after the deadline: work
+// the stores still do is load).
+func (a *admission) admit(budget time.Duration) (ticket, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.gap > 0 && time.Duration(a.inflight)*a.gap > budget {
-		return false
+	depth := a.inflight + 1
+	if a.perItem > 0 && time.Duration(depth)*a.perItem > budget {
+		return ticket{}, false
 	}
-	a.inflight++
-	return true
+	a.inflight = depth
+	return ticket{start: time.Now(), depth: depth}, true
 }
 
-// done records a completion.
-func (a *admission) done(now time.Time) {
+// done records a completed decision.
+func (a *admission) done(t ticket, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	busy := a.inflight > 1
 	a.inflight--
-	if !a.last.IsZero() && busy {
-		sample := now.Sub(a.last)
-		if a.gap == 0 || a.fresh {
-			a.gap, a.fresh = sample, false
-		} else {
-			a.gap += (sample - a.gap) >> ewmaShift
-		}
-	}
-	if a.inflight == 0 {
-		// Idle: the gap since this completion says nothing about the
-		// stores. The last estimate stands until the next busy period
-		// gives a sample, which replaces it.
-		a.last = time.Time{}
-		a.fresh = true
+	sample := now.Sub(t.start) / time.Duration(max(t.depth, 1))
+	if a.perItem == 0 {
+		a.perItem = sample
 		return
 	}
-	a.last = now
+	a.perItem += (sample - a.perItem) >> ewmaShift
 }

@@ -359,7 +359,8 @@ func (c *serverConn) handle(frame []byte, received time.Time) {
 		// Reversals, advices and repeats are always admitted: the network
 		// repeats them until answered, and reversals give money back.
 		budget := time.Until(received.Add(c.srv.cfg.RequestTimeout))
-		if !c.srv.adm.admit(budget) {
+		tk, ok := c.srv.adm.admit(budget)
+		if !ok {
 			c.srv.m.shed.Inc()
 			if ok, suppressed := c.srv.timeoutLog.allow(time.Now()); ok {
 				c.log.Warn("overloaded: answering issuer unavailable without deciding",
@@ -368,7 +369,7 @@ func (c *serverConn) handle(frame []byte, received time.Time) {
 			c.answer(mti, msg, authz.Decision{Reason: authz.ReasonIssuerUnavailable}, received, req, -1)
 			return
 		}
-		c.answer(mti, msg, c.decide(req, received, func() { c.srv.adm.done(time.Now()) }), received, req, -1)
+		c.answer(mti, msg, c.decide(req, received, func() { c.srv.adm.done(tk, time.Now()) }), received, req, -1)
 		return
 	}
 	c.answer(mti, msg, c.decide(req, received, nil), received, req, -1)

@@ -4,15 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
-	"net"
-	"net/url"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -429,93 +425,6 @@ func counterValue(tb testing.TB, reg *prometheus.Registry, name string, labels m
 	}
 	tb.Fatalf("metric %s %v not found", name, labels)
 	return 0
-}
-
-// tcpProxy stands between the pool and Postgres so a test can cut the
-// database off (refused connections, broken sessions) and bring it back.
-type tcpProxy struct {
-	target string
-	addr   string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  map[net.Conn]bool
-}
-
-func newTCPProxy(tb testing.TB, target string) *tcpProxy {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(tb, err)
-	p := &tcpProxy{target: target, addr: ln.Addr().String(), ln: ln, conns: map[net.Conn]bool{}}
-	go p.serve(ln)
-	tb.Cleanup(p.stop)
-	return p
-}
-
-func (p *tcpProxy) serve(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c], p.conns[up] = true, true
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			_, _ = io.Copy(dst, src)
-			_ = dst.Close()
-			_ = src.Close()
-		}
-		go pipe(up, c)
-		go pipe(c, up)
-	}
-}
-
-// stop refuses new connections and breaks the open ones.
-func (p *tcpProxy) stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		_ = p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = map[net.Conn]bool{}
-}
-
-// start listens again on the same address.
-func (p *tcpProxy) start(tb testing.TB) {
-	tb.Helper()
-	var (
-		ln  net.Listener
-		err error
-	)
-	for range 50 {
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	must(tb, err)
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go p.serve(ln)
-}
-
-// urlVia returns dbURL with its host replaced by addr.
-func urlVia(tb testing.TB, dbURL, addr string) string {
-	tb.Helper()
-	u, err := url.Parse(dbURL)
-	must(tb, err)
-	u.Host = addr
-	return u.String()
 }
 
 // waitFor polls cond until it holds or d passes.

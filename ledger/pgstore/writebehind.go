@@ -583,6 +583,22 @@ func (w *WriteBehind) ProcessOnce(ctx context.Context) (int, error) {
 	}
 }
 
+// CommitQueued commits everything queued in this process (not the
+// streams: a Redis that lost its state has none). The switch calls it
+// before it rebuilds Redis from Postgres, so the rebuild reads back what
+// this process held.
+func (w *WriteBehind) CommitQueued(ctx context.Context) error {
+	for {
+		n, err := w.commitPending(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}
+
 // Flush commits until every journal stream is empty and nothing is queued,
 // retrying failures meanwhile. It returns ctx's error, wrapped with the last
 // failure, if ctx ends first. Used on SIGTERM, before Rebuild or Audit, and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/antaca/antaca/ledger/ledgertest"
 	"strings"
 	"sync"
 	"testing"
@@ -201,9 +202,9 @@ func TestGroupCommit(t *testing.T) {
 // and Healthy turns true.
 func TestCommitNotDurable(t *testing.T) {
 	fx := newFixture(t)
-	proxy := newTCPProxy(t, "127.0.0.1:5432")
+	proxy := ledgertest.NewTCPProxy(t, "127.0.0.1:5432")
 	ctx := ctxT(t, 30*time.Second)
-	pool, err := OpenPool(ctx, urlVia(t, fx.dbURL, proxy.addr))
+	pool, err := OpenPool(ctx, ledgertest.URLVia(t, fx.dbURL, proxy.Addr()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +216,7 @@ func TestCommitNotDurable(t *testing.T) {
 	go func() { defer wg.Done(); _ = w.Run(runCtx) }()
 	t.Cleanup(func() { stop(); wg.Wait() })
 
-	proxy.stop()
+	proxy.Stop()
 	seq := fx.emit(t, "pa", "create", chg{T: "customers", ID: "c1", Set: map[string]string{"first_name": "Ada"}})
 	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	err = w.Commit(dctx, []ledger.JournalEntry{fx.lastEntry(t, "pa", seq)}, true)
@@ -227,7 +228,7 @@ func TestCommitNotDurable(t *testing.T) {
 	if l := fx.rdb.XLen(ctx, fx.keys.Journal("pa")).Val(); l != 1 {
 		t.Fatalf("stream holds %d entries during the outage, want the 1 not committed", l)
 	}
-	proxy.start(t)
+	proxy.Start(t)
 	waitFor(t, 10*time.Second, "the queued entry to commit", func() bool {
 		return w.Healthy() && len(fx.journalSeqs(t, "pa")) == 1
 	})
@@ -239,9 +240,9 @@ func TestCommitNotDurable(t *testing.T) {
 // nothing lost.
 func TestWriteBehindPostgresOutage(t *testing.T) {
 	fx := newFixture(t)
-	proxy := newTCPProxy(t, "127.0.0.1:5432")
+	proxy := ledgertest.NewTCPProxy(t, "127.0.0.1:5432")
 	ctx := ctxT(t, 30*time.Second)
-	pool, err := OpenPool(ctx, urlVia(t, fx.dbURL, proxy.addr))
+	pool, err := OpenPool(ctx, ledgertest.URLVia(t, fx.dbURL, proxy.Addr()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +265,7 @@ func TestWriteBehindPostgresOutage(t *testing.T) {
 		return len(fx.journalSeqs(t, "pa")) == seedEvents
 	})
 
-	proxy.stop()
+	proxy.Stop()
 	fx.seedProgram(t, "pb", "DEPOSIT", "400002")
 	waitFor(t, 10*time.Second, "postgres errors to be counted", func() bool {
 		return counterValue(t, reg, "antaca_writebehind_errors_total", map[string]string{"stage": "postgres"}) >= 2
@@ -276,7 +277,7 @@ func TestWriteBehindPostgresOutage(t *testing.T) {
 		t.Fatalf("pb stream holds %d entries during the outage, want all %d (nothing trimmed)", l, seedEvents)
 	}
 
-	proxy.start(t)
+	proxy.Start(t)
 	waitFor(t, 15*time.Second, "the lag to drain", func() bool {
 		n, _, err := w.Lag(ctx)
 		return err == nil && n == 0

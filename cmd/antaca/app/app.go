@@ -186,6 +186,16 @@ func (a *App) recover(ctx context.Context) error {
 	if ready {
 		return nil
 	}
+	if a.writeBehind != nil {
+		// What this switch still holds for Postgres goes there first, so
+		// the rebuild reads it back.
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := a.writeBehind.CommitQueued(fctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("committing the queued journal before the rebuild: %w", err)
+		}
+	}
 	var opts []pgstore.RebuildOption
 	if a.cfg.VelocityMax > 0 {
 		opts = append(opts, pgstore.WithVelocityWindow(a.cfg.VelocityWindow))
