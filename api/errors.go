@@ -58,6 +58,7 @@ var errorTable = []struct {
 	{authz.ErrInvalidTransition, 409, "INVALID_CARD_STATE", "the card's state does not allow this operation"},
 	{issuing.ErrWrongCardType, 409, "WRONG_CARD_TYPE", "operation not available for this card type"},
 	{issuing.ErrNoBIN, 409, "PARTNER_HAS_NO_BIN", "the partner program has no BIN to issue cards from"},
+	{ledger.ErrBalanceLimit, 409, "BALANCE_LIMIT_EXCEEDED", "the balance would exceed 999999999999 minor units, the most an answer can carry; nothing was changed"},
 	{ledger.ErrIdempotencyMismatch, 422, "IDEMPOTENCY_KEY_REUSED", "the Idempotency-Key was used with a different amount"},
 	// Bad input the ledger caught.
 	{ledger.ErrInvalidAmount, 400, "INVALID_AMOUNT", "amount must be a positive integer in minor units"},

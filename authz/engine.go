@@ -90,6 +90,8 @@ var (
 	// ErrCardChanged says the card changed since it was read: decide again
 	// on a fresh read.
 	ErrCardChanged = errors.New("card changed since it was read")
+	// ErrBalanceLimit says a credit would take a balance past MaxAmount.
+	ErrBalanceLimit = errors.New("balance would exceed the largest amount")
 )
 
 // Ledger is the state the engine reads and changes. Package ledger
@@ -586,6 +588,11 @@ func reference(req *Request, card CardInfo) string {
 func (e *Engine) fundsError(base Decision, err error) (Decision, error) {
 	if errors.Is(err, ErrMismatch) {
 		return withReason(base, ReasonFormatError), nil
+	}
+	if errors.Is(err, ErrBalanceLimit) {
+		// A refund that would take the balance past what an answer can
+		// carry: nothing changed.
+		return withReason(base, ReasonExceedsAmountLimit), nil
 	}
 	return Decision{}, fmt.Errorf("moving funds: %w", err)
 }

@@ -83,3 +83,40 @@ func TestAdmissionSheds(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// undoRecorder approves with a balance no answer can carry, and
+// records what it was asked to undo.
+type undoRecorder struct {
+	mu        sync.Mutex
+	abandoned []authz.Decision
+}
+
+func (a *undoRecorder) Authorize(context.Context, *authz.Request) authz.Decision {
+	d := approve()
+	d.Available = 10_000_000_000_000 // 14 digits: DE54 cannot carry it
+	return d
+}
+
+func (a *undoRecorder) Abandon(_ context.Context, _ *authz.Request, d authz.Decision) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.abandoned = append(a.abandoned, d)
+}
+
+// TestUnbuildableApprovalIsUndone: when the answer to an approval cannot
+// be built, the network gets a system error and the engine is asked to
+// undo the approval: never a decline with a live hold.
+func TestUnbuildableApprovalIsUndone(t *testing.T) {
+	auth := &undoRecorder{}
+	ts := startServer(t, iso.Config{}, auth)
+	c := ts.dial(t)
+	resp := send(t, c, txn{mti: "0100", stan: stan(1)}.build(t, ts.profile))
+	if code := get(t, resp, 39); code != "9109" {
+		t.Fatalf("DE39 %s, want 9109", code)
+	}
+	auth.mu.Lock()
+	defer auth.mu.Unlock()
+	if len(auth.abandoned) != 1 || !auth.abandoned[0].Approved() {
+		t.Fatalf("abandoned %+v, want the one approval", auth.abandoned)
+	}
+}

@@ -67,6 +67,8 @@ func storeErr(err error) error {
 		return fmt.Errorf("%w: %w", authz.ErrHoldNotFound, err)
 	case errors.Is(err, ErrHoldClosed):
 		return fmt.Errorf("%w: %w", authz.ErrHoldClosed, err)
+	case errors.Is(err, ErrBalanceLimit):
+		return fmt.Errorf("%w: %w", authz.ErrBalanceLimit, err)
 	case errors.Is(err, ErrCardChanged):
 		return fmt.Errorf("%w: %w", authz.ErrCardChanged, err)
 	case errors.Is(err, ErrIdempotencyMismatch):

@@ -632,3 +632,36 @@ func TestClosedHoldsAreRetired(t *testing.T) {
 	retired("late cancel", late)
 	p.checkMoney(t)
 }
+
+// TestBalanceLimit: no credit takes a user balance (available + held) past
+// authz.MaxAmount, the most an ISO amount field can carry; the refused
+// credit changes nothing.
+func TestBalanceLimit(t *testing.T) {
+	ctx := context.Background()
+	l := newLedger(t)
+	p := newProgram(t, l, ledger.FundingDeposit, 1_000, 0)
+	bal := p.balances[0]
+	_, _, err := l.ReloadUserBalance(ctx, p.partner, bal, authz.MaxAmount-10, "")
+	must(t, err)
+	r, err := l.Reserve(ctx, ledger.Reservation{PartnerID: p.partner, BalanceID: bal, Amount: 10, IdempotencyKey: "k1"})
+	must(t, err)
+	if r.Reason != "APPROVED" {
+		t.Fatalf("reserve: %s", r.Reason)
+	}
+	// available + held = MaxAmount - 10: a credit of 10 fits, 11 does not.
+	if _, _, err := l.ReloadUserBalance(ctx, p.partner, bal, 11, ""); !errors.Is(err, ledger.ErrBalanceLimit) {
+		t.Fatalf("reload past the limit: %v, want ErrBalanceLimit", err)
+	}
+	if _, err := l.Refund(ctx, ledger.Reservation{PartnerID: p.partner, BalanceID: bal, Amount: 11, IdempotencyKey: "k2"}); !errors.Is(err, ledger.ErrBalanceLimit) {
+		t.Fatalf("refund past the limit: %v, want ErrBalanceLimit", err)
+	}
+	if b := p.user(t, 0); b.Available != authz.MaxAmount-20 || b.Held != 10 {
+		t.Fatalf("balance after refused credits = %+v, want %d available, 10 held", b, authz.MaxAmount-20)
+	}
+	_, _, err = l.ReloadUserBalance(ctx, p.partner, bal, 10, "")
+	must(t, err)
+	if b := p.user(t, 0); b.Available+b.Held != authz.MaxAmount {
+		t.Fatalf("balance = %+v, want exactly the limit", b)
+	}
+	p.checkMoney(t)
+}

@@ -21,6 +21,14 @@ local function int(s)
   return n
 end
 local function fmt(n) return string.format('%d', n) end
+-- The largest balance (authz.MaxAmount, 10^12 - 1 minor units): what the 12
+-- digits of an ISO 8583 amount can carry, so every answer can state the
+-- balance it leaves. exceeds reports a user balance that a credit of amount
+-- would take past it (what is held may still come back to available).
+local MAX_BALANCE = 999999999999
+local function exceeds(u, amount)
+  return int(u.available) + int(u.held) + amount > MAX_BALANCE
+end
 local function fail(code) return redis.error_reply(code) end
 -- missing fails for a row that is not there; when the partner itself is
 -- gone, Redis lost its state (a restart without persistence), which the

@@ -12,6 +12,7 @@ if prev then return { prev.available, 1, prev.hold or '' } end
 if amount == nil or amount <= 0 then return fail('INVALID_AMOUNT') end
 local u = row('user_balances', bid)
 if u == nil then return missing('NOT_FOUND') end
+if exceeds(u, amount) then return fail('BALANCE_LIMIT') end
 addf('user_balances', bid, 'available', amount)
 fund(u.currency, amount)
 local after = fmt(int(u.available) + amount)

@@ -10,6 +10,7 @@ if u == nil then return fail('NOT_FOUND') end
 if prev then return { prev.after, prev.pbal or '', prev.pbefore or '0', prev.pafter or '0', '0', 1 } end
 if amount == nil or amount <= 0 then return fail('INVALID_AMOUNT') end
 if u.state ~= 'ACTIVE' then return fail('BALANCE_NOT_ACTIVE') end
+if exceeds(u, amount) then return fail('BALANCE_LIMIT') end
 local p = row('partners', pid)
 if p == nil then return fail('PARTNER_NOT_FOUND') end
 local pbid, pb = '', nil

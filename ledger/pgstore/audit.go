@@ -2,7 +2,10 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,6 +29,8 @@ const (
 	DiffHeld           DiffKind = "held"             // user balance held != its open holds
 	DiffReserved       DiffKind = "reserved"         // deposit reserved != its open holds
 	DiffDangling       DiffKind = "dangling_hold"    // an open hold charging a balance that does not exist
+	DiffJournalGap     DiffKind = "journal_gap"      // sequence numbers Postgres neither holds nor quarantined
+	DiffQuarantined    DiffKind = "quarantined"      // journal entries waiting in journal_quarantine
 )
 
 // Difference is one audit finding. Side is "redis" or "postgres" for the
@@ -186,7 +191,105 @@ func Audit(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, poo
 	}
 	rep.Differences = append(rep.Differences, checkMoney("redis", rd)...)
 	rep.Differences = append(rep.Differences, checkMoney("postgres", pg)...)
+	journal, err := checkJournal(ctx, rdb, keys, pool, partners)
+	if err != nil {
+		return rep, fmt.Errorf("auditing the journal: %w", err)
+	}
+	rep.Differences = append(rep.Differences, journal...)
 	return rep, nil
+}
+
+// checkJournal checks the journal's sequence numbers, per partner: Postgres
+// must hold (or have quarantined) every number from 1 to the highest, and
+// Redis's sequence must not be ahead of it. A gap means entries were lost
+// on their way to Postgres; quarantined entries are listed too, because
+// their changes are not in Postgres.
+func checkJournal(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, pool *pgxpool.Pool, partners []string) ([]Difference, error) {
+	rows, err := pool.Query(ctx, `
+WITH seqs AS (
+    SELECT partner_id, seq FROM journal
+    UNION SELECT partner_id, seq FROM journal_quarantine
+)
+SELECT s.partner_id, max(s.seq), count(*),
+       (SELECT count(*) FROM journal_quarantine q WHERE q.partner_id = s.partner_id)
+FROM seqs s GROUP BY s.partner_id`)
+	if err != nil {
+		return nil, err
+	}
+	type seqState struct{ max, count, quarantined int64 }
+	pg := map[string]seqState{}
+	for rows.Next() {
+		var (
+			p  string
+			st seqState
+		)
+		if err := rows.Scan(&p, &st.max, &st.count, &st.quarantined); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		pg[p] = st
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var out []Difference
+	for _, p := range slices.Sorted(maps.Keys(pg)) {
+		st := pg[p]
+		if st.quarantined > 0 {
+			out = append(out, Difference{Kind: DiffQuarantined, Side: "postgres", Table: "journal", ID: p,
+				Detail: fmt.Sprintf("%d entries in journal_quarantine: their changes are not in postgres", st.quarantined)})
+		}
+		if st.count == st.max {
+			continue
+		}
+		var missing []int64
+		mr, err := pool.Query(ctx, `SELECT s FROM generate_series(1, $2::bigint) s
+WHERE NOT EXISTS (SELECT 1 FROM journal j WHERE j.partner_id = $1 AND j.seq = s)
+  AND NOT EXISTS (SELECT 1 FROM journal_quarantine q WHERE q.partner_id = $1 AND q.seq = s)
+ORDER BY s LIMIT 10`, p, st.max)
+		if err != nil {
+			return nil, err
+		}
+		for mr.Next() {
+			var n int64
+			if err := mr.Scan(&n); err != nil {
+				mr.Close()
+				return nil, err
+			}
+			missing = append(missing, n)
+		}
+		if err := mr.Err(); err != nil {
+			return nil, err
+		}
+		out = append(out, Difference{Kind: DiffJournalGap, Side: "postgres", Table: "journal", ID: p,
+			Detail: fmt.Sprintf("%d sequence numbers below %d never reached postgres (first: %v): entries lost", st.max-st.count, st.max, missing)})
+	}
+	if len(partners) == 0 {
+		return out, nil
+	}
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(partners))
+	lens := make([]*redis.IntCmd, len(partners))
+	for i, p := range partners {
+		cmds[i] = pipe.Get(ctx, keys.Seq(p))
+		lens[i] = pipe.XLen(ctx, keys.Journal(p))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	for i, p := range partners {
+		n, err := cmds[i].Int64()
+		if err != nil {
+			continue // no sequence yet
+		}
+		// Entries still in the stream are on their way (the lag).
+		if inFlight := lens[i].Val(); n > pg[p].max+inFlight {
+			out = append(out, Difference{Kind: DiffJournalGap, Side: "redis", Table: "journal", ID: p,
+				Detail: fmt.Sprintf("redis issued sequence numbers up to %d, postgres holds up to %d and %d are on their way: entries not in postgres",
+					n, pg[p].max, inFlight)})
+		}
+	}
+	return out, nil
 }
 
 // loadRedisRows reads every row hash of the deployment. It scans rather
