@@ -415,6 +415,9 @@ func (r *Result) ratios() {
 // runTools runs redis-benchmark on each captured script and pgbench.
 func runTools(ctx context.Context, o Options, scripts []scriptCommand, balances int, res *Result) error {
 	for _, sc := range scripts {
+		if sc.NameOnly {
+			continue
+		}
 		runs := []int{1}
 		if sc.Name == "reserve" {
 			runs = append(runs, o.RedisPipeline)

@@ -94,6 +94,9 @@ type scriptCommand struct {
 	Name string
 	SHA  string
 	Args []string // EVALSHA sha numkeys key args...
+	// NameOnly: captured to name the script's SHA in the switch's counts,
+	// not replayed (each call needs a fresh approval).
+	NameOnly bool
 }
 
 // placeholders turns captured arguments into redis-benchmark's: each
@@ -125,7 +128,9 @@ func placeholders(what string, args []any, repl map[string]string) ([]string, er
 //     every call is a new hold (-r 1000000000);
 //   - card_by_pan: the card lookup by PAN token (read-only, repeatable);
 //   - record_decline: a decline decided before the ledger (wrong expiry),
-//     with its idempotency key varied.
+//     with its idempotency key varied;
+//   - cancel_late (the undo of an approval answered too late): only to
+//     name its SHA.
 func captureScripts(ctx context.Context, redisURL, prefix string, token func(string) string, cards *simulator.CardsFile) ([]scriptCommand, error) {
 	opts, err := redis.ParseURL(redisURL)
 	if err != nil {
@@ -191,8 +196,16 @@ func captureScripts(ctx context.Context, redisURL, prefix string, token func(str
 		return nil, err
 	}
 
-	dkey := "123456|000002|1202120000|BENCH0000002|" + c.ID
 	eng := &ledger.Engine{L: l, Token: token}
+	if _, err := eng.CancelLate(ctx, c.PartnerID, idem, authz.ReasonIssuerUnavailable, string(meta)); err != nil {
+		return nil, fmt.Errorf("capturing cancel_late: %w", err)
+	}
+	if args, err = hook.take("cancel_late"); err != nil {
+		return nil, err
+	}
+	out = append(out, scriptCommand{Name: "cancel_late", SHA: fmt.Sprint(args[1]), NameOnly: true})
+
+	dkey := "123456|000002|1202120000|BENCH0000002|" + c.ID
 	if _, err := eng.RecordDecline(ctx, c.PartnerID, dkey, 1, authz.ReasonExpiredCard, string(meta)); err != nil {
 		return nil, fmt.Errorf("capturing record_decline: %w", err)
 	}
