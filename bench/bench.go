@@ -19,6 +19,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -221,6 +223,24 @@ type Host struct {
 	GoVersion string `json:"go"`
 	Redis     string `json:"redis,omitempty"`
 	Postgres  string `json:"postgres,omitempty"`
+	// LoadAvgStart and LoadAvgEnd are the machine's 1-minute load average
+	// (/proc/loadavg) when the run started and ended: how much else ran.
+	LoadAvgStart float64 `json:"load_average_start,omitempty"`
+	LoadAvgEnd   float64 `json:"load_average_end,omitempty"`
+}
+
+// loadAverage is the 1-minute load average, 0 where /proc has none.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 // LoadResult is one measured load.
@@ -348,6 +368,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{Started: began.UTC(), Profile: prof.Name, Links: o.Links, Cards: o.Cards, InFlight: o.InFlight,
 		AnswerAfter: o.AnswerAfter, TargetP99: float64(o.TargetP99) / float64(time.Millisecond), Ratios: map[string]float64{}}
 	res.Host = hostInfo(ctx, o)
+	res.Host.LoadAvgStart = loadAverage()
 
 	sw, err := startSwitch(ctx, o)
 	if err != nil {
@@ -382,6 +403,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res.ratios()
+	res.Host.LoadAvgEnd = loadAverage()
 	res.Seconds = time.Since(began).Seconds()
 	return res, nil
 }
