@@ -15,34 +15,127 @@ import (
 	"github.com/antaca/antaca/simulator"
 )
 
-// WriteTable prints the three figures and their ratios.
+// WriteTable prints the run as one table. The ratio column relates each
+// line to the closed-loop maximum: for the stores it is the closed loop
+// divided by their ceiling, for the loads their rate (or goodput) as a
+// share of the maximum.
 func (r *Result) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	s := r.Switch.SustainedRate
-	ratio := func(v float64) string {
-		if s == 0 || v == 0 {
+	maxRate := 0.0
+	if r.ClosedLoop != nil {
+		maxRate = r.ClosedLoop.ApprovalRate
+	}
+	of := func(v float64) string {
+		if maxRate == 0 || v == 0 {
 			return "-"
 		}
-		return fmt.Sprintf("%.2fx", v/s)
+		return fmt.Sprintf("%.2fx", v/maxRate)
 	}
-	fmt.Fprintf(tw, "measure\trate/s\tvs switch\tnote\t\n")
-	note := fmt.Sprintf("p99 <= %.1f ms over loopback ISO, %d steps", r.TargetP99, len(r.Switch.Steps))
-	if b := r.Switch.Best; b != nil {
-		note = fmt.Sprintf("p50 %.2f / p99 %.2f / max %.2f ms at that rate", b.Latency.P50, b.Latency.P99, b.Latency.Max)
+	over := func(v float64) string {
+		if maxRate == 0 || v == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx", maxRate/v)
 	}
-	fmt.Fprintf(tw, "switch end to end (sim load -> ISO -> engine -> Redis)\t%.0f\t1.00x\t%s\t\n", s, note)
-	if r.Redis != nil {
-		fmt.Fprintf(tw, "Redis alone: reserve script (redis-benchmark EVALSHA)\t%.0f\t%s\t%s\t\n", r.Redis.Rate, ratio(r.Redis.Rate), "one Redis core's ceiling")
+	lat := func(l simulator.Latency) string {
+		return fmt.Sprintf("p50 %.2f / p99 %.2f / max %.2f ms", l.P50, l.P99, l.Max)
 	}
-	if r.Postgres != nil {
-		fmt.Fprintf(tw, "Postgres alone: row-lock reservation (pgbench)\t%.0f\t%s\t%s\t\n", r.Postgres.Rate, ratio(r.Postgres.Rate), r.Postgres.Detail)
+	fmt.Fprintf(tw, "measure\trate/s\tratio\tnote\t\n")
+	if c := r.ClosedLoop; c != nil {
+		fmt.Fprintf(tw, "closed loop, %d in flight (%d ISO links, %d cards, %s)\t%.0f\t1.00x\tapprovals/s; %s; failures %s\t\n",
+			r.InFlight, r.Links, r.Cards, r.Profile, c.ApprovalRate, lat(c.Latency), formatCodes(c.Failures))
+	}
+	tool := func(label string, t *ToolResult, note string) {
+		if t == nil {
+			return
+		}
+		ratio := over(t.Rate)
+		if note == "" {
+			ratio = "-" // not a ceiling of the authorization
+		}
+		if t.USPerCall > 0 {
+			note = strings.TrimPrefix(note+fmt.Sprintf("; %.1f µs per call in Redis", t.USPerCall), "; ")
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t\n", label, t.Rate, ratio, note)
+	}
+	tool("Redis alone: reserve script, redis-benchmark -P 1", r.Redis, "closed loop / this")
+	if r.RedisPipelined != nil {
+		tool(fmt.Sprintf("Redis alone: reserve script, redis-benchmark -P %d", r.RedisPipelined.Pipeline), r.RedisPipelined, "closed loop / this")
+	}
+	for _, t := range r.RedisScripts {
+		tool(fmt.Sprintf("Redis alone: %s script, redis-benchmark -P %d", t.Script, t.Pipeline), t, "")
+	}
+	tool("Postgres alone: row-lock reservation, pgbench", r.Postgres, "closed loop / this; "+detail(r.Postgres))
+	for _, l := range r.OpenLoop {
+		fmt.Fprintf(tw, "%s of the maximum, open loop\t%.0f\t%s\t%s; failures %s\t\n", l.Name, l.Rate, of(l.Rate), lat(l.Latency), formatCodes(l.Failures))
+	}
+	if c := r.CPU; c != nil {
+		u := c.USPerApproval
+		redis := "-"
+		if v, ok := u["redis"]; ok {
+			redis = fmt.Sprintf("%.0f", v)
+		}
+		fmt.Fprintf(tw, "CPU µs per approval at a fixed rate\t%.0f\t%s\tswitch %.0f + redis %s + postgres %.0f = %.0f; generator %.0f\t\n",
+			c.Rate, of(c.Rate), u["switch"], redis, u["postgres"], c.Total, u["generator"])
+		if c.Report != nil {
+			fmt.Fprintf(tw, "  the same step's latency\t\t\t%s; failures %s\t\n", lat(c.Report.Latency), formatCodes(failuresOf(c.Report, Profiles[r.Profile])))
+		}
+	}
+	if ov := r.Overload; ov != nil {
+		fmt.Fprintf(tw, "overload %.0f/s for %.0f s: goodput (approvals/s)\t%.0f\t%s\t%s; failures %s\t\n",
+			ov.Overload.Rate, ov.Overload.Report.WindowSeconds, ov.Overload.ApprovalRate, of(ov.Overload.ApprovalRate), lat(ov.Overload.Latency), formatCodes(ov.Overload.Failures))
+		fmt.Fprintf(tw, "then %.0f/s for %.0f s\t%.0f\t%s\t%s; failures %s\t\n",
+			ov.Recovery.Rate, ov.Recovery.Report.WindowSeconds, ov.Recovery.ApprovalRate, of(ov.Recovery.Rate), lat(ov.Recovery.Latency), formatCodes(ov.Recovery.Failures))
+	}
+	if wb := r.WriteBehind; wb != nil {
+		fmt.Fprintf(tw, "write-behind during the closed loop\t\t\tlag p99 %.1f ms (max %.1f); commit wait p50 %.2f / p99 %.2f ms; %.1f entries per group commit\t\n",
+			wb.LagP99MS, wb.LagMaxMS, wb.CommitWaitP50MS, wb.CommitWaitP99MS, wb.EventsPerBatch)
+	}
+	if cs := r.RedisStats; cs != nil {
+		var scripts []string
+		for _, k := range sortedByValue(cs.Scripts) {
+			scripts = append(scripts, fmt.Sprintf("%s %.2f", k, cs.Scripts[k]))
+		}
+		fmt.Fprintf(tw, "Redis during the closed loop, per approval\t\t\t%.2f EVALSHA (%s) at %.1f µs; %.1f other commands\t\n",
+			cs.EvalshaPerApproval, strings.Join(scripts, ", "), cs.EvalshaUSPerCall, cs.CommandsPerApproval)
+	}
+	if a := r.Audit; a != nil {
+		verdict := "clean"
+		if !a.Clean {
+			verdict = fmt.Sprintf("NOT CLEAN (%d differences)", a.Differences)
+		}
+		fmt.Fprintf(tw, "audit after the overload\t\t\t%s; %d of %d approvals lost\t\n", verdict, a.Lost, a.Approvals)
 	}
 	_ = tw.Flush()
-	if v, ok := r.Ratios["redis_over_postgres"]; ok {
-		fmt.Fprintf(w, "Redis reserve script / Postgres row lock: %.1fx\n", v)
+	fmt.Fprintf(w, "host: %d CPUs, %s, Redis %s, Postgres %s; switch, load generator and stores share the machine; load average %.1f at the start, %.1f at the end; %.0f s\n",
+		r.Host.CPUs, r.Host.GoVersion, r.Host.Redis, r.Host.Postgres, r.Host.LoadAvgStart, r.Host.LoadAvgEnd, r.Seconds)
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
 	}
-	fmt.Fprintf(w, "host: %d CPUs, %s, Redis %s, Postgres %s; switch, load generator and stores share the machine\n",
-		r.Host.CPUs, r.Host.GoVersion, r.Host.Redis, r.Host.Postgres)
+}
+
+func detail(t *ToolResult) string {
+	if t == nil {
+		return ""
+	}
+	return t.Detail
+}
+
+func sortedByValue(m map[string]float64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		switch {
+		case m[a] > m[b]:
+			return -1
+		case m[a] < m[b]:
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	return keys
 }
 
 // Save writes bench.json and bench.html (the plot) to dir and returns their paths.
@@ -110,6 +203,15 @@ func (r *Result) html() (string, error) {
 	b.WriteString("<h1>Antaca end-to-end benchmark</h1><pre>" + html.EscapeString(table.String()) + "</pre>\n")
 	for _, fig := range r.figures() {
 		svg, err := fig.InlineSVG()
+		if err != nil {
+			return "", err
+		}
+		b.Write(svg)
+		b.WriteString("<br>\n")
+	}
+	lp := r.loadPlots()
+	for i := 0; i+1 < len(lp); i += 2 {
+		svg, err := simulator.Figure{lp[i], lp[i+1]}.InlineSVG()
 		if err != nil {
 			return "", err
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/simulator"
 )
@@ -52,7 +54,7 @@ func hostInfo(ctx context.Context, o Options) Host {
 	return h
 }
 
-// captureHook records the arguments of the ledger's EVALSHA calls, so that
+// captureHook records the arguments of EVALSHA calls, so that
 // redis-benchmark can replay exactly what the switch sends.
 type captureHook struct {
 	mu   sync.Mutex
@@ -76,12 +78,60 @@ func (h *captureHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	return next
 }
 
-// reserveCommand loads the ledger's scripts through ledger.New and Preload,
-// places one real reservation on a seeded balance and returns the EVALSHA
-// command it sent: the reserve script's SHA, its key and its arguments.
-// The idempotency key and hold id are replaced with redis-benchmark's
-// __rand_int__ placeholders so that every call is a new reservation.
-func reserveCommand(ctx context.Context, redisURL, prefix string, cards *simulator.CardsFile) ([]string, error) {
+// take returns the one EVALSHA recorded since the last take.
+func (h *captureHook) take(what string) ([]any, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	defer func() { h.args = nil }()
+	if len(h.args) != 1 {
+		return nil, fmt.Errorf("capturing %s: %d EVALSHA calls seen, want 1", what, len(h.args))
+	}
+	return h.args[0], nil
+}
+
+// scriptCommand is a hot-path script call as redis-benchmark replays it.
+type scriptCommand struct {
+	Name string
+	SHA  string
+	Args []string // EVALSHA sha numkeys key args...
+	// NameOnly: captured to name the script's SHA in the switch's counts,
+	// not replayed (each call needs a fresh approval).
+	NameOnly bool
+}
+
+// placeholders turns captured arguments into redis-benchmark's: each
+// argument equal to a key of repl becomes its value (with __rand_int__,
+// so that every call is new). Every key of repl must be found.
+func placeholders(what string, args []any, repl map[string]string) ([]string, error) {
+	out := make([]string, 0, len(args))
+	found := map[string]bool{}
+	for _, a := range args {
+		s := fmt.Sprint(a)
+		if r, ok := repl[s]; ok {
+			found[s] = true
+			s = r
+		}
+		out = append(out, s)
+	}
+	if len(found) != len(repl) {
+		return nil, fmt.Errorf("capturing %s: found %d of the %d arguments to vary in %d arguments", what, len(found), len(repl), len(out))
+	}
+	return out, nil
+}
+
+// captureScripts runs the hot path's scripts once each through the ledger
+// (ledger.New + Preload, on its own client with a hook) on a seeded card,
+// and returns the EVALSHA commands they sent:
+//   - reserve: one authorization hold of amount 1, with the card version
+//     check and a journal context like the switch's; the idempotency key,
+//     hold id and RRN reference become __rand_int__ placeholders, so that
+//     every call is a new hold (-r 1000000000);
+//   - card_by_pan: the card lookup by PAN token (read-only, repeatable);
+//   - record_decline: a decline decided before the ledger (wrong expiry),
+//     with its idempotency key varied;
+//   - cancel_late (the undo of an approval answered too late): only to
+//     name its SHA.
+func captureScripts(ctx context.Context, redisURL, prefix string, token func(string) string, cards *simulator.CardsFile) ([]scriptCommand, error) {
 	opts, err := redis.ParseURL(redisURL)
 	if err != nil {
 		return nil, err
@@ -101,76 +151,133 @@ func reserveCommand(ctx context.Context, redisURL, prefix string, cards *simulat
 		return nil, errors.New("no seeded card")
 	}
 	c := cards.Cards[0]
-	const idem = "bench-capture-idempotency-key"
-	res, err := l.Reserve(ctx, ledger.Reservation{PartnerID: c.PartnerID, BalanceID: c.BalanceID, CardID: c.ID, Amount: 1,
-		IdempotencyKey: idem, ApprovalCode: "BENCH1", TxnType: "00", Meta: "{}"})
+	hook.take("") //nolint:errcheck // forget Preload's calls
+	var out []scriptCommand
+	add := func(name string, args []any, repl map[string]string) error {
+		s, err := placeholders(name, args, repl)
+		if err != nil {
+			return err
+		}
+		out = append(out, scriptCommand{Name: name, SHA: s[1], Args: s})
+		return nil
+	}
+
+	card, err := l.CardByPANHash(ctx, c.PartnerID, token(c.PAN))
 	if err != nil {
-		return nil, fmt.Errorf("capturing a reservation: %w", err)
+		return nil, fmt.Errorf("capturing card_by_pan: %w", err)
+	}
+	args, err := hook.take("card_by_pan")
+	if err != nil {
+		return nil, err
+	}
+	if err := add("card_by_pan", args, nil); err != nil {
+		return nil, err
+	}
+
+	const rrn, stan = "BENCH0000001", "000001"
+	idem := "123456|" + stan + "|1202120000|" + rrn + "|" + c.ID
+	meta, _ := json.Marshal(map[string]any{"mti": "0100", "card": c.ID, "amount": 1, "currency": "978", "stan": stan, "rrn": rrn,
+		"acquirer": simulator.DefaultAcquirer, "terminal": simulator.DefaultTerminal, "merchant": simulator.DefaultMerchant,
+		"mcc": simulator.DefaultMCC, "txn": "00"})
+	res, err := l.Reserve(ctx, ledger.Reservation{PartnerID: c.PartnerID, BalanceID: c.BalanceID, CardID: c.ID, Amount: 1,
+		IdempotencyKey: idem, ApprovalCode: "BENCH1", TxnType: "00", Reference: rrn + "|" + c.ID, Meta: string(meta),
+		CardVersion: card.Version})
+	if err != nil {
+		return nil, fmt.Errorf("capturing reserve: %w", err)
 	}
 	if res.Reason != "APPROVED" {
-		return nil, fmt.Errorf("capturing a reservation: %s", res.Reason)
+		return nil, fmt.Errorf("capturing reserve: %s", res.Reason)
 	}
-	hook.mu.Lock()
-	defer hook.mu.Unlock()
-	if len(hook.args) == 0 {
-		return nil, errors.New("capturing a reservation: no EVALSHA seen")
+	if args, err = hook.take("reserve"); err != nil {
+		return nil, err
 	}
-	args := hook.args[0]
-	out := make([]string, 0, len(args))
-	replaced := 0
-	for _, a := range args {
-		s := fmt.Sprint(a)
-		switch {
-		case s == idem:
-			s, replaced = "bench:__rand_int__", replaced+1
-		case s == res.HoldID:
-			s, replaced = "hld_bench___rand_int__", replaced+1
-		}
-		out = append(out, s)
+	if err := add("reserve", args, map[string]string{idem: "bench:__rand_int__", res.HoldID: "hld_bench___rand_int__",
+		rrn + "|" + c.ID: "__rand_int__|" + c.ID}); err != nil {
+		return nil, err
 	}
-	if replaced != 2 {
-		return nil, fmt.Errorf("capturing a reservation: found %d of idempotency key and hold id in %d arguments", replaced, len(out))
+
+	eng := &ledger.Engine{L: l, Token: token}
+	if _, err := eng.CancelLate(ctx, c.PartnerID, idem, authz.ReasonIssuerUnavailable, string(meta)); err != nil {
+		return nil, fmt.Errorf("capturing cancel_late: %w", err)
+	}
+	if args, err = hook.take("cancel_late"); err != nil {
+		return nil, err
+	}
+	out = append(out, scriptCommand{Name: "cancel_late", SHA: fmt.Sprint(args[1]), NameOnly: true})
+
+	dkey := "123456|000002|1202120000|BENCH0000002|" + c.ID
+	if _, err := eng.RecordDecline(ctx, c.PartnerID, dkey, 1, authz.ReasonExpiredCard, string(meta)); err != nil {
+		return nil, fmt.Errorf("capturing record_decline: %w", err)
+	}
+	if args, err = hook.take("record_decline"); err != nil {
+		return nil, err
+	}
+	if err := add("record_decline", args, map[string]string{dkey: "bench-decline:__rand_int__"}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-// redisReserveBench runs redis-benchmark with the reserve script: the
-// ceiling one Redis core sets for reservations, without the switch.
-func redisReserveBench(ctx context.Context, o Options, sw *switchUnderTest, cards *simulator.CardsFile) (*ToolResult, error) {
-	cmdArgs, err := reserveCommand(ctx, o.RedisURL, sw.prefix, cards)
-	if err != nil {
-		return nil, err
+// parseBenchmarkCSV reads redis-benchmark's --csv output: a header
+// ("test", "rps", latencies...) and one line per test. The test column
+// repeats the command unescaped (a JSON argument's quotes break the CSV),
+// so the values are taken from the end of the last line.
+func parseBenchmarkCSV(out []byte) (header, values []string, err error) {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 2 {
+		return nil, nil, fmt.Errorf("unexpected redis-benchmark output: %q", out)
 	}
+	header, err = csv.NewReader(strings.NewReader(lines[0])).Read()
+	if err != nil || len(header) < 2 {
+		return nil, nil, fmt.Errorf("unexpected redis-benchmark header: %q", lines[0])
+	}
+	fields := strings.Split(strings.TrimSpace(lines[len(lines)-1]), ",")
+	if len(fields) < len(header) {
+		return nil, nil, fmt.Errorf("unexpected redis-benchmark line: %q", lines[len(lines)-1])
+	}
+	for _, f := range fields[len(fields)-(len(header)-1):] {
+		values = append(values, strings.Trim(f, `"`))
+	}
+	return header, values, nil
+}
+
+// redisBenchmark runs redis-benchmark with one script call, pipelined
+// pipeline deep, and reads the server's time per call from INFO
+// commandstats (EVALSHA, after minus before).
+func redisBenchmark(ctx context.Context, o Options, sc scriptCommand, requests, pipeline int) (*ToolResult, error) {
 	ropts, err := redis.ParseURL(o.RedisURL)
 	if err != nil {
 		return nil, err
 	}
+	rdb := redis.NewClient(ropts)
+	defer rdb.Close()
 	host, port := ropts.Addr, "6379"
 	if i := strings.LastIndex(ropts.Addr, ":"); i >= 0 {
 		host, port = ropts.Addr[:i], ropts.Addr[i+1:]
 	}
 	args := []string{"-h", host, "-p", port, "--dbnum", strconv.Itoa(ropts.DB), "-c", strconv.Itoa(o.RedisBenchClients),
-		"-n", strconv.Itoa(o.RedisBenchRequests), "-r", "1000000000", "--csv"}
+		"-n", strconv.Itoa(requests), "-P", strconv.Itoa(pipeline), "-r", "1000000000", "--csv"}
 	if ropts.Password != "" {
 		args = append(args, "-a", ropts.Password)
 	}
-	args = append(args, cmdArgs...)
+	args = append(args, sc.Args...)
+	before, _ := commandStats(ctx, rdb)
 	out, err := runTool(ctx, "redis-benchmark", args...)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := csv.NewReader(strings.NewReader(string(out))).ReadAll()
-	if err != nil || len(rows) < 2 || len(rows[len(rows)-1]) < 2 {
-		return nil, fmt.Errorf("unexpected redis-benchmark output: %q", out)
-	}
-	header, last := rows[0], rows[len(rows)-1]
-	rate, err := strconv.ParseFloat(last[1], 64)
+	after, _ := commandStats(ctx, rdb)
+	header, values, err := parseBenchmarkCSV(out)
 	if err != nil {
-		return nil, fmt.Errorf("unexpected redis-benchmark rate %q", last[1])
+		return nil, err
+	}
+	rate, err := strconv.ParseFloat(values[0], 64)
+	if err != nil {
+		return nil, fmt.Errorf("unexpected redis-benchmark rate %q", values[0])
 	}
 	var detail []string
-	for i := 2; i < len(last) && i < len(header); i++ {
-		detail = append(detail, header[i]+"="+last[i])
+	for i := 1; i < len(values); i++ {
+		detail = append(detail, header[i+1]+"="+values[i])
 	}
 	shown := append([]string{"redis-benchmark"}, args...)
 	if ropts.Password != "" {
@@ -180,7 +287,11 @@ func redisReserveBench(ctx context.Context, o Options, sw *switchUnderTest, card
 			}
 		}
 	}
-	return &ToolResult{Tool: "redis-benchmark", Command: shown, Rate: rate, Detail: strings.Join(detail, " ")}, nil
+	r := &ToolResult{Tool: "redis-benchmark", Script: sc.Name, Pipeline: pipeline, Command: shown, Rate: rate, Detail: strings.Join(detail, " ")}
+	if a, b := after["evalsha"], before["evalsha"]; a.calls > b.calls {
+		r.USPerCall = float64(a.usec-b.usec) / float64(a.calls-b.calls)
+	}
+	return r, nil
 }
 
 // pgScript is what a team without Redis would build for a reservation:
@@ -205,8 +316,8 @@ var tpsPattern = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connectio
 var pgLatency = regexp.MustCompile(`latency average = ([0-9.]+ ms)`)
 
 // pgReserveBench runs the row-lock reservation with pgbench on a fresh
-// database, with as many balances as the switch run had customers.
-func pgReserveBench(ctx context.Context, o Options) (*ToolResult, error) {
+// database, with as many balances as the switch run had.
+func pgReserveBench(ctx context.Context, o Options, balances int) (*ToolResult, error) {
 	name := randomName("antaca_bench_pg_")
 	if err := createDatabase(ctx, o.AdminDatabaseURL, name); err != nil {
 		return nil, err
@@ -224,7 +335,7 @@ func pgReserveBench(ctx context.Context, o Options) (*ToolResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = c.Exec(ctx, fmt.Sprintf(pgSchema, o.Customers))
+	_, err = c.Exec(ctx, fmt.Sprintf(pgSchema, balances))
 	_ = c.Close(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("creating pgbench schema: %w", err)
@@ -238,7 +349,7 @@ func pgReserveBench(ctx context.Context, o Options) (*ToolResult, error) {
 	if err := os.WriteFile(script, []byte(pgScript), 0o644); err != nil {
 		return nil, err
 	}
-	args := []string{"-n", "-M", "prepared", "-f", script, "-D", "balances=" + strconv.Itoa(o.Customers),
+	args := []string{"-n", "-M", "prepared", "-f", script, "-D", "balances=" + strconv.Itoa(balances),
 		"-c", strconv.Itoa(o.PGBenchClients), "-j", "2", "-T", strconv.Itoa(o.PGBenchSeconds), dbURL}
 	out, err := runTool(ctx, "pgbench", args...)
 	if err != nil {

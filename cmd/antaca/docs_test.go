@@ -41,7 +41,6 @@ var knownMissingDocs = map[string][]string{
 	"authz/authz.go":                {"CONTRACT.md"},
 	"authz/card.go":                 {"the seed"},
 	"authz/engine.go":               {"CONTRACT.md"},
-	"bench/README.md":               {"DESIGN.md"},
 	"cmd/antaca/app/rest_test.go":   {"the seed"},
 	"cmd/antaca/app/switch_test.go": {"CONTRACT.md"},
 	"deploy/compose.yaml":           {"DESIGN.md"},
