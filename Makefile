@@ -40,8 +40,14 @@ bench-micro: services
 run: services build
 	$(BIN) serve --log-format text
 
+# Coverage-guided fuzzing of the ISO frame path and of the journal's
+# encoder (what Postgres gets from any bytes a script wrote); the corpora
+# live in iso/testdata/fuzz and ledger/pgstore/testdata/fuzz.
+# FUZZTIME=10m make fuzz for a long run.
+FUZZTIME ?= 60s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime 60s ./iso/
+	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime $(FUZZTIME) ./iso/
+	$(GO) test -run '^$$' -fuzz FuzzJournalEncoding -fuzztime $(FUZZTIME) ./ledger/pgstore/
 
 # Formatting, vet, and the documentation checks (every relative Markdown
 # link and every document a comment names exists; the README's settings
