@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/antaca/antaca/ledger"
 )
 
 // Event is one journal entry of a partner, decoded and validated: every
@@ -112,7 +114,6 @@ func (s *jsonString) UnmarshalJSON(b []byte) error {
 // An error names what is wrong: the write-behind refuses such an entry
 // rather than guess, and leaves it in the stream.
 func ParseEntry(partnerID, streamID string, fields map[string]any) (Event, error) {
-	ev := Event{PartnerID: partnerID, StreamID: streamID}
 	str := func(name string) string {
 		v, ok := fields[name]
 		if !ok || v == nil {
@@ -123,6 +124,32 @@ func ParseEntry(partnerID, streamID string, fields map[string]any) (Event, error
 		}
 		return fmt.Sprint(v)
 	}
+	return parseEntry(partnerID, streamID, str)
+}
+
+// ParseJournalEntry is ParseEntry for an entry as a script returned it.
+func ParseJournalEntry(e ledger.JournalEntry) (Event, error) {
+	return parseEntry(e.PartnerID, e.StreamID, func(name string) string {
+		switch name {
+		case "seq":
+			return strconv.FormatInt(e.Seq, 10)
+		case "type":
+			return e.Type
+		case "reason":
+			return e.Reason
+		case "ts":
+			return e.Ts
+		case "ch":
+			return e.Ch
+		case "meta":
+			return e.Meta
+		}
+		return ""
+	})
+}
+
+func parseEntry(partnerID, streamID string, str func(string) string) (Event, error) {
+	ev := Event{PartnerID: partnerID, StreamID: streamID}
 	seq, err := strconv.ParseInt(str("seq"), 10, 64)
 	if err != nil || seq < 1 {
 		return ev, fmt.Errorf("entry %s of partner %s: seq %q is not a positive integer", streamID, partnerID, str("seq"))

@@ -341,7 +341,7 @@ func (w *WriteBehind) commitPending(ctx context.Context) (int, error) {
 	evs := make([]pendingEvent, 0, entries)
 	for _, s := range subs {
 		for _, e := range s.entries {
-			ev, err := ParseEntry(e.PartnerID, e.StreamID, e.Fields())
+			ev, err := ParseJournalEntry(e)
 			if err != nil {
 				if qerr := w.quarantine(ctx, e, ev.Seq, err); qerr != nil {
 					return 0, w.fail(stagePostgres, qerr)
