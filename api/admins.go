@@ -20,7 +20,7 @@ import (
 )
 
 // Role is an administration panel role. Admin, Manager and Employee are the
-// seed's; Bureau is the card personalisation bureau's machine account,
+// staff roles; Bureau is the card personalisation bureau's machine account,
 // which may only use /admin/bureau/... (README.md has the full table).
 type Role string
 

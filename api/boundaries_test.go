@@ -274,7 +274,8 @@ func TestSessions(t *testing.T) {
 	}
 }
 
-// TestAdminRoles: the seed's role columns hold; a refused call changes nothing.
+// TestAdminRoles: the role columns of README.md ("Admin roles") hold; a
+// refused call changes nothing.
 func TestAdminRoles(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -254,7 +254,7 @@ func (s *Server) lockCard(c *call) (int, any, error) {
 	}
 	if in.Reason == nil || !authz.LockReason(*in.Reason).Valid() {
 		return 0, nil, &Error{Status: http.StatusBadRequest, Code: "INVALID_LOCK_REASON", Field: "reason",
-			Message: "reason must be an integer from 1 to 8 (the seed's lock reasons)"}
+			Message: "reason must be an integer from 1 to 8 (a lock reason)"}
 	}
 	v, err := s.cfg.Issuing.Lock(c.ctx, card.PartnerID, card.ID, authz.LockReason(*in.Reason), lockSource(c.rt.ch))
 	return http.StatusOK, v, err

@@ -30,7 +30,7 @@ func invalid(field, msg string) *Error {
 }
 
 // errorTable maps the domain's sentinel errors to HTTP. It is the one place
-// to check against CONTRACT.md and api/openapi.yaml. Entries are tried in
+// to check against README.md ("Errors") and openapi.yaml. Entries are tried in
 // order with errors.Is; an error matching none is internal (500, logged).
 var errorTable = []struct {
 	err     error

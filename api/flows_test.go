@@ -15,7 +15,7 @@ import (
 	"github.com/antaca/antaca/api/jwe"
 )
 
-// TestVirtualCardFlow is the seed's path for a digital card over the
+// TestVirtualCardFlow is the life of a virtual card over the
 // customer channel: register -> KYC -> balance -> reload -> virtual card ->
 // full data (decrypted with the test's own key) -> lock / unlock rules ->
 // remove.

@@ -35,7 +35,7 @@ type route struct {
 	pattern string
 	ch      channel
 	roles   []Role // admin channel: the roles allowed
-	jwe     bool   // encryption required (the seed's "Encryption required: YES")
+	jwe     bool   // encryption required (README.md, "Routes": JWE)
 	create  bool   // creates a resource: Idempotency-Key makes retries safe
 	h       handlerFunc
 	params  []string // the pattern's path parameters (set by wrap)
@@ -214,8 +214,8 @@ func writeError(w http.ResponseWriter, e *Error) {
 }
 
 // decode reads the JSON body into dst, a pointer to a struct. Unknown
-// fields are allowed (CONTRACT.md: "fields beyond these are welcome");
-// syntax errors, wrong types and trailing data are not.
+// fields are allowed (README.md, "Errors": fields beyond the named ones are
+// welcome); syntax errors, wrong types and trailing data are not.
 func (c *call) decode(dst any) error {
 	if len(bytes.TrimSpace(c.body)) == 0 {
 		return errBodyRequired

@@ -219,7 +219,7 @@ type summary struct {
 	Wallet int64 `json:"wallet"`
 }
 
-// GET /admin/summaries: per currency, the seed's "Users" (sum of user
+// GET /admin/summaries: per currency, "Users" (sum of user
 // balances) and "Wallet" (users plus partner balances). It reads every
 // balance row of every partner from Redis (SCAN), so it is an operator's
 // control tool, not something to poll; it is not an atomic snapshot while

@@ -10,7 +10,7 @@ var (
 )
 
 // routes is the API: every route with its channel, the admin roles allowed
-// and whether JWE is required (the seed's availability tables). README.md
+// and whether JWE is required. README.md
 // and openapi.yaml (x-roles, x-jwe) state the same; TestRouteTableMatchesOpenAPI
 // keeps them in step.
 func (s *Server) routes() []route {

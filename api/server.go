@@ -1,4 +1,4 @@
-// Package api is Antaca's REST API: the three channels of the seed
+// Package api is Antaca's REST API: its three channels
 // (/customers/me with a customer session token, /secure with a partner's
 // x509 client certificate, /admin with an admin session token and roles),
 // JWE for sensitive data, one table from domain errors to HTTP (errors.go),
@@ -39,8 +39,8 @@ type Config struct {
 	// DB holds the admins table (migration 0002_admins).
 	DB *pgxpool.Pool
 
-	// SessionTTL is the life of a customer session (default 10 minutes,
-	// as the seed says); AdminSessionTTL of an admin session (default 30 minutes).
+	// SessionTTL is the life of a customer session (default 10 minutes);
+	// AdminSessionTTL of an admin session (default 30 minutes).
 	SessionTTL      time.Duration
 	AdminSessionTTL time.Duration
 

@@ -107,7 +107,8 @@ type Request struct {
 }
 
 // TransactionKey is the identity used for duplicate detection: acquirer +
-// STAN + transmission time + RRN, as CONTRACT.md fixes it.
+// STAN + transmission time + RRN (iso/README.md, "Transaction identity,
+// duplicates and reversals").
 func (r *Request) TransactionKey() string {
 	return r.AcquirerID + "|" + r.STAN + "|" + r.TransmissionTime + "|" + r.RRN
 }

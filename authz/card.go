@@ -5,7 +5,8 @@ import (
 	"fmt"
 )
 
-// CardType is one of the three kinds of card the seed describes.
+// CardType is one of the three kinds of card (docs/authz.md, "Cards and
+// lock reasons").
 type CardType string
 
 const (
@@ -75,7 +76,8 @@ func CheckTransition(t CardType, from, to CardStatus) error {
 	return nil
 }
 
-// LockReason is the seed's "Code No" of a card lock, 1-8; 0 means not locked.
+// LockReason is the reason of a card lock, 1-8 (docs/authz.md, "Cards and
+// lock reasons"); 0 means not locked.
 type LockReason int
 
 const (
@@ -94,13 +96,14 @@ const (
 func (r LockReason) Valid() bool { return r >= LockLost && r <= LockReplaced }
 
 // Irreversible reports whether a lock with this reason can never be removed
-// (reasons 1, 2, 5 and 8 in the seed's table).
+// (reasons 1, 2, 5 and 8).
 func (r LockReason) Irreversible() bool {
 	return r == LockLost || r == LockStolen || r == LockInactive || r == LockReplaced
 }
 
 // DeclineReason is the decision reason an authorization on a card locked
-// with r gets; package iso maps it to the seed's action code.
+// with r gets; package iso maps it to the action code of r's row in
+// iso/README.md.
 func (r LockReason) DeclineReason() Reason {
 	switch r {
 	case LockLost:

@@ -561,9 +561,10 @@ func (e *Engine) funds(req *Request, card CardInfo, amount int64, key, meta stri
 	}
 }
 
-// transactionKey is the idempotency key of a message: CONTRACT.md's
-// transaction identity (acquirer, STAN, DE7, RRN) on the card the PAN found,
-// so that two cards can never share an answer by a coincidence of STANs.
+// transactionKey is the idempotency key of a message: the transaction
+// identity of iso/README.md (acquirer, STAN, DE7, RRN) on the card the PAN
+// found, so that two cards can never share an answer by a coincidence of
+// STANs.
 func transactionKey(req *Request, cardID string) string {
 	return req.TransactionKey() + "|" + cardID
 }
@@ -577,7 +578,7 @@ func originalKey(req *Request, cardID string) string {
 }
 
 // reference is the second way to find a hold: the RRN (DE37) on the card
-// the PAN (DE2) points at, CONTRACT.md's fallback for reversals.
+// the PAN (DE2) points at: the fallback of reversals (iso/README.md).
 func reference(req *Request, card CardInfo) string {
 	if req.RRN == "" {
 		return ""

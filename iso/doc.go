@@ -1,5 +1,5 @@
 // Package iso is the wire side of the authorization switch: ISO 8583:1987
-// ASCII over TCP as CONTRACT.md fixes it.
+// ASCII over TCP as its interface document, README.md, describes it.
 //
 // It owns the two wire profiles (cmf with 4-digit action codes, iso87 with
 // 2-character response codes), the length framing, the mapping from

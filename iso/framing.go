@@ -13,7 +13,7 @@ import (
 type LengthHeader int
 
 const (
-	// Binary2 is a 2-byte big-endian binary length: the contract's default.
+	// Binary2 is a 2-byte big-endian binary length: the default.
 	Binary2 LengthHeader = iota
 	// ASCII4 is a 4-digit ASCII decimal length ("0123"), a configuration
 	// option for processors that frame that way.
@@ -53,7 +53,8 @@ func (h LengthHeader) maxEncodable() int {
 const DefaultMaxFrameSize = 8 << 10
 
 // Framing describes how messages are delimited on the TCP stream. The zero
-// value is the contract's default: 2-byte binary length, 8 KiB limit.
+// value is the default of README.md ("Transport"): 2-byte binary length,
+// 8 KiB limit.
 type Framing struct {
 	Header LengthHeader
 	// MaxSize is the largest message (without header) accepted or sent;

@@ -108,8 +108,8 @@ var transactionKinds = map[string]authz.Kind{
 // (0100, 0120, 0200, 0220, 0400, 0420 and their repeats) must carry: the
 // card, what and how much, and the four parts of the transaction identity
 // less the acquirer (DE32), which single-acquirer links often omit and
-// which then simply stays empty in the key. Reversals need no DE90: the
-// contract lets them fall back to DE37 + DE2.
+// which then simply stays empty in the key. Reversals need no DE90: they
+// may fall back to DE37 + DE2 (README.md, "Transaction identity").
 var transactionMandatory = []int{2, 3, 4, 7, 11, 37, 49}
 
 // networkMandatory: an 0800 needs its STAN (to be matched) and its code.
@@ -162,7 +162,8 @@ func isResponseMTI(mti string) bool {
 	return len(mti) == 4 && isDigits(mti) && (mti[2]-'0')%2 == 1
 }
 
-// supportedTxnTypes are the DE3 transaction types CONTRACT.md names.
+// supportedTxnTypes are the DE3 transaction types of README.md ("Fields
+// read", processing code).
 var supportedTxnTypes = map[string]bool{
 	authz.TxnPurchase:       true,
 	authz.TxnCash:           true,
@@ -171,9 +172,9 @@ var supportedTxnTypes = map[string]bool{
 }
 
 // ParseRequest maps a transaction message to the decision request. It reads
-// every field CONTRACT.md lists; DE12 and DE13 are checked and echoed but
-// authz.Request has no place for them. Errors wrap ErrFormat (layout,
-// missing or malformed field, unsupported MTI) or
+// every field README.md lists under "Fields read"; DE12 and DE13 are
+// checked and echoed but authz.Request has no place for them. Errors wrap
+// ErrFormat (layout, missing or malformed field, unsupported MTI) or
 // ErrUnsupportedProcessingCode; see ReasonForError.
 func ParseRequest(msg *iso8583.Message) (*authz.Request, error) {
 	mti, err := msg.GetMTI()
@@ -484,11 +485,13 @@ func isDigits(s string) bool {
 }
 
 // echoedFields are copied from request to response when present
-// (CONTRACT.md), so the processor can match the answer without state.
+// (README.md, "Fields written"), so the processor can match the answer
+// without state.
 var echoedFields = []int{2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49}
 
-// echoedNetworkFields are copied into an 0810: the contract's list plus
-// DE70, which tells the peer which management function is answered.
+// echoedNetworkFields are copied into an 0810 (README.md, "Fields
+// written"): the identity fields of the list above plus DE70, which tells
+// the peer which management function is answered.
 var echoedNetworkFields = []int{7, 11, 32, 37, 70}
 
 // BuildResponse answers req with decision d in profile p: response MTI,

@@ -146,8 +146,8 @@ func newProfile(name, description string, de39Len int, column codeColumn) *Profi
 	return &Profile{Name: name, Spec: spec, Codes: codes}
 }
 
-// actionCodeRow is one row of CONTRACT.md's action-code table: its label as
-// written there, the code in each profile, and the internal reasons that
+// actionCodeRow is one row of the action-code table of README.md: its label
+// as written there, the code in each profile, and the internal reasons that
 // answer with it.
 type actionCodeRow struct {
 	label   string
@@ -156,13 +156,14 @@ type actionCodeRow struct {
 	reasons []authz.Reason
 }
 
-// actionCodes is the translation from decision reasons to DE39: CONTRACT.md's
-// table row for row, in its order, with its labels. Reasons the contract
-// does not name sit in the row whose label covers them (wrong expiry with
-// expired card, removed card with unknown PAN, wrong CVV2 with do not honour, both insufficient balances
-// with insufficient funds, currency mismatch with not permitted). Where two
-// rows share a code, the reason still tells them apart in logs and metrics.
-// README.md repeats the table and a test compares the two.
+// actionCodes is the translation from decision reasons to DE39: the table
+// of README.md ("Action codes (DE39)") row for row, in its order, with its
+// labels. Reasons the table does not name sit in the row whose label
+// covers them (wrong expiry with expired card, removed card with unknown
+// PAN, wrong CVV2 with do not honour, both insufficient balances with
+// insufficient funds, currency mismatch with not permitted). Where two rows
+// share a code, the reason still tells them apart in logs and metrics.
+// TestREADMEActionCodeTable keeps README.md's table and this one identical.
 var actionCodes = []actionCodeRow{
 	{"approved", "0000", "00", rs(authz.ReasonApproved)},
 	{"approved for partial amount", "0002", "10", rs(authz.ReasonApprovedPartial)},

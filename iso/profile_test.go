@@ -39,8 +39,9 @@ func TestEveryReasonHasACodeInEveryProfile(t *testing.T) {
 	}
 }
 
-// TestActionCodesMatchCONTRACT pins a few rows by hand, including every row
-// the brief adds to the contract (reasons the contract does not name).
+// TestActionCodesMatchCONTRACT pins a few rows by hand, including the
+// reasons the interface document's table does not name, which answer with
+// the row that covers them.
 func TestActionCodesMatchCONTRACT(t *testing.T) {
 	tests := []struct {
 		reason     authz.Reason
@@ -73,8 +74,9 @@ func TestActionCodesMatchCONTRACT(t *testing.T) {
 	}
 }
 
-// TestREADMEActionCodeTable keeps the interface document's table (a copy
-// of CONTRACT.md's) and the code's table row for row identical.
+// TestREADMEActionCodeTable keeps the interface document's table
+// (README.md, "Action codes (DE39)") and the code's table row for row
+// identical.
 func TestREADMEActionCodeTable(t *testing.T) {
 	rows := readmeActionCodes(t)
 	if len(rows) != len(actionCodes) {

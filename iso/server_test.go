@@ -15,9 +15,10 @@ import (
 	"github.com/antaca/antaca/iso"
 )
 
-// contractCodes is CONTRACT.md's action-code table, typed in again here
-// from the contract (not derived from the code) so the wire test checks the
-// code against the document.
+// contractCodes is the action-code table of the interface document
+// (README.md, "Action codes (DE39)"), typed in again here from that
+// document (not derived from the code) so the wire test checks the code
+// against the document.
 var contractCodes = map[authz.Reason][2]string{
 	authz.ReasonApproved:                 {"0000", "00"},
 	authz.ReasonApprovedPartial:          {"0002", "10"},

@@ -18,7 +18,7 @@
 // messages) shows PANs masked to the first 6 and last 4 digits.
 //
 // Issuer actions (customers, balances, cards, locks) go through the Issuer
-// interface: RESTIssuer speaks CONTRACT.md's REST API as partners, apps and
-// admins do; DirectIssuer drives authz/issuing and the ledger in process,
-// for benchmarks and for environments without the API.
+// interface: RESTIssuer speaks the REST API (api/openapi.yaml) as partners,
+// apps and admins do; DirectIssuer drives authz/issuing and the ledger in
+// process, for benchmarks and for environments without the API.
 package simulator

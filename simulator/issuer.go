@@ -8,9 +8,9 @@ import (
 
 // Issuer is what the simulator asks of the issuer platform besides
 // authorizations: programs, customers, balances and the card life cycle.
-// RESTIssuer implements it over CONTRACT.md's REST API, DirectIssuer in
-// process on the ledger. Errors the platform refuses with are *APIError,
-// the same for both, so scenarios can expect them.
+// RESTIssuer implements it over the REST API (api/openapi.yaml),
+// DirectIssuer in process on the ledger. Errors the platform refuses with
+// are *APIError, the same for both, so scenarios can expect them.
 type Issuer interface {
 	// CreatePartner creates a program with its partner balance of the
 	// funding model in the program currency, reloaded with p.Funds.
@@ -109,7 +109,7 @@ const (
 )
 
 // APIError is a refusal by the platform: the HTTP status and the error
-// code of CONTRACT.md's error body.
+// code of the REST API's error body (api/README.md, "Errors").
 type APIError struct {
 	Status  int
 	Code    string

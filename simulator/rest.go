@@ -23,9 +23,10 @@ import (
 	"github.com/antaca/antaca/api/jwe"
 )
 
-// Bureau endpoints of the API (admin channel, roles Admin or Bureau; not in
-// CONTRACT.md's table): the physical cards waiting for personalisation, and
-// the report after which the platform links a card to its user's balance.
+// Bureau endpoints of the API (admin channel, roles Admin or Bureau; see
+// api/README.md, "Admin roles"): the physical cards waiting for
+// personalisation, and the report after which the platform links a card to
+// its user's balance.
 const (
 	BureauOrdersPath = "/admin/bureau/orders"
 	BureauReportPath = "/admin/bureau/cards/{cardId}/personalised"
@@ -48,7 +49,7 @@ type RESTConfig struct {
 	Timeout time.Duration
 }
 
-// RESTIssuer implements Issuer over the REST API of CONTRACT.md: partner
+// RESTIssuer implements Issuer over the REST API (api/openapi.yaml): partner
 // calls on /secure with the partner's client certificate, admin calls with
 // an admin session, PIN setting on /customers/me with a customer session,
 // and JWE where the API requires it.

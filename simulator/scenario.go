@@ -78,7 +78,7 @@ type Step struct {
 
 // Expect lists what a step must produce; empty fields are not checked.
 type Expect struct {
-	// Code is DE39 as written in the cmf profile (the seed's codes); on an
+	// Code is DE39 as written in the cmf profile (iso/README.md); on an
 	// iso87 link it is translated, or taken from Reason when ambiguous.
 	Code string `yaml:"code"`
 	// Reason is the internal reason (authz.Reason), translated to the

@@ -1,7 +1,7 @@
-// Package jwe is the JSON Web Encryption layer of the REST API (CONTRACT.md,
-// "JWE"), for both sides: the server decrypts requests and encrypts
-// responses with it, and clients (tests, the simulator, partner SDKs
-// written in Go) encrypt requests and decrypt responses with Client.
+// Package jwe is the JSON Web Encryption layer of the REST API
+// (api/README.md, "JWE"), for both sides: the server decrypts requests and
+// encrypts responses with it, and clients (tests, the simulator, partner
+// SDKs written in Go) encrypt requests and decrypt responses with Client.
 //
 // An encrypted request carries the headers `Encrypted-Request: true` and
 // `Public-Key: base64(PEM of the client's RSA public key)`, and a body

@@ -67,10 +67,10 @@ func decode[T any](t *testing.T, b []byte) T {
 	return v
 }
 
-// TestLockOverRESTDeclinesOnISO drives the seed's flow over HTTPS with a
-// partner client certificate, then checks that a card locked over REST is
-// declined by the ISO switch with the contract's code, and that reloads and
-// summaries add up.
+// TestLockOverRESTDeclinesOnISO drives a partner's card flow over HTTPS
+// with a partner client certificate, then checks that a card locked over
+// REST is declined by the ISO switch with the code of iso/README.md, and
+// that reloads and summaries add up.
 func TestLockOverRESTDeclinesOnISO(t *testing.T) {
 	dir := t.TempDir()
 	caCert, caKey, err := pki.NewCA("Test partner CA", time.Hour)

@@ -13,8 +13,9 @@ import (
 
 func ptr(v int64) *int64 { return &v }
 
-// TestActionCodeTable reaches every row of CONTRACT.md's action-code table
-// in the cmf profile over real TCP, asserting DE39, DE38 and the balances.
+// TestActionCodeTable reaches every row of the action-code table of
+// iso/README.md in the cmf profile over real TCP, asserting DE39, DE38 and
+// the balances.
 func TestActionCodeTable(t *testing.T) {
 	h := startApp(t, func(c *app.Config) {
 		c.AllowPartial = true
