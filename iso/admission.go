@@ -15,10 +15,17 @@ import (
 // admitted still finishes in time and the network stands in for the rest.
 // When the load drops, the depth drops with it and admission resumes at
 // once; a burst that the stores clear in time is admitted whole.
+//
+// The estimate alone would refuse a burst on a server that decides many
+// requests in parallel (the service time per queued request measured at a
+// low depth, applied to a high one), so requests are only shed while the
+// decisions actually are slow: the recent decision latency is above a
+// quarter of the budget.
 type admission struct {
 	mu       sync.Mutex
 	inflight int
 	perItem  time.Duration // EWMA of latency / depth at entry
+	latency  time.Duration // EWMA of decision latency
 }
 
 // ewmaShift makes the weight of a new sample 1/8.
@@ -38,7 +45,7 @@ func (a *admission) admit(budget time.Duration) (ticket, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	depth := a.inflight + 1
-	if a.perItem > 0 && time.Duration(depth)*a.perItem > budget {
+	if a.perItem > 0 && time.Duration(depth)*a.perItem > budget && a.latency > budget/4 {
 		return ticket{}, false
 	}
 	a.inflight = depth
@@ -50,10 +57,12 @@ func (a *admission) done(t ticket, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.inflight--
-	sample := now.Sub(t.start) / time.Duration(max(t.depth, 1))
+	lat := now.Sub(t.start)
+	sample := lat / time.Duration(max(t.depth, 1))
 	if a.perItem == 0 {
-		a.perItem = sample
+		a.perItem, a.latency = sample, lat
 		return
 	}
 	a.perItem += (sample - a.perItem) >> ewmaShift
+	a.latency += (lat - a.latency) >> ewmaShift
 }

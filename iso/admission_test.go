@@ -30,10 +30,11 @@ func TestAdmissionSheds(t *testing.T) {
 	}}
 	ts := startServer(t, iso.Config{RequestTimeout: 100 * time.Millisecond, MaxInFlightPerConn: 1000}, auth)
 	c := ts.dial(t)
-	const burst = 300 // 1.5 s of work against a 100 ms deadline
+	const burst = 300 // 1.5 s of work against a 100 ms deadline, offered in 300 ms
 	codes := make(chan string, burst)
 	var wg sync.WaitGroup
 	for i := range burst {
+		time.Sleep(time.Millisecond)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
