@@ -21,9 +21,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/authz/cardcrypto"
 	"github.com/antaca/antaca/authz/issuing"
 	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/ledger/pgstore"
 )
 
 // Config wires the API to its dependencies.
@@ -81,6 +83,15 @@ type Config struct {
 	// HTTPClient sends webhooks (a client with WebhookTimeout when nil).
 	HTTPClient *http.Client
 
+	// ActionCode gives DE39 as the configured ISO profile answers a
+	// reason, for transactions (no action_code when nil).
+	ActionCode func(authz.Reason) string
+	// JournalBarrier, when set, returns once every journal entry this
+	// process queued before the call is committed in Postgres (the
+	// write-behind's barrier): transaction listings call it first, so
+	// that a decline answered a moment ago is listed too.
+	JournalBarrier func(context.Context) error
+
 	// Ready, when set and false, makes every non-public route answer 503
 	// NOT_READY and change nothing: the switch sets it while it rebuilds
 	// Redis from Postgres.
@@ -99,6 +110,7 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics
 	keys    redisKeys
+	txns    *pgstore.Transactions
 	// dummyHash is verified against when a login names no admin, so that
 	// unknown and known usernames take the same time.
 	dummyHash string
@@ -182,6 +194,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now, metrics: m,
 		keys: redisKeys{prefix: cfg.RedisPrefix}, dummyHash: dummy, stopping: make(chan struct{}),
+		txns: pgstore.NewTransactions(cfg.DB),
 	}
 	if cfg.BootstrapAdminUser != "" || cfg.BootstrapAdminPassword != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
