@@ -32,7 +32,8 @@ func (a *App) mountAPI(mux *http.ServeMux, le *ledger.Engine) error {
 			c, _ := profile.Code(r)
 			return c
 		},
-		JournalBarrier: func(ctx context.Context) error { return a.writeBehind.Commit(ctx, nil, true) },
+		JournalBarrier:      func(ctx context.Context) error { return a.writeBehind.Commit(ctx, nil, true) },
+		WebhookAllowPrivate: a.cfg.WebhookAllowPrivate, WebhookRetryFor: a.cfg.WebhookRetryFor, WebhookTimeout: a.cfg.WebhookTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("creating REST API: %w", err)

@@ -15,7 +15,9 @@ CREATE INDEX holds_balance_created_idx ON holds (balance_id, created_ms DESC, id
 --     reserve, financial, force_post, refund, capture, void, expire,
 --     late_cancel);
 --   - declines, by the card they declined (meta->>'card');
---   - user balance reloads, by the balance.
+--   - user balance reloads, by the balance;
+--   - a card's life cycle (created, activated, locked ...), by the card,
+--     so that a webhook event shows the card as it stood after it.
 -- A trigger fills it from the rows each journal INSERT statement actually
 -- inserted (a replayed event inserts none), one set-based insert per
 -- write-behind batch. It never stops the journal: should it fail, the
@@ -45,6 +47,11 @@ LANGUAGE sql IMMUTABLE AS $$
     FROM jsonb_array_elements(CASE WHEN jsonb_typeof(ch) = 'array' THEN ch ELSE '[]'::jsonb END) AS c
     WHERE t = 'user_balance_reload'
       AND jsonb_typeof(c) = 'object' AND c->>'t' = 'user_balances' AND coalesce(c->>'id', '') <> ''
+    UNION ALL
+    SELECT c->>'id', p, s, t, ts
+    FROM jsonb_array_elements(CASE WHEN jsonb_typeof(ch) = 'array' THEN ch ELSE '[]'::jsonb END) AS c
+    WHERE t IN ('card_create', 'card_activate', 'card_lock', 'card_unlock', 'card_remove', 'card_personalise', 'card_link')
+      AND jsonb_typeof(c) = 'object' AND c->>'t' = 'cards' AND coalesce(c->>'id', '') <> ''
 $$;
 
 CREATE FUNCTION journal_refs_fill() RETURNS trigger
