@@ -85,3 +85,71 @@ func (m *metrics) observe(route string, code int, d time.Duration) {
 func (m *metrics) setAvailable(b ledger.PartnerBalance) {
 	m.available.WithLabelValues(b.PartnerID, b.Type, b.Currency).Set(float64(b.Available))
 }
+
+// hookMetrics are the partner webhooks' (webhooks.go). The endpoint id is
+// a label: a partner has at most a few endpoints, and operators need to
+// see which one is behind.
+type hookMetrics struct {
+	events     *prometheus.CounterVec   // type
+	deliveries *prometheus.CounterVec   // partner, endpoint, result
+	latency    *prometheus.HistogramVec // partner
+	backlog    *prometheus.GaugeVec     // partner, endpoint
+	oldest     *prometheus.GaugeVec     // partner, endpoint
+	failing    *prometheus.GaugeVec     // partner, endpoint
+	skipped    prometheus.Counter
+}
+
+func newHookMetrics(reg prometheus.Registerer) (*hookMetrics, error) {
+	m := &hookMetrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "antaca_webhook_events_total",
+			Help: "Webhook events made from the journal, by type.",
+		}, []string{"type"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "antaca_webhook_deliveries_total",
+			Help: "Webhook delivery attempts by result: delivered (2xx), retry (failed, tried again later), failed (failed past the retry period: given up, endpoint marked failing).",
+		}, []string{"partner", "endpoint", "result"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "antaca_webhook_delivery_seconds",
+			Help:    "Time of one webhook delivery attempt, from connect to answer.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"partner"}),
+		backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "antaca_webhook_backlog",
+			Help: "Webhook deliveries waiting to be delivered, per endpoint.",
+		}, []string{"partner", "endpoint"}),
+		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "antaca_webhook_backlog_oldest_seconds",
+			Help: "Age of the oldest webhook delivery waiting, per endpoint (0 when none waits).",
+		}, []string{"partner", "endpoint"}),
+		failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "antaca_webhook_endpoint_failing",
+			Help: "1 when a webhook endpoint is failing: a delivery to it was given up and none succeeded since.",
+		}, []string{"partner", "endpoint"}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "antaca_webhook_journal_gaps_total",
+			Help: "Journal entries missing from Postgres for longer than the gap timeout, whose events were never made.",
+		}),
+	}
+	var err error
+	m.events, err = register(reg, m.events)
+	if err == nil {
+		m.deliveries, err = register(reg, m.deliveries)
+	}
+	if err == nil {
+		m.latency, err = register(reg, m.latency)
+	}
+	if err == nil {
+		m.backlog, err = register(reg, m.backlog)
+	}
+	if err == nil {
+		m.oldest, err = register(reg, m.oldest)
+	}
+	if err == nil {
+		m.failing, err = register(reg, m.failing)
+	}
+	if err == nil {
+		m.skipped, err = register(reg, m.skipped)
+	}
+	return m, err
+}

@@ -58,6 +58,11 @@ func (s *Server) partnerBalanceChanged(c *call, partnerID string, ch ledger.Bala
 		Currency: b.Currency, Available: ch.After, Threshold: ch.LowThreshold, At: s.now().UTC()}
 	s.log.WarnContext(c.ctx, "partner balance below threshold", "partner", partnerID, "balance", b.ID,
 		"available", ch.After, "threshold", ch.LowThreshold)
+	s.goBackground(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.enqueueLowBalance(ctx, ev)
+	})
 	if s.cfg.LowBalanceWebhook == "" {
 		return
 	}

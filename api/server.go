@@ -21,9 +21,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/authz/cardcrypto"
 	"github.com/antaca/antaca/authz/issuing"
 	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/ledger/pgstore"
 )
 
 // Config wires the API to its dependencies.
@@ -78,8 +80,33 @@ type Config struct {
 	WebhookTimeout    time.Duration
 	WebhookAttempts   int
 	WebhookBackoff    time.Duration
-	// HTTPClient sends webhooks (a client with WebhookTimeout when nil).
+	// HTTPClient sends the low-balance webhook (a client with
+	// WebhookTimeout when nil).
 	HTTPClient *http.Client
+
+	// Partner webhook endpoints (webhooks.go). WebhookAllowPrivate allows
+	// http URLs and loopback, link-local and private addresses (for
+	// development and tests; off by default). A delivery is tried for
+	// WebhookRetryFor (default 24 h) after it was made, waiting
+	// WebhookBackoff doubled each attempt up to WebhookMaxBackoff (default
+	// 1 h), with jitter; then the endpoint is marked failing. The
+	// dispatcher looks for new journal entries every WebhookPoll (default
+	// 250 ms) and waits WebhookGapTimeout (default 1 minute) for an entry
+	// missing between committed ones before it gives it up.
+	WebhookAllowPrivate bool
+	WebhookRetryFor     time.Duration
+	WebhookMaxBackoff   time.Duration
+	WebhookPoll         time.Duration
+	WebhookGapTimeout   time.Duration
+
+	// ActionCode gives DE39 as the configured ISO profile answers a
+	// reason, for transactions (no action_code when nil).
+	ActionCode func(authz.Reason) string
+	// JournalBarrier, when set, returns once every journal entry this
+	// process queued before the call is committed in Postgres (the
+	// write-behind's barrier): transaction listings call it first, so
+	// that a decline answered a moment ago is listed too.
+	JournalBarrier func(context.Context) error
 
 	// Ready, when set and false, makes every non-public route answer 503
 	// NOT_READY and change nothing: the switch sets it while it rebuilds
@@ -99,6 +126,12 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics
 	keys    redisKeys
+	txns    *pgstore.Transactions
+	// Webhooks: the outbox, their own HTTP client and metrics.
+	outbox     *pgstore.Outbox
+	hookClient *http.Client
+	hooks      *hookMetrics
+	hookWake   chan struct{}
 	// dummyHash is verified against when a login names no admin, so that
 	// unknown and known usernames take the same time.
 	dummyHash string
@@ -159,6 +192,18 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("api: low-balance webhook %q is not an http(s) URL", cfg.LowBalanceWebhook)
 		}
 	}
+	if cfg.WebhookRetryFor <= 0 {
+		cfg.WebhookRetryFor = 24 * time.Hour
+	}
+	if cfg.WebhookMaxBackoff <= 0 {
+		cfg.WebhookMaxBackoff = time.Hour
+	}
+	if cfg.WebhookPoll <= 0 {
+		cfg.WebhookPoll = 250 * time.Millisecond
+	}
+	if cfg.WebhookGapTimeout <= 0 {
+		cfg.WebhookGapTimeout = time.Minute
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: cfg.WebhookTimeout}
 	}
@@ -175,6 +220,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	hm, err := newHookMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	dummy, err := hashPassword("not a password", cfg.PasswordIterations)
 	if err != nil {
 		return nil, err
@@ -182,6 +231,8 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now, metrics: m,
 		keys: redisKeys{prefix: cfg.RedisPrefix}, dummyHash: dummy, stopping: make(chan struct{}),
+		txns: pgstore.NewTransactions(cfg.DB), outbox: pgstore.NewOutbox(cfg.DB), hooks: hm,
+		hookClient: webhookClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivate), hookWake: make(chan struct{}, 1),
 	}
 	if cfg.BootstrapAdminUser != "" || cfg.BootstrapAdminPassword != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -675,6 +675,8 @@ type journalContext struct {
 	Merchant string `json:"merchant"`
 	MCC      string `json:"mcc"`
 	Txn      string `json:"txn"`
+	// MerchantName is DE43 (name, city, country), for transaction lists.
+	MerchantName string `json:"merchant_name,omitempty"`
 }
 
 // journalMeta encodes the context once per request (a struct, not a map:
@@ -683,6 +685,7 @@ func journalMeta(req *Request, card CardInfo) string {
 	b, _ := json.Marshal(journalContext{
 		MTI: req.MTI, Card: card.ID, Amount: req.Amount, Currency: req.Currency, STAN: req.STAN, RRN: req.RRN,
 		Acquirer: req.AcquirerID, Terminal: req.TerminalID, Merchant: req.MerchantID, MCC: req.MCC, Txn: req.TxnType,
+		MerchantName: req.MerchantName,
 	})
 	return string(b)
 }

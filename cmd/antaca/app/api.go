@@ -17,6 +17,10 @@ import (
 // own patterns) and lets authorizations that lower a partner deposit below
 // its threshold raise the same notification as REST operations.
 func (a *App) mountAPI(mux *http.ServeMux, le *ledger.Engine) error {
+	profile, err := iso.ProfileByName(a.cfg.ISOProfile)
+	if err != nil {
+		return err
+	}
 	srv, err := api.New(api.Config{
 		Ledger: a.Ledger, Issuing: a.Issuing, Keys: a.Keys, Redis: a.Redis, RedisPrefix: a.cfg.KeyPrefix + "-api",
 		DB: a.Pool, SessionTTL: a.cfg.SessionTTL, AdminSessionTTL: a.cfg.AdminSessionTTL,
@@ -24,6 +28,12 @@ func (a *App) mountAPI(mux *http.ServeMux, le *ledger.Engine) error {
 		BootstrapAdminUser: a.cfg.AdminUser, BootstrapAdminPassword: a.cfg.AdminPassword,
 		LowBalanceWebhook: a.cfg.LowBalanceWebhook, Registerer: a.Registry, Logger: a.log,
 		Ready: a.restReady,
+		ActionCode: func(r authz.Reason) string {
+			c, _ := profile.Code(r)
+			return c
+		},
+		JournalBarrier:      func(ctx context.Context) error { return a.writeBehind.Commit(ctx, nil, true) },
+		WebhookAllowPrivate: a.cfg.WebhookAllowPrivate, WebhookRetryFor: a.cfg.WebhookRetryFor, WebhookTimeout: a.cfg.WebhookTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("creating REST API: %w", err)

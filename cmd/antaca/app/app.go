@@ -378,6 +378,7 @@ func (a *App) Start(ctx context.Context) {
 		return nil
 	})
 	a.goBackground(func() error { a.expireHolds(ctx); return nil })
+	a.goBackground(func() error { return a.api.RunWebhooks(ctx) })
 	if a.cfg.DebugAddr != "" {
 		a.goBackground(func() error { return a.serveDebug(ctx) })
 	}

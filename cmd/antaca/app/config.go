@@ -54,6 +54,12 @@ type Config struct {
 	VelocityWindow    time.Duration
 	LowBalanceWebhook string
 
+	// Partner webhooks: http and private addresses allowed (development
+	// only), how long a delivery is retried, and each attempt's timeout.
+	WebhookAllowPrivate bool
+	WebhookRetryFor     time.Duration
+	WebhookTimeout      time.Duration
+
 	LogLevel  string
 	LogFormat string
 
@@ -89,6 +95,8 @@ func DefaultConfig() Config {
 		MaxAmount:               500_000,
 		MaxCashAmount:           100_000,
 		VelocityWindow:          time.Hour,
+		WebhookRetryFor:         24 * time.Hour,
+		WebhookTimeout:          5 * time.Second,
 		LogLevel:                "info",
 		LogFormat:               "json",
 		DrainTimeout:            20 * time.Second,
@@ -137,6 +145,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.VelocityMax, "velocity-max", c.VelocityMax, env("velocity-max", "most authorizations per card per velocity window (0: no limit)"))
 	dur(&c.VelocityWindow, "velocity-window", "window of the per-card frequency limit")
 	str(&c.LowBalanceWebhook, "low-balance-webhook", "URL called when a partner balance falls below its threshold (optional)")
+	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", c.WebhookAllowPrivate,
+		env("webhook-allow-private", "allow partner webhook URLs over http and to loopback, link-local and private addresses (development and tests only)"))
+	dur(&c.WebhookRetryFor, "webhook-retry-for", "how long a partner webhook delivery is retried before its endpoint is marked failing")
+	dur(&c.WebhookTimeout, "webhook-timeout", "longest webhook delivery attempt; a receiver that does not answer by then is cut off")
 	str(&c.LogLevel, "log-level", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "json or text")
 	str(&c.DebugAddr, "debug-addr", "pprof listen address, e.g. 127.0.0.1:6060 (off when empty)")

@@ -134,6 +134,8 @@ var settingChecks = []settingCheck{
 		}
 		return ""
 	}},
+	{"webhook-retry-for", func(c *Config) string { return positive(c.WebhookRetryFor) }},
+	{"webhook-timeout", func(c *Config) string { return positive(c.WebhookTimeout) }},
 	{"log-level", func(c *Config) string {
 		var lv slog.Level
 		if err := lv.UnmarshalText([]byte(c.LogLevel)); err != nil {

@@ -1,0 +1,473 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Outbox keeps the webhook state in Postgres (migration 0011): the
+// endpoints, a cursor per partner over its journal, the events made from
+// it and one delivery per event and subscribed endpoint. Events come from
+// committed journal entries, never from the request that made them, so an
+// event whose effect is in the journal is delivered even when the switch
+// that answered died right after (at least once). Several switches may run
+// the dispatcher: cursors and deliveries are claimed with row locks.
+type Outbox struct {
+	pool *pgxpool.Pool
+}
+
+// NewOutbox keeps the state in pool.
+func NewOutbox(pool *pgxpool.Pool) *Outbox { return &Outbox{pool: pool} }
+
+// Sentinel errors of the outbox.
+var (
+	ErrEndpointNotFound  = errors.New("webhook endpoint not found")
+	ErrDeliveryNotFound  = errors.New("webhook delivery not found")
+	ErrTooManyEndpoints  = errors.New("too many webhook endpoints")
+	errNoCursorForUpdate = errors.New("cursor held by another dispatcher")
+)
+
+// Endpoint is a partner's webhook endpoint.
+type Endpoint struct {
+	ID           string
+	PartnerID    string
+	URL          string
+	Events       []string
+	Secret       string
+	FailingSince *time.Time
+	CreatedAt    time.Time
+}
+
+const endpointColumns = `id, partner_id, url, events, secret, failing_since, created_at`
+
+func scanEndpoint(r pgx.Row) (Endpoint, error) {
+	var e Endpoint
+	err := r.Scan(&e.ID, &e.PartnerID, &e.URL, &e.Events, &e.Secret, &e.FailingSince, &e.CreatedAt)
+	return e, err
+}
+
+// CreateEndpoint stores ep (at most max endpoints per partner) and starts
+// the partner's cursor at its newest journal entry when it has none: the
+// endpoint receives what happens from now on.
+func (o *Outbox) CreateEndpoint(ctx context.Context, ep Endpoint, max int) (Endpoint, error) {
+	tx, err := o.pool.Begin(ctx)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("creating webhook endpoint: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// One creation per partner at a time, so the limit holds.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('webhook_endpoints:' || $1))`, ep.PartnerID); err != nil {
+		return Endpoint{}, fmt.Errorf("creating webhook endpoint: %w", err)
+	}
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM webhook_endpoints WHERE partner_id = $1`, ep.PartnerID).Scan(&n); err != nil {
+		return Endpoint{}, fmt.Errorf("creating webhook endpoint: %w", err)
+	}
+	if n >= max {
+		return Endpoint{}, ErrTooManyEndpoints
+	}
+	out, err := scanEndpoint(tx.QueryRow(ctx, `INSERT INTO webhook_endpoints (id, partner_id, url, events, secret)
+		VALUES ($1, $2, $3, $4, $5) RETURNING `+endpointColumns, ep.ID, ep.PartnerID, ep.URL, ep.Events, ep.Secret))
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("creating webhook endpoint: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO webhook_cursors (partner_id, seq)
+		SELECT $1, coalesce((SELECT max(seq) FROM journal WHERE partner_id = $1), 0)
+		ON CONFLICT (partner_id) DO NOTHING`, ep.PartnerID); err != nil {
+		return Endpoint{}, fmt.Errorf("starting the webhook cursor: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Endpoint{}, fmt.Errorf("creating webhook endpoint: %w", err)
+	}
+	return out, nil
+}
+
+// Endpoints lists a partner's endpoints, oldest first.
+func (o *Outbox) Endpoints(ctx context.Context, partnerID string) ([]Endpoint, error) {
+	rows, err := o.pool.Query(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE partner_id = $1 ORDER BY created_at, id`, partnerID)
+	if err != nil {
+		return nil, fmt.Errorf("listing webhook endpoints: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Endpoint, error) { return scanEndpoint(r) })
+	if err != nil {
+		return nil, fmt.Errorf("listing webhook endpoints: %w", err)
+	}
+	return out, nil
+}
+
+// Endpoint reads one endpoint of a partner.
+func (o *Outbox) Endpoint(ctx context.Context, partnerID, id string) (Endpoint, error) {
+	e, err := scanEndpoint(o.pool.QueryRow(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE id = $1 AND partner_id = $2`, id, partnerID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Endpoint{}, ErrEndpointNotFound
+	}
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("reading webhook endpoint: %w", err)
+	}
+	return e, nil
+}
+
+// DeleteEndpoint removes an endpoint and its deliveries.
+func (o *Outbox) DeleteEndpoint(ctx context.Context, partnerID, id string) error {
+	tag, err := o.pool.Exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1 AND partner_id = $2`, id, partnerID)
+	if err != nil {
+		return fmt.Errorf("deleting webhook endpoint: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrEndpointNotFound
+	}
+	return nil
+}
+
+// RotateSecret replaces an endpoint's secret; deliveries from now on are
+// signed with the new one.
+func (o *Outbox) RotateSecret(ctx context.Context, partnerID, id, secret string) (Endpoint, error) {
+	e, err := scanEndpoint(o.pool.QueryRow(ctx, `UPDATE webhook_endpoints SET secret = $3 WHERE id = $1 AND partner_id = $2
+		RETURNING `+endpointColumns, id, partnerID, secret))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Endpoint{}, ErrEndpointNotFound
+	}
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("rotating webhook secret: %w", err)
+	}
+	return e, nil
+}
+
+// NewEvent is an event to deliver to the endpoints subscribed to its type.
+type NewEvent struct {
+	ID       string
+	Type     string
+	OrderKey string // deliveries of one key go out in order
+	Body     []byte
+}
+
+// Partners lists the partners whose journal the dispatcher follows.
+func (o *Outbox) Partners(ctx context.Context) ([]string, error) {
+	rows, err := o.pool.Query(ctx, `SELECT partner_id FROM webhook_cursors ORDER BY partner_id`)
+	if err != nil {
+		return nil, fmt.Errorf("listing webhook cursors: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("listing webhook cursors: %w", err)
+	}
+	return out, nil
+}
+
+// AdvanceOptions bound one step of a partner's cursor.
+type AdvanceOptions struct {
+	Batch      int           // journal entries read at most
+	GapTimeout time.Duration // how long a missing entry is waited for
+	RetryFor   time.Duration // how long the new deliveries are tried
+	// Build turns committed journal entries, in sequence order, into events.
+	Build func(ctx context.Context, entries []JournalRow) ([]NewEvent, error)
+	// Skipped is told of every entry given up on after GapTimeout.
+	Skipped func(partnerID string, seq int64)
+}
+
+// Advance turns the partner's next committed journal entries into events
+// and deliveries, and moves its cursor past them, in one transaction. It
+// moves only over consecutive sequence numbers: an entry still on its way
+// (two switches may commit a partner's entries out of order) is waited
+// for, one in the quarantine is passed, and one missing for longer than
+// GapTimeout is given up (Skipped). It returns the entries done; 0 also
+// when another dispatcher holds the cursor.
+func (o *Outbox) Advance(ctx context.Context, partnerID string, opt AdvanceOptions) (int, error) {
+	n, err := o.advance(ctx, partnerID, opt)
+	if errors.Is(err, errNoCursorForUpdate) {
+		return 0, nil
+	}
+	return n, err
+}
+
+func (o *Outbox) advance(ctx context.Context, partnerID string, opt AdvanceOptions) (int, error) {
+	tx, err := o.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("advancing webhook cursor: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var cursor int64
+	var gapSince *time.Time
+	err = tx.QueryRow(ctx, `SELECT seq, gap_since FROM webhook_cursors WHERE partner_id = $1 FOR UPDATE SKIP LOCKED`, partnerID).Scan(&cursor, &gapSince)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, errNoCursorForUpdate
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading webhook cursor: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT partner_id, seq, type, reason, ts_ms, changes, meta FROM journal
+		WHERE partner_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, partnerID, cursor, opt.Batch)
+	if err != nil {
+		return 0, fmt.Errorf("reading the journal: %w", err)
+	}
+	entries, err := collectEntries(rows)
+	if err != nil {
+		return 0, err
+	}
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	// Consecutive entries only; gaps are quarantined entries, entries on
+	// their way, or entries lost.
+	var take []JournalRow
+	next := cursor + 1
+	var quarantined []int64
+	if entries[len(entries)-1].Seq != cursor+int64(len(entries)) {
+		rows, err := tx.Query(ctx, `SELECT seq FROM journal_quarantine WHERE partner_id = $1 AND seq > $2 AND seq < $3`,
+			partnerID, cursor, entries[len(entries)-1].Seq)
+		if err != nil {
+			return 0, fmt.Errorf("reading the quarantine: %w", err)
+		}
+		if quarantined, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+			return 0, fmt.Errorf("reading the quarantine: %w", err)
+		}
+	}
+	gapNow := false
+	for _, e := range entries {
+		for next < e.Seq && slices.Contains(quarantined, next) {
+			next++
+		}
+		if next < e.Seq {
+			// A missing entry: wait for it, or give it up.
+			var since time.Time
+			if gapSince != nil {
+				since = *gapSince
+			}
+			if gapSince == nil || time.Since(since) < opt.GapTimeout {
+				gapNow = true
+				break
+			}
+			for ; next < e.Seq; next++ {
+				if opt.Skipped != nil {
+					opt.Skipped(partnerID, next)
+				}
+			}
+		}
+		take = append(take, e)
+		next = e.Seq + 1
+	}
+	if len(take) > 0 {
+		evs, err := opt.Build(ctx, take)
+		if err != nil {
+			return 0, err
+		}
+		if err := insertEvents(ctx, tx, partnerID, evs, opt.RetryFor); err != nil {
+			return 0, err
+		}
+	}
+	switch {
+	case len(take) > 0:
+		_, err = tx.Exec(ctx, `UPDATE webhook_cursors SET seq = $2, gap_since = CASE WHEN $3 THEN now() ELSE NULL END WHERE partner_id = $1`,
+			partnerID, take[len(take)-1].Seq, gapNow)
+	case gapNow && gapSince == nil:
+		_, err = tx.Exec(ctx, `UPDATE webhook_cursors SET gap_since = now() WHERE partner_id = $1`, partnerID)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("moving webhook cursor: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("advancing webhook cursor: %w", err)
+	}
+	return len(take), nil
+}
+
+// insertEvents stores events and a delivery for every endpoint of the
+// partner subscribed to each event's type.
+func insertEvents(ctx context.Context, tx pgx.Tx, partnerID string, evs []NewEvent, retryFor time.Duration) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	var ids, types, keys, bodies []string
+	for _, e := range evs {
+		ids, types, keys, bodies = append(ids, e.ID), append(types, e.Type), append(keys, e.OrderKey), append(bodies, string(e.Body))
+	}
+	// Keep the order of evs: delivery ids order a key's deliveries.
+	if _, err := tx.Exec(ctx, `WITH ev AS (
+			SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS u(id, type, key, body, n)
+		), ins AS (
+			INSERT INTO webhook_events (id, partner_id, type, body)
+			SELECT id, $1, type, body FROM ev ON CONFLICT (id) DO NOTHING
+		)
+		INSERT INTO webhook_deliveries (endpoint_id, event_id, order_key, retry_until)
+		SELECT ep.id, ev.id, ev.key, now() + $6 * interval '1 microsecond'
+		FROM ev JOIN webhook_endpoints ep ON ep.partner_id = $1 AND ev.type = ANY (ep.events)
+		ORDER BY ev.n, ep.id
+		ON CONFLICT (endpoint_id, event_id) DO NOTHING`,
+		partnerID, ids, types, keys, bodies, retryFor.Microseconds()); err != nil {
+		return fmt.Errorf("storing webhook events: %w", err)
+	}
+	return nil
+}
+
+// Enqueue stores events that do not come from the journal (a partner
+// balance crossing its threshold) for the subscribed endpoints.
+func (o *Outbox) Enqueue(ctx context.Context, partnerID string, evs []NewEvent, retryFor time.Duration) error {
+	tx, err := o.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("storing webhook events: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := insertEvents(ctx, tx, partnerID, evs, retryFor); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// Delivery is one event for one endpoint.
+type Delivery struct {
+	ID            int64
+	EndpointID    string
+	PartnerID     string
+	URL           string
+	Secret        string
+	EventID       string
+	EventType     string
+	Body          []byte
+	State         string // PENDING, DELIVERED, FAILED
+	Attempts      int
+	LastStatus    int
+	LastError     string
+	CreatedAt     time.Time
+	NextAt        time.Time
+	RetryUntil    time.Time
+	LastAttemptAt *time.Time
+	DeliveredAt   *time.Time
+}
+
+// Claim takes up to n deliveries that are due, for lease: the first
+// pending delivery of each endpoint and order key only, so a key's events
+// go out one after the other. Each claim counts as an attempt.
+func (o *Outbox) Claim(ctx context.Context, n int, lease time.Duration) ([]Delivery, error) {
+	rows, err := o.pool.Query(ctx, `WITH due AS (
+			SELECT d.id FROM webhook_deliveries d
+			WHERE d.state = 'PENDING' AND d.next_at <= now() AND (d.lease_until IS NULL OR d.lease_until < now())
+			  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
+			                  WHERE e.endpoint_id = d.endpoint_id AND e.order_key = d.order_key AND e.state = 'PENDING' AND e.id < d.id)
+			ORDER BY d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED
+		)
+		UPDATE webhook_deliveries d SET lease_until = now() + $2 * interval '1 microsecond', attempts = d.attempts + 1, last_attempt_at = now()
+		FROM due, webhook_events ev, webhook_endpoints ep
+		WHERE d.id = due.id AND ev.id = d.event_id AND ep.id = d.endpoint_id
+		RETURNING d.id, d.endpoint_id, ep.partner_id, ep.url, ep.secret, d.event_id, ev.type, ev.body, d.state, d.attempts,
+		          d.last_status, d.last_error, d.created_at, d.next_at, d.retry_until, d.last_attempt_at, d.delivered_at`,
+		n, lease.Microseconds())
+	if err != nil {
+		return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, scanDelivery)
+	if err != nil {
+		return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
+	}
+	slices.SortFunc(out, func(a, b Delivery) int { return int(a.ID - b.ID) })
+	return out, nil
+}
+
+func scanDelivery(r pgx.CollectableRow) (Delivery, error) {
+	var d Delivery
+	var body string
+	err := r.Scan(&d.ID, &d.EndpointID, &d.PartnerID, &d.URL, &d.Secret, &d.EventID, &d.EventType, &body, &d.State, &d.Attempts,
+		&d.LastStatus, &d.LastError, &d.CreatedAt, &d.NextAt, &d.RetryUntil, &d.LastAttemptAt, &d.DeliveredAt)
+	d.Body = []byte(body)
+	return d, err
+}
+
+// Delivered records a successful attempt; the endpoint is no longer failing.
+func (o *Outbox) Delivered(ctx context.Context, d Delivery, status int) error {
+	if _, err := o.pool.Exec(ctx, `UPDATE webhook_deliveries SET state = 'DELIVERED', last_status = $2, last_error = '',
+		delivered_at = now(), lease_until = NULL WHERE id = $1`, d.ID, status); err != nil {
+		return fmt.Errorf("recording webhook delivery: %w", err)
+	}
+	if _, err := o.pool.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL`, d.EndpointID); err != nil {
+		return fmt.Errorf("recording webhook delivery: %w", err)
+	}
+	return nil
+}
+
+// AttemptFailed records a failed attempt: the delivery is tried again
+// after wait, or, past its retry time, given up (FAILED) and its endpoint
+// marked failing. gaveUp tells which.
+func (o *Outbox) AttemptFailed(ctx context.Context, d Delivery, status int, msg string, wait time.Duration) (gaveUp bool, err error) {
+	err = o.pool.QueryRow(ctx, `UPDATE webhook_deliveries SET last_status = $2, last_error = $3, lease_until = NULL,
+			next_at = now() + $4 * interval '1 microsecond',
+			state = CASE WHEN now() + $4 * interval '1 microsecond' > retry_until THEN 'FAILED' ELSE 'PENDING' END
+		WHERE id = $1 RETURNING state = 'FAILED'`, d.ID, status, safeText(msg), wait.Microseconds()).Scan(&gaveUp)
+	if err != nil {
+		return false, fmt.Errorf("recording webhook attempt: %w", err)
+	}
+	if gaveUp {
+		if _, err := o.pool.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = now() WHERE id = $1 AND failing_since IS NULL`, d.EndpointID); err != nil {
+			return true, fmt.Errorf("marking webhook endpoint failing: %w", err)
+		}
+	}
+	return gaveUp, nil
+}
+
+// Deliveries lists an endpoint's deliveries, newest first, those older
+// than beforeID when it is not 0.
+func (o *Outbox) Deliveries(ctx context.Context, endpointID string, limit int, beforeID int64) ([]Delivery, bool, error) {
+	if beforeID <= 0 {
+		beforeID = 1<<63 - 1
+	}
+	rows, err := o.pool.Query(ctx, `SELECT d.id, d.endpoint_id, ep.partner_id, ep.url, '', d.event_id, ev.type, ev.body, d.state, d.attempts,
+			d.last_status, d.last_error, d.created_at, d.next_at, d.retry_until, d.last_attempt_at, d.delivered_at
+		FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id JOIN webhook_endpoints ep ON ep.id = d.endpoint_id
+		WHERE d.endpoint_id = $1 AND d.id < $2 ORDER BY d.id DESC LIMIT $3`, endpointID, beforeID, limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("listing webhook deliveries: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, scanDelivery)
+	if err != nil {
+		return nil, false, fmt.Errorf("listing webhook deliveries: %w", err)
+	}
+	more := len(out) > limit
+	if more {
+		out = out[:limit]
+	}
+	return out, more, nil
+}
+
+// Redeliver sends a delivery again as soon as possible, with a fresh
+// retry period, whatever its state.
+func (o *Outbox) Redeliver(ctx context.Context, endpointID string, id int64, retryFor time.Duration) error {
+	tag, err := o.pool.Exec(ctx, `UPDATE webhook_deliveries SET state = 'PENDING', next_at = now(), lease_until = NULL,
+		retry_until = now() + $3 * interval '1 microsecond' WHERE id = $1 AND endpoint_id = $2`, id, endpointID, retryFor.Microseconds())
+	if err != nil {
+		return fmt.Errorf("redelivering: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrDeliveryNotFound
+	}
+	return nil
+}
+
+// Backlog is the state of one endpoint's deliveries.
+type Backlog struct {
+	PartnerID, EndpointID string
+	Pending               int64
+	OldestPending         time.Duration // age of the oldest pending delivery
+	Failing               bool
+}
+
+// Backlogs reports every endpoint's pending deliveries.
+func (o *Outbox) Backlogs(ctx context.Context) ([]Backlog, error) {
+	rows, err := o.pool.Query(ctx, `SELECT ep.partner_id, ep.id, count(d.id),
+			coalesce(extract(epoch FROM now() - min(d.created_at)), 0)::float8, ep.failing_since IS NOT NULL
+		FROM webhook_endpoints ep LEFT JOIN webhook_deliveries d ON d.endpoint_id = ep.id AND d.state = 'PENDING'
+		GROUP BY ep.partner_id, ep.id, ep.failing_since`)
+	if err != nil {
+		return nil, fmt.Errorf("reading webhook backlog: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Backlog, error) {
+		var b Backlog
+		var age float64
+		err := r.Scan(&b.PartnerID, &b.EndpointID, &b.Pending, &age, &b.Failing)
+		b.OldestPending = time.Duration(age * float64(time.Second))
+		return b, err
+	})
+}
