@@ -58,6 +58,8 @@ var errorTable = []struct {
 	{authz.ErrInvalidTransition, 409, "INVALID_CARD_STATE", "the card's state does not allow this operation"},
 	{issuing.ErrWrongCardType, 409, "WRONG_CARD_TYPE", "operation not available for this card type"},
 	{issuing.ErrNoBIN, 409, "PARTNER_HAS_NO_BIN", "the partner program has no BIN to issue cards from"},
+	{issuing.ErrNotDigitalFirst, 409, "NOT_DIGITAL_FIRST", "the partner program is not registered for digital first: its virtual cards get no plastic copy"},
+	{ledger.ErrCardReplaced, 409, "CARD_ALREADY_REPLACED", "the card was replaced already"},
 	{ledger.ErrIdempotencyMismatch, 422, "IDEMPOTENCY_KEY_REUSED", "the Idempotency-Key was used with a different amount"},
 	// Bad input the ledger caught.
 	{ledger.ErrInvalidAmount, 400, "INVALID_AMOUNT", "amount must be a positive integer in minor units"},

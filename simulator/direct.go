@@ -165,7 +165,7 @@ func (d *DirectIssuer) Personalise(ctx context.Context, p Partner, cardID string
 
 // Activate implements Issuer.
 func (d *DirectIssuer) Activate(ctx context.Context, p Partner, _, cardID string) error {
-	_, err := d.Issuing.Activate(ctx, p.ID, cardID)
+	_, err := d.Issuing.Activate(ctx, p.ID, cardID, "PARTNER")
 	return directErr("activating card", err)
 }
 
