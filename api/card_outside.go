@@ -33,7 +33,7 @@ func (s *Server) externalLock(c *call) (int, any, error) {
 	}
 	if in.Reason == nil || !authz.LockReason(*in.Reason).Valid() {
 		return 0, nil, &Error{Status: http.StatusBadRequest, Code: "INVALID_LOCK_REASON", Field: "reason",
-			Message: "reason must be an integer from 1 to 8 (the seed's lock reasons)"}
+			Message: "reason must be an integer from 1 to 8 (the lock reasons)"}
 	}
 	if !externalLockSources[in.Source] {
 		return 0, nil, invalid("source", "source must be NETWORK or ACQUIRER")
