@@ -304,6 +304,19 @@ func TestAdminRoles(t *testing.T) {
 	employee.encryptedJSON("POST", "/admin/cards/"+card.ID+"/print", nil, 201, nil)
 	employee.encryptedJSON("POST", "/admin/cards/"+card.ID+"/cvv", nil, 200, nil)
 	employee.json("POST", "/admin/cards/"+card.ID+"/lock", map[string]int{"reason": 3}, 200, nil)
+	employee.json("POST", "/admin/cards/"+card.ID+"/external-lock", map[string]any{"reason": 3, "source": "NETWORK", "reference": "n-1"}, 200, nil)
+	// Replace: the roles that may order the card's type (physical: all
+	// three; virtual: Admin and Manager).
+	employee.encryptedJSON("POST", "/admin/cards/"+phys.ID+"/replace", nil, 201, nil)
+	if r, _ := employee.encrypted("POST", "/admin/cards/"+card.ID+"/replace", nil); r.status != 403 || r.code() != "FORBIDDEN" {
+		t.Errorf("employee replacing a virtual card: %d %s", r.status, r.body)
+	}
+	bureauUser := e.newAdmin("bur", "Bureau")
+	for _, path := range []string{"/admin/cards/" + card.ID + "/external-lock", "/admin/cards/" + card.ID + "/replace"} {
+		if r := bureauUser.do("POST", path, nil, invalidRequest); r.status != 403 || r.code() != "FORBIDDEN" {
+			t.Errorf("bureau POST %s: %d %s", path, r.status, r.body)
+		}
+	}
 	// ... but not unlock, remove, reload, KYC, partners, summaries, users.
 	for _, c := range []struct{ method, path string }{
 		{"POST", "/admin/cards/" + card.ID + "/unlock"},
@@ -328,6 +341,7 @@ func TestAdminRoles(t *testing.T) {
 	}
 	manager.json("POST", "/admin/cards/"+card.ID+"/unlock", nil, 200, nil)
 	manager.json("GET", "/admin/summaries", nil, 200, nil)
+	manager.encryptedJSON("POST", "/admin/cards/"+card.ID+"/replace", nil, 201, nil)
 
 	// Admin users: list, duplicate, delete (their session dies), not oneself.
 	var users struct {
@@ -336,7 +350,7 @@ func TestAdminRoles(t *testing.T) {
 		} `json:"users"`
 	}
 	e.root.json("GET", "/admin/users", nil, 200, &users)
-	if len(users.Users) != 3 {
+	if len(users.Users) != 4 {
 		t.Errorf("admin users = %+v", users.Users)
 	}
 	if r := e.root.do("POST", "/admin/users", map[string]string{"username": "EMP", "password": "another-password", "role": "Admin"}); r.status != 409 || r.code() != "ALREADY_EXISTS" {

@@ -182,12 +182,19 @@ func (s *Server) orderPhysical(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	// The card exists now: answering an error would invite a retry and a
-	// second card, so a failure to queue it is logged for the operator.
-	if err := s.cfg.Redis.ZAdd(c.ctx, s.keys.bureauQueue(), redis.Z{Score: float64(s.now().UnixMilli()), Member: card.ID}).Err(); err != nil {
-		s.log.ErrorContext(c.ctx, "physical card ordered but not queued for the bureau", "card", card.ID, "partner", pid, "err", err)
-	}
+	s.queueForBureau(c, card.ID, pid)
 	return http.StatusCreated, card, nil
+}
+
+// queueForBureau puts a plastic (an ordered physical card, a digital-first
+// copy) in the bureau's queue. The card exists already: answering an error
+// would invite a retry and a second card, so a failure to queue it is
+// logged for the operator (GET /admin/bureau/orders repairs the queue from
+// Postgres).
+func (s *Server) queueForBureau(c *call, cardID, partnerID string) {
+	if err := s.cfg.Redis.ZAdd(c.ctx, s.keys.bureauQueue(), redis.Z{Score: float64(s.now().UnixMilli()), Member: cardID}).Err(); err != nil {
+		s.log.ErrorContext(c.ctx, "plastic ordered but not queued for the bureau", "card", cardID, "partner", partnerID, "err", err)
+	}
 }
 
 // GET .../cards/{cardId} (JWE): full card data, customer and partner channels only.
@@ -227,6 +234,8 @@ func (s *Server) printCard(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	// The copy is usable now; its blank plastic waits for the bureau.
+	s.queueForBureau(c, cp.ID, card.PartnerID)
 	return http.StatusCreated, cp, nil
 }
 
@@ -236,7 +245,7 @@ func (s *Server) activateCard(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	v, err := s.cfg.Issuing.Activate(c.ctx, card.PartnerID, card.ID)
+	v, err := s.cfg.Issuing.Activate(c.ctx, card.PartnerID, card.ID, lockSource(c.rt.ch))
 	return http.StatusOK, v, err
 }
 
@@ -319,7 +328,9 @@ func (s *Server) setPIN(c *call) (int, any, error) {
 
 type bureauOrder struct {
 	issuing.Card
-	PartnerID       string           `json:"partnerId"`
+	PartnerID string `json:"partnerId"`
+	// Blank: a digital-first plastic, produced with no data imprinted.
+	Blank           bool             `json:"blank"`
 	DeliveryAddress *deliveryAddress `json:"deliveryAddress,omitempty"`
 	OrderedAt       time.Time        `json:"orderedAt"`
 }
@@ -328,9 +339,11 @@ type bureauOrder struct {
 // reporting the ones it made.
 const maxBureauOrders = 500
 
-// GET /admin/bureau/orders: physical cards waiting for the bureau (status
-// ORDERED), oldest first, with their delivery address. No PAN: the bureau
-// gets card data from the processor, not from the admin API.
+// GET /admin/bureau/orders: plastics waiting for the bureau, oldest first,
+// with their delivery address: physical cards with status ORDERED, and
+// digital-first copies with delivery state ORDERED, which the bureau
+// produces blank (no data imprinted). No PAN: the bureau gets card data
+// from the processor, not from the admin API.
 //
 // The Redis queue answers at once; Postgres (through the write-behind)
 // adds what the queue lost — a Redis restart without persistence, or an
@@ -352,7 +365,7 @@ func (s *Server) bureauOrders(c *call) (int, any, error) {
 		if err == nil {
 			card, err = s.cfg.Ledger.Card(c.ctx, pid, id)
 		}
-		if errors.Is(err, ledger.ErrNotFound) || errors.Is(err, ledger.ErrCardNotFound) || err == nil && card.Status != string(authz.StatusOrdered) {
+		if errors.Is(err, ledger.ErrNotFound) || errors.Is(err, ledger.ErrCardNotFound) || err == nil && !issuing.WaitsForBureau(card) {
 			s.cfg.Redis.ZRem(c.ctx, s.keys.bureauQueue(), id) // made, removed or gone: no longer waiting
 			continue
 		}
@@ -363,19 +376,23 @@ func (s *Server) bureauOrders(c *call) (int, any, error) {
 		if err != nil {
 			return 0, nil, err
 		}
-		out = append(out, bureauOrder{Card: v, PartnerID: pid, DeliveryAddress: parseDelivery(card.Delivery),
+		out = append(out, bureauOrder{Card: v, PartnerID: pid, Blank: card.Type == string(authz.CardDigitalFirst), DeliveryAddress: parseDelivery(card.Delivery),
 			OrderedAt: time.UnixMilli(int64(z.Score)).UTC()})
 	}
 	return http.StatusOK, map[string]any{"orders": out}, nil
 }
 
-// requeueOrderedCards puts back into the bureau queue the physical cards
-// Postgres knows as ORDERED (oldest first, one listing's worth). The state
+// requeueOrderedCards puts back into the bureau queue the plastics
+// Postgres knows as waiting for the bureau: physical cards ORDERED and
+// digital-first copies whose delivery state is ORDERED (oldest first, one
+// listing's worth). The state
 // in Redis decides afterwards: bureauOrders drops what is no longer
 // ORDERED there. Postgres being unreachable only costs the repair.
 func (s *Server) requeueOrderedCards(ctx context.Context) {
 	rows, err := s.cfg.DB.Query(ctx, `SELECT id, created_at FROM cards
-		WHERE status = 'ORDERED' AND type = 'PHYSICAL' ORDER BY created_at, id LIMIT $1`, maxBureauOrders)
+		WHERE (status = 'ORDERED' AND type = 'PHYSICAL')
+		   OR (delivery_state = 'ORDERED' AND type = 'DIGITAL_FIRST' AND status <> 'REMOVED')
+		ORDER BY created_at, id LIMIT $1`, maxBureauOrders)
 	if err != nil {
 		s.log.WarnContext(ctx, "reading ordered cards from postgres for the bureau queue", "err", err)
 		return
@@ -406,13 +423,22 @@ func (s *Server) requeueOrderedCards(ctx context.Context) {
 }
 
 // POST /admin/bureau/cards/{cardId}/personalised: the bureau reports the
-// plastic made; the card is personalised and linked to its user and
-// balance (ready for activation). Repeating after a partial failure
-// finishes the link.
+// plastic made; a physical card is personalised and linked to its user and
+// balance (ready for activation; repeating after a partial failure
+// finishes the link); a digital-first copy, active from the start, moves
+// to delivery state PRODUCED.
 func (s *Server) bureauPersonalised(c *call) (int, any, error) {
 	card, err := c.card()
 	if err != nil {
 		return 0, nil, err
+	}
+	if card.Type == string(authz.CardDigitalFirst) {
+		v, err := s.cfg.Issuing.Produced(c.ctx, card.PartnerID, card.ID)
+		if err != nil {
+			return 0, nil, err
+		}
+		s.cfg.Redis.ZRem(c.ctx, s.keys.bureauQueue(), card.ID)
+		return http.StatusOK, v, nil
 	}
 	if card.Type != string(authz.CardPhysical) {
 		return 0, nil, fmt.Errorf("personalising %s card: %w", card.Type, issuing.ErrWrongCardType)

@@ -435,7 +435,7 @@ type program struct {
 // newProgram creates a partner with a funding balance in EUR holding funds.
 func (e *env) newProgram(id, bin, model string, funds int64) *program {
 	e.t.Helper()
-	e.root.json("POST", "/admin/partners", map[string]string{"id": id, "name": id + " bank", "bin": bin, "currency": "EUR", "fundingModel": model}, 201, nil)
+	e.root.json("POST", "/admin/partners", map[string]any{"id": id, "name": id + " bank", "bin": bin, "currency": "EUR", "fundingModel": model, "digitalFirst": true}, 201, nil)
 	var pb partnerBalanceJSON
 	e.root.json("POST", "/admin/partners/"+id+"/balances", map[string]any{"type": model, "currency": "EUR"}, 201, &pb)
 	if funds > 0 {

@@ -59,6 +59,8 @@ var errorTable = []struct {
 	{issuing.ErrWrongCardType, 409, "WRONG_CARD_TYPE", "operation not available for this card type"},
 	{issuing.ErrNoBIN, 409, "PARTNER_HAS_NO_BIN", "the partner program has no BIN to issue cards from"},
 	{ledger.ErrBalanceLimit, 409, "BALANCE_LIMIT_EXCEEDED", "the balance would exceed 999999999999 minor units, the most an answer can carry; nothing was changed"},
+	{issuing.ErrNotDigitalFirst, 409, "NOT_DIGITAL_FIRST", "the partner program is not registered for digital first: its virtual cards get no plastic copy"},
+	{ledger.ErrCardReplaced, 409, "CARD_ALREADY_REPLACED", "the card was replaced already"},
 	{ledger.ErrIdempotencyMismatch, 422, "IDEMPOTENCY_KEY_REUSED", "the Idempotency-Key was used with a different amount"},
 	// Bad input the ledger caught.
 	{ledger.ErrInvalidAmount, 400, "INVALID_AMOUNT", "amount must be a positive integer in minor units"},

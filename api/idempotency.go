@@ -39,6 +39,9 @@ type idemRecord struct {
 	Status      int             `json:"status,omitempty"`
 	Body        json.RawMessage `json:"body,omitempty"`
 	FullDataOf  string          `json:"fullDataOf,omitempty"`
+	// CardDataOf: a replacement answer kept without its new card's data
+	// (cardData), read again for the replay.
+	CardDataOf string `json:"cardDataOf,omitempty"`
 	AsyncCard   string          `json:"asyncCard,omitempty"` // a 202 of an async virtual card
 }
 
@@ -111,6 +114,12 @@ func (s *Server) idempotentCreate(w http.ResponseWriter, c *call) (int, any, err
 	case asyncCard:
 		rec.AsyncCard = v.ID
 		rec.Body, err = json.Marshal(body)
+	case replacement:
+		if v.CardData != nil {
+			rec.CardDataOf = v.Card.ID
+			v.CardData = nil
+		}
+		rec.Body, err = json.Marshal(v)
 	default:
 		rec.Body, err = json.Marshal(body)
 	}
@@ -165,6 +174,18 @@ func (s *Server) replayCreate(w http.ResponseWriter, c *call, rkey, fingerprint 
 		return s.idempotentCreate(w, c)
 	}
 	var body any = rec.Body
+	if rec.CardDataOf != "" {
+		var r replacement
+		if err := json.Unmarshal(rec.Body, &r); err != nil {
+			return 0, nil, fmt.Errorf("reading idempotency record: %w", err)
+		}
+		full, err := s.cfg.Issuing.FullData(c.ctx, c.partnerID, rec.CardDataOf)
+		if err != nil {
+			return 0, nil, err
+		}
+		r.CardData = &full
+		body = r
+	}
 	if rec.FullDataOf != "" {
 		full, err := s.cfg.Issuing.FullData(c.ctx, c.partnerID, rec.FullDataOf)
 		if err != nil {

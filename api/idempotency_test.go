@@ -104,6 +104,33 @@ func TestIdempotentCreates(t *testing.T) {
 		}
 	}
 
+	// A replacement retried: one new card, the same answer with the new
+	// card's data read again (never stored with the key).
+	rpath := "/secure/customers/" + cust.ID + "/cards/" + full1.ID + "/replace"
+	q1, rplain1 := p.c.encrypted("POST", rpath, nil, key("replace-1"))
+	q2, rplain2 := p.c.encrypted("POST", rpath, nil, key("replace-1"))
+	var rep1, rep2 replacementJSON
+	if q1.status != 201 || q2.status != 201 || json.Unmarshal(rplain1, &rep1) != nil || json.Unmarshal(rplain2, &rep2) != nil {
+		t.Fatalf("replacement and retry: %d %s / %d %s", q1.status, q1.body, q2.status, q2.body)
+	}
+	if rep1.CardData == nil || rep2.CardData == nil || *rep1.CardData != *rep2.CardData || rep1.Card.ID != rep2.Card.ID ||
+		q2.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("retried replacement: %+v / %+v", rep1, rep2)
+	}
+	if cards := e.cardIDs("acme", balance.ID); len(cards) != 2 {
+		t.Fatalf("cards after a retried replacement: %v", cards)
+	}
+	stored, err = e.ledger.Client().Keys(ctx, "*idemreq*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range stored {
+		v, _ := e.ledger.Client().Get(ctx, k).Result()
+		if contains([]byte(v), rep1.CardData.CardNo) || contains([]byte(v), `"`+rep1.CardData.CVV+`"`) {
+			t.Fatalf("an idempotency record holds the replacement's card data: %s", v)
+		}
+	}
+
 	// Concurrent retries: one card, every answer the same card or "in use".
 	var wg sync.WaitGroup
 	answers := make([]resp, 6)

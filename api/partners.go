@@ -26,6 +26,9 @@ func (s *Server) createPartner(c *call) (int, any, error) {
 		BIN          string `json:"bin"`
 		Currency     string `json:"currency"`
 		FundingModel string `json:"fundingModel"`
+		// DigitalFirst registers the program for digital first: its
+		// virtual cards may get digital-first plastic copies (print).
+		DigitalFirst bool `json:"digitalFirst"`
 	}
 	if err := c.decode(&in); err != nil {
 		return 0, nil, err
@@ -54,7 +57,7 @@ func (s *Server) createPartner(c *call) (int, any, error) {
 	if !errors.Is(err, ledger.ErrNotFound) {
 		return 0, nil, err
 	}
-	p := ledger.Partner{ID: in.ID, Name: in.Name, BIN: in.BIN, Currency: in.Currency, FundingModel: in.FundingModel}
+	p := ledger.Partner{ID: in.ID, Name: in.Name, BIN: in.BIN, Currency: in.Currency, FundingModel: in.FundingModel, DigitalFirst: in.DigitalFirst}
 	if err := s.cfg.Ledger.CreatePartner(c.ctx, p); err != nil {
 		return 0, nil, err
 	}

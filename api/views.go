@@ -52,13 +52,14 @@ type partnerView struct {
 	BIN          string    `json:"bin"`
 	Currency     string    `json:"currency"`
 	FundingModel string    `json:"fundingModel"`
+	DigitalFirst bool      `json:"digitalFirst"`
 	CreatedAt    time.Time `json:"createdAt"`
 }
 
 func partnerOf(m map[string]string) partnerView {
 	return partnerView{
 		ID: m["id"], Name: m["name"], BIN: m["bin"], Currency: m["currency"],
-		FundingModel: m["funding_model"], CreatedAt: msTime(m["created_at"]),
+		FundingModel: m["funding_model"], DigitalFirst: m["digital_first"] == "true", CreatedAt: msTime(m["created_at"]),
 	}
 }
 

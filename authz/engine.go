@@ -178,6 +178,9 @@ type Engine struct {
 	CVV      CVVChecker
 	Limits   Limits
 	Velocity Velocity // optional
+	// Locks serves file updates (UpdateFile); without it they are
+	// answered INVALID_TRANSACTION.
+	Locks CardLocks
 	// MaxPerWindow is the velocity limit (0: none).
 	MaxPerWindow int64
 	Logger       *slog.Logger

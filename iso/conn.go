@@ -340,6 +340,11 @@ func (c *serverConn) handle(frame []byte, received time.Time) {
 		return
 	}
 
+	if fu, ok := c.srv.auth.(FileUpdater); ok && isFileUpdateRequest(mti) {
+		c.handleFileUpdate(mti, msg, received, fu)
+		return
+	}
+
 	req, err := ParseRequest(msg)
 	if err != nil {
 		reason := ReasonForError(err)
@@ -440,12 +445,18 @@ func (c *serverConn) abandon(req *authz.Request, d authz.Decision) {
 }
 
 // answer builds, counts, logs and writes the response to msg. A format
-// error names the data element at fault (fault, see FaultField) in DE44.
-func (c *serverConn) answer(mti string, msg *iso8583.Message, d authz.Decision, received time.Time, req *authz.Request, fault int) {
+// error names the data element at fault (fault, see FaultField) in DE44;
+// more sets further fields of the answer.
+func (c *serverConn) answer(mti string, msg *iso8583.Message, d authz.Decision, received time.Time, req *authz.Request, fault int, more ...func(*iso8583.Message) error) {
 	p := c.srv.cfg.Profile
 	resp, err := BuildResponse(p, msg, d)
 	if err == nil {
 		err = setFaultField(resp, d.Reason, fault)
+	}
+	for _, set := range more {
+		if err == nil {
+			err = set(resp)
+		}
 	}
 	if err != nil {
 		c.log.Error("building response failed; answering system error", "mti", mti, "reason", d.Reason, "err", err)

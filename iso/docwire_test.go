@@ -42,7 +42,8 @@ func docLayout(de39 int) map[int]docField {
 		22: {fixed: 3}, 32: {lenDigits: 2, max: 11}, 37: {fixed: 12}, 38: {fixed: 6},
 		39: {fixed: de39}, 41: {fixed: 8}, 42: {fixed: 15}, 43: {fixed: 40},
 		44: {lenDigits: 2, max: 99}, 49: {fixed: 3}, 52: {fixed: 16}, 54: {lenDigits: 3, max: 120},
-		70: {fixed: 3}, 90: {fixed: 42}, 95: {fixed: 42},
+		70: {fixed: 3}, 90: {fixed: 42}, 91: {fixed: 1}, 95: {fixed: 42},
+		101: {lenDigits: 2, max: 17}, 120: {lenDigits: 3, max: 999},
 	}
 }
 

@@ -17,6 +17,16 @@ import (
 // reaches it could have placed a hold.
 type countingAuthorizer struct{ calls atomic.Int64 }
 
+// UpdateFile applies every file update: an add leaves the card locked
+// with its reason, a delete unlocked.
+func (a *countingAuthorizer) UpdateFile(_ context.Context, u *authz.FileUpdate) authz.FileUpdateResult {
+	a.calls.Add(1)
+	if u.Action == authz.FileAdd {
+		return authz.FileUpdateResult{Reason: authz.ReasonApproved, Lock: u.Lock, CardID: "crd_1", PartnerID: "p"}
+	}
+	return authz.FileUpdateResult{Reason: authz.ReasonApproved, CardID: "crd_1", PartnerID: "p"}
+}
+
 func (a *countingAuthorizer) Authorize(_ context.Context, req *authz.Request) authz.Decision {
 	a.calls.Add(1)
 	if req.Kind == authz.KindReversal || req.Kind == authz.KindReversalAdvice {

@@ -78,7 +78,7 @@ func ReasonForError(err error) authz.Reason {
 	switch {
 	case err == nil:
 		return authz.ReasonApproved
-	case errors.Is(err, ErrUnsupportedProcessingCode):
+	case errors.Is(err, ErrUnsupportedProcessingCode), errors.Is(err, ErrUnsupportedFileUpdate):
 		return authz.ReasonInvalidTransaction
 	case errors.Is(err, ErrFormat):
 		return authz.ReasonFormatError
@@ -126,6 +126,9 @@ func MandatoryFields(mti string) []int {
 	if isNetworkRequest(mti) {
 		return append([]int(nil), networkMandatory...)
 	}
+	if isFileUpdateRequest(mti) {
+		return append([]int(nil), fileUpdateMandatory...)
+	}
 	if _, _, err := kindOf(mti); err == nil {
 		return append([]int(nil), transactionMandatory...)
 	}
@@ -145,7 +148,8 @@ func kindOf(mti string) (authz.Kind, bool, error) {
 }
 
 // ResponseMTI is the MTI that answers mti: third digit plus one, repeat
-// digit reset (0100 -> 0110, 0101 -> 0110, 0421 -> 0430). Responses,
+// mark of the fourth digit dropped and its origin kept (0100 -> 0110,
+// 0101 -> 0110, 0421 -> 0430, 0302 -> 0312, 0303 -> 0312). Responses,
 // notifications and acknowledgements (odd third digit) have no answer.
 func ResponseMTI(mti string) (string, error) {
 	if len(mti) != 4 || !isDigits(mti) {
@@ -154,7 +158,8 @@ func ResponseMTI(mti string) (string, error) {
 	if (mti[2]-'0')%2 != 0 {
 		return "", fmt.Errorf("%w: MTI %s is itself an answer", ErrUnsupportedMTI, mti)
 	}
-	return mti[:2] + string(mti[2]+1) + "0", nil
+	origin := '0' + (mti[3]-'0')&^1
+	return mti[:2] + string(mti[2]+1) + string(rune(origin)), nil
 }
 
 // isResponseMTI reports whether mti answers something (odd third digit).
@@ -517,8 +522,12 @@ func BuildResponse(p *Profile, req *iso8583.Message, d authz.Decision) (*iso8583
 	resp := iso8583.NewMessage(p.Spec)
 	resp.MTI(respMTI)
 	echo := echoedFields
-	if isNetworkRequest(mti) {
+	file := isFileUpdateRequest(mti)
+	switch {
+	case isNetworkRequest(mti):
 		echo = echoedNetworkFields
+	case file:
+		echo = echoedFileFields
 	}
 	if err := copyFields(resp, req, echo); err != nil {
 		return nil, fmt.Errorf("building response: %w", err)
@@ -527,6 +536,9 @@ func BuildResponse(p *Profile, req *iso8583.Message, d authz.Decision) (*iso8583
 		return nil, fmt.Errorf("building response: setting DE39: %w", err)
 	}
 
+	if file {
+		return resp, nil // an 0312 carries no approval code nor amounts
+	}
 	if d.Reason == authz.ReasonApproved || d.Reason == authz.ReasonApprovedPartial {
 		ac, err := approvalCode(d.ApprovalCode)
 		if err != nil {

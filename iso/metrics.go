@@ -105,7 +105,7 @@ var knownMTIs = map[string]bool{
 	"0100": true, "0101": true, "0120": true, "0121": true,
 	"0200": true, "0201": true, "0220": true, "0221": true,
 	"0400": true, "0401": true, "0420": true, "0421": true,
-	"0800": true, "0801": true,
+	"0800": true, "0801": true, "0302": true, "0303": true,
 }
 
 // mtiLabel keeps the label set bounded whatever a peer sends.

@@ -88,7 +88,8 @@ const (
 )
 
 // newProfile builds a profile from moov-io's Spec87ASCII, the standard
-// bitmap, the two 1987 fields it lacks, and the DE39 length of the dialect.
+// bitmap, the 1987 fields it lacks (DE70, DE91, DE95, DE101) and DE120 for
+// file updates, and the DE39 length of the dialect.
 // The base spec's field map is copied, never modified: other code in the
 // process may use it.
 func newProfile(name, description string, de39Len int, column codeColumn) *Profile {
@@ -121,6 +122,28 @@ func newProfile(name, description string, de39Len int, column codeColumn) *Profi
 		Description: "Replacement Amounts",
 		Enc:         encoding.ASCII,
 		Pref:        prefix.ASCII.Fixed,
+	})
+	// File updates (0302 / 0312, fileupdate.go): the 1987 file update
+	// code and file name, and DE120, reserved for private use in 1987,
+	// as the record data of the update (the lock reason), where
+	// Mastercard's issuer file updates carry their record.
+	fields[91] = field.NewString(&field.Spec{
+		Length:      1,
+		Description: "File Update Code",
+		Enc:         encoding.ASCII,
+		Pref:        prefix.ASCII.Fixed,
+	})
+	fields[101] = field.NewString(&field.Spec{
+		Length:      17,
+		Description: "File Name",
+		Enc:         encoding.ASCII,
+		Pref:        prefix.ASCII.LL,
+	})
+	fields[120] = field.NewString(&field.Spec{
+		Length:      999,
+		Description: "Record Data",
+		Enc:         encoding.ASCII,
+		Pref:        prefix.ASCII.LLL,
 	})
 	spec := &iso8583.MessageSpec{Name: description, Fields: fields}
 	if err := spec.Validate(); err != nil {

@@ -82,7 +82,7 @@ var fieldCharsets = map[int]charset{
 	55: charsetANS, 56: charsetANS, 57: charsetANS, 58: charsetANS, 59: charsetANS,
 	60: charsetANS, 61: charsetANS, 62: charsetANS, 63: charsetANS,
 	64: charsetB,
-	70: charsetN, 90: charsetN, 95: charsetAN,
+	70: charsetN, 90: charsetN, 91: charsetAN, 95: charsetAN, 101: charsetANS, 120: charsetANS,
 }
 
 // allowed[c][b] reports whether byte b belongs to charset c.

@@ -23,6 +23,9 @@ type Partner struct {
 	BIN          string
 	Currency     string
 	FundingModel string
+	// DigitalFirst lets the program print digital-first plastic copies
+	// of its virtual cards.
+	DigitalFirst bool
 }
 
 // CreatePartner creates a partner; ErrAlreadyExists when the id is taken,
@@ -49,7 +52,11 @@ func (l *Ledger) CreatePartner(ctx context.Context, p Partner) error {
 		}
 		claimed = ok
 	}
-	err := l.run(ctx, "create_partner", p.ID, p.Name, p.BIN, p.Currency, p.FundingModel).Err()
+	df := ""
+	if p.DigitalFirst {
+		df = "true"
+	}
+	err := l.run(ctx, "create_partner", p.ID, p.Name, p.BIN, p.Currency, p.FundingModel, df).Err()
 	if err != nil {
 		if claimed {
 			l.rdb.HDel(ctx, l.keys.BINs(), p.BIN)

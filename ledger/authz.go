@@ -355,3 +355,35 @@ func (e *Engine) CancelLate(ctx context.Context, partnerID, key string, reason a
 	}
 	return n, nil
 }
+
+var _ authz.CardLocks = (*Engine)(nil)
+
+// LockCard locks a card for a file update (authz.CardLocks).
+func (e *Engine) LockCard(ctx context.Context, partnerID, cardID string, reason authz.LockReason, source, reference string) (authz.LockReason, error) {
+	n, err := e.L.LockCardFrom(ctx, partnerID, cardID, int(reason), source, reference)
+	if err != nil {
+		return 0, lockErr(e.checkState(err))
+	}
+	return authz.LockReason(n), nil
+}
+
+// UnlockCard removes a reversible lock for a file update (authz.CardLocks);
+// a card that is not locked is not an error.
+func (e *Engine) UnlockCard(ctx context.Context, partnerID, cardID string) (authz.LockReason, error) {
+	_, err := e.L.UnlockCard(ctx, partnerID, cardID)
+	if err != nil && !errors.Is(err, ErrCardNotLocked) {
+		return 0, lockErr(e.checkState(err))
+	}
+	return authz.LockNone, nil
+}
+
+// lockErr gives the lock scripts' refusals their authz meaning.
+func lockErr(err error) error {
+	switch {
+	case errors.Is(err, ErrLockIrreversible):
+		return fmt.Errorf("%w: %w", authz.ErrLockIrreversible, err)
+	case errors.Is(err, ErrCardRemoved):
+		return fmt.Errorf("%w: %w", authz.ErrCardNotFound, err)
+	}
+	return err
+}

@@ -18,6 +18,14 @@ type Card struct {
 	PINTries                             int
 	CopyOf                               string
 	Delivery                             string
+	// DeliveryState is ORDERED while a digital-first plastic waits for
+	// the bureau and PRODUCED once it is made ("" for other cards).
+	DeliveryState string
+	// LockRef is the requester's reference of a lock from outside.
+	LockRef string
+	// Replaces is the card this one replaces; ReplacedBy, on the old
+	// card, its replacement.
+	Replaces, ReplacedBy string
 	// BalanceCurrency is filled by CardByPANHash.
 	BalanceCurrency string
 	// Version is the row's version (v), bumped by every change.
@@ -31,6 +39,7 @@ func cardFromMap(partnerID string, m map[string]string) Card {
 		PANEnc: m["pan_enc"], PANHash: m["pan_hash"], BIN: m["bin"], Last4: m["last4"], Expiry: m["expiry"],
 		CVVEnc: m["cvv_enc"], PINVerifier: m["pin_verifier"], PINTries: int(atoi(m["pin_tries"])),
 		CopyOf: m["copy_of"], Delivery: m["delivery"], BalanceCurrency: m["balance_currency"],
+		DeliveryState: m["delivery_state"], LockRef: m["lock_ref"], Replaces: m["replaces"], ReplacedBy: m["replaced_by"],
 		Version: atoi(m["v"]),
 	}
 }
@@ -40,7 +49,7 @@ func cardFromMap(partnerID string, m map[string]string) Card {
 // otherwise the PAN token must be new (ErrPANExists).
 func (l *Ledger) CreateCard(ctx context.Context, c Card) error {
 	err := l.run(ctx, "create_card", c.PartnerID, c.ID, c.CustomerID, c.BalanceID, c.Type, c.Status,
-		c.PANEnc, c.PANHash, c.BIN, c.Last4, c.Expiry, c.CVVEnc, c.CopyOf, c.Delivery).Err()
+		c.PANEnc, c.PANHash, c.BIN, c.Last4, c.Expiry, c.CVVEnc, c.CopyOf, c.Delivery, c.DeliveryState).Err()
 	if err != nil {
 		return mapScriptError("creating card", err)
 	}
@@ -100,13 +109,25 @@ func (l *Ledger) UpdateCard(ctx context.Context, partnerID, id string, u CardUpd
 }
 
 // LockCard locks a card with reason 1-8; source says who (CUSTOMER,
-// PARTNER, ADMIN, NETWORK). An irreversible lock stays as it is
+// PARTNER, ADMIN, NETWORK, ACQUIRER). An irreversible lock stays as it is
 // (ErrLockIrreversible).
 func (l *Ledger) LockCard(ctx context.Context, partnerID, id string, reason int, source string) error {
+	_, err := l.LockCardFrom(ctx, partnerID, id, reason, source, "")
+	return err
+}
+
+// LockCardFrom is LockCard recording the requester's reference of a lock
+// from outside (a network's or an acquirer's id for its request). It
+// returns the lock reason in force.
+func (l *Ledger) LockCardFrom(ctx context.Context, partnerID, id string, reason int, source, reference string) (int, error) {
 	if reason < 1 || reason > 8 {
-		return fmt.Errorf("locking card: reason %d not in 1-8", reason)
+		return 0, fmt.Errorf("locking card: reason %d not in 1-8", reason)
 	}
-	return mapScriptError("locking card", l.run(ctx, "lock_card", partnerID, id, reason, source).Err())
+	n, err := l.run(ctx, "lock_card", partnerID, id, reason, source, reference).Int()
+	if err != nil {
+		return 0, mapScriptError("locking card", err)
+	}
+	return n, nil
 }
 
 // UnlockCard removes a reversible lock; ErrLockIrreversible for 1, 2, 5, 8.

@@ -31,12 +31,13 @@ var NumericColumns = map[string][]string{
 
 // Columns lists the columns of each table besides id, partner_id and v.
 var Columns = map[string][]string{
-	"partners":         {"name", "bin", "currency", "funding_model", "created_at"},
+	"partners":         {"name", "bin", "currency", "funding_model", "created_at", "digital_first"},
 	"partner_balances": {"type", "currency", "available", "reserved", "settled", "low_threshold", "state", "created_at"},
 	"customers":        {"external_id", "first_name", "last_name", "email", "phone", "kyc_status", "created_at"},
 	"user_balances":    {"customer_id", "currency", "available", "held", "posted", "state", "created_at"},
 	"cards": {"customer_id", "balance_id", "type", "status", "lock_reason", "lock_source", "pan_enc", "pan_hash",
-		"bin", "last4", "expiry", "cvv_enc", "pin_verifier", "pin_tries", "copy_of", "delivery", "created_at"},
+		"bin", "last4", "expiry", "cvv_enc", "pin_verifier", "pin_tries", "copy_of", "delivery", "created_at",
+		"delivery_state", "lock_ref", "replaces", "replaced_by"},
 	"holds": {"balance_id", "card_id", "partner_balance_id", "currency", "amount", "captured", "released", "state",
 		"idem_key", "approval_code", "txn_type", "created_ms", "closed_ms", "reference",
 		"origin", "requested", "approved", "available_after"},

@@ -20,6 +20,7 @@ var scriptNames = []string{
 	"reserve", "force_post", "capture", "void", "refund", "expire",
 	"create_card", "update_card", "lock_card", "unlock_card", "remove_card",
 	"pin_result", "card_by_pan", "record_decline", "velocity", "cancel_late",
+	"replace_card", "activate_card",
 }
 
 func loadScripts() (map[string]*redis.Script, error) {
@@ -66,6 +67,7 @@ var (
 	ErrCardChanged              = errors.New("card changed since it was read")
 	ErrBalanceLimit             = errors.New("balance would exceed the largest amount the wire can carry")
 	ErrInvalidColumn            = errors.New("column cannot be set this way")
+	ErrCardReplaced             = errors.New("card already replaced")
 )
 
 var scriptErrors = map[string]error{
@@ -91,6 +93,7 @@ var scriptErrors = map[string]error{
 	"CARD_CHANGED":               ErrCardChanged,
 	"BALANCE_LIMIT":              ErrBalanceLimit,
 	"INVALID_COLUMN":             ErrInvalidColumn,
+	"CARD_REPLACED":              ErrCardReplaced,
 }
 
 // mapScriptError turns a script's error reply into a sentinel error.

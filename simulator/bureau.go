@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/antaca/antaca/authz"
+	"github.com/antaca/antaca/authz/issuing"
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -38,9 +39,10 @@ type BureauConfig struct {
 }
 
 // RunBureau plays the card personalisation bureau until ctx ends (or after
-// one round with Once): it polls the ordered physical cards, personalises
-// each after the configured delay and reports it, upon which the platform
-// links the card to the user's balance. It returns how many cards it
+// one round with Once): it polls the ordered plastics, makes each after the
+// configured delay and reports it, upon which the platform links a
+// physical card to the user's balance; a digital-first copy is produced
+// blank (no data imprinted) and was usable from the start. It returns how many cards it
 // personalised.
 func RunBureau(ctx context.Context, api BureauAPI, cfg BureauConfig) (int, error) {
 	if cfg.Poll <= 0 {
@@ -75,7 +77,11 @@ func RunBureau(ctx context.Context, api BureauAPI, cfg BureauConfig) (int, error
 			}
 			seen[o.CardID] = true
 			mu.Unlock()
-			printf("bureau: card %s of partner %s ordered; personalising (%s)\n", o.CardID, o.PartnerID, cfg.Delay)
+			kind := "personalising"
+			if o.Blank {
+				kind = "producing a blank digital-first plastic" // no data imprinted
+			}
+			printf("bureau: card %s of partner %s ordered; %s (%s)\n", o.CardID, o.PartnerID, kind, cfg.Delay)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -93,6 +99,10 @@ func RunBureau(ctx context.Context, api BureauAPI, cfg BureauConfig) (int, error
 					return
 				}
 				done++
+				if o.Blank {
+					printf("bureau: card %s produced blank and reported; the copy was usable already\n", o.CardID)
+					return
+				}
 				printf("bureau: card %s personalised and reported; the platform links it\n", o.CardID)
 			}()
 		}
@@ -113,9 +123,10 @@ func RunBureau(ctx context.Context, api BureauAPI, cfg BureauConfig) (int, error
 	return done, nil
 }
 
-// BureauOrders lists the ordered, not yet personalised physical cards of
-// every partner by scanning the card rows in Redis (the in-process
-// counterpart of the API's bureau list).
+// BureauOrders lists the plastics waiting for the bureau, of every partner,
+// by scanning the card rows in Redis (the in-process counterpart of the
+// API's bureau list): ordered physical cards, and digital-first copies not
+// yet produced (blank plastics).
 func (d *DirectIssuer) BureauOrders(ctx context.Context) ([]BureauOrder, error) {
 	rdb := d.Ledger.Client()
 	pattern := d.Ledger.Keys().Prefix + ":{p:*}:cards:*"
@@ -125,7 +136,7 @@ func (d *DirectIssuer) BureauOrders(ctx context.Context) ([]BureauOrder, error) 
 		return nil, fmt.Errorf("listing ordered cards: %w", err)
 	}
 	for _, k := range keys {
-		vals, err := rdb.HMGet(ctx, k, "id", "partner_id", "customer_id", "type", "status").Result()
+		vals, err := rdb.HMGet(ctx, k, "id", "partner_id", "customer_id", "type", "status", "delivery_state").Result()
 		if err != nil {
 			return nil, fmt.Errorf("listing ordered cards: %w", err)
 		}
@@ -133,8 +144,11 @@ func (d *DirectIssuer) BureauOrders(ctx context.Context) ([]BureauOrder, error) 
 		for i, v := range vals {
 			s[i], _ = v.(string)
 		}
-		if s[3] == string(authz.CardPhysical) && s[4] == string(authz.StatusOrdered) {
+		switch {
+		case s[3] == string(authz.CardPhysical) && s[4] == string(authz.StatusOrdered):
 			out = append(out, BureauOrder{CardID: s[0], PartnerID: s[1], CustomerID: s[2], Status: s[4]})
+		case s[3] == string(authz.CardDigitalFirst) && s[4] != string(authz.StatusRemoved) && s[5] == issuing.DeliveryOrdered:
+			out = append(out, BureauOrder{CardID: s[0], PartnerID: s[1], CustomerID: s[2], Status: s[4], Blank: true})
 		}
 	}
 	return out, nil

@@ -36,6 +36,8 @@ var directErrors = []struct {
 	{ledger.ErrInvalidTransition, http.StatusConflict, "INVALID_CARD_STATE"},
 	{issuing.ErrWrongCardType, http.StatusConflict, "WRONG_CARD_TYPE"},
 	{issuing.ErrInvalidPIN, http.StatusBadRequest, "INVALID_PIN"},
+	{issuing.ErrNotDigitalFirst, http.StatusConflict, "NOT_DIGITAL_FIRST"},
+	{ledger.ErrCardReplaced, http.StatusConflict, "CARD_ALREADY_REPLACED"},
 	{ledger.ErrKYCNotVerified, http.StatusConflict, "KYC_NOT_VERIFIED"},
 	{ledger.ErrInsufficientPartnerFunds, http.StatusConflict, "INSUFFICIENT_PARTNER_FUNDS"},
 	{ledger.ErrAlreadyExists, http.StatusConflict, "ALREADY_EXISTS"},
@@ -64,7 +66,7 @@ func (d *DirectIssuer) CreatePartner(ctx context.Context, s PartnerSpec) (Partne
 	if s.Name == "" {
 		s.Name = s.ID
 	}
-	err := d.Ledger.CreatePartner(ctx, ledger.Partner{ID: s.ID, Name: s.Name, BIN: s.BIN, Currency: s.Currency, FundingModel: s.FundingModel})
+	err := d.Ledger.CreatePartner(ctx, ledger.Partner{ID: s.ID, Name: s.Name, BIN: s.BIN, Currency: s.Currency, FundingModel: s.FundingModel, DigitalFirst: s.DigitalFirst})
 	if err != nil {
 		return Partner{}, directErr("creating partner", err)
 	}
@@ -154,18 +156,27 @@ func (d *DirectIssuer) OrderPhysical(ctx context.Context, p Partner, customerID,
 	return fromFull(full, c, p.ID), nil
 }
 
-// Personalise implements Issuer: personalised, then linked.
+// Personalise implements Issuer: personalised, then linked; a
+// digital-first copy's blank plastic is produced.
 func (d *DirectIssuer) Personalise(ctx context.Context, p Partner, cardID string) error {
+	c, err := d.Ledger.Card(ctx, p.ID, cardID)
+	if err != nil {
+		return directErr("reading card", err)
+	}
+	if c.Type == TypeDigitalFirst {
+		_, err := d.Issuing.Produced(ctx, p.ID, cardID)
+		return directErr("producing digital-first plastic", err)
+	}
 	if _, err := d.Issuing.Personalise(ctx, p.ID, cardID); err != nil {
 		return directErr("personalising card", err)
 	}
-	_, err := d.Issuing.Link(ctx, p.ID, cardID)
+	_, err = d.Issuing.Link(ctx, p.ID, cardID)
 	return directErr("linking card", err)
 }
 
 // Activate implements Issuer.
 func (d *DirectIssuer) Activate(ctx context.Context, p Partner, _, cardID string) error {
-	_, err := d.Issuing.Activate(ctx, p.ID, cardID)
+	_, err := d.Issuing.Activate(ctx, p.ID, cardID, "PARTNER")
 	return directErr("activating card", err)
 }
 
@@ -204,6 +215,26 @@ func (d *DirectIssuer) FullData(ctx context.Context, p Partner, _, cardID string
 func (d *DirectIssuer) Lock(ctx context.Context, p Partner, _, cardID string, reason int) error {
 	_, err := d.Issuing.Lock(ctx, p.ID, cardID, authz.LockReason(reason), "PARTNER")
 	return directErr("locking card", err)
+}
+
+// ExternalLock implements Issuer.
+func (d *DirectIssuer) ExternalLock(ctx context.Context, p Partner, _, cardID string, reason int, source, reference string) error {
+	if source != "NETWORK" && source != "ACQUIRER" || reference == "" {
+		// As the REST API checks the request.
+		return &APIError{Status: http.StatusBadRequest, Code: "VALIDATION_ERROR", Op: "locking card from outside",
+			Message: "source must be NETWORK or ACQUIRER, and reference is required"}
+	}
+	_, err := d.Issuing.LockFrom(ctx, p.ID, cardID, authz.LockReason(reason), source, reference)
+	return directErr("locking card from outside", err)
+}
+
+// Replace implements Issuer.
+func (d *DirectIssuer) Replace(ctx context.Context, p Partner, _, cardID string, keepOld bool) (Card, error) {
+	r, err := d.Issuing.Replace(ctx, p.ID, cardID, keepOld, "", "PARTNER")
+	if err != nil {
+		return Card{}, directErr("replacing card", err)
+	}
+	return fromFull(r.Full, r.Card, p.ID), nil
 }
 
 // Unlock implements Issuer.

@@ -38,6 +38,14 @@ type Issuer interface {
 	// FullData returns the card's PAN, expiry and CVV2.
 	FullData(ctx context.Context, p Partner, customerID, cardID string) (Card, error)
 	Lock(ctx context.Context, p Partner, customerID, cardID string, reason int) error
+	// ExternalLock locks a card on request of a card network or an
+	// acquirer (source NETWORK or ACQUIRER), recording its reference.
+	ExternalLock(ctx context.Context, p Partner, customerID, cardID string, reason int, source, reference string) error
+	// Replace issues a card of the same type under the same balance in
+	// the card's place (the old one locked with reason 8, at once or,
+	// with keepOld, when a new plastic is activated) and returns the new
+	// card with its full data.
+	Replace(ctx context.Context, p Partner, customerID, cardID string, keepOld bool) (Card, error)
 	Unlock(ctx context.Context, p Partner, customerID, cardID string) error
 	Remove(ctx context.Context, p Partner, customerID, cardID string) error
 }
@@ -48,6 +56,8 @@ type PartnerSpec struct {
 	FundingModel            string // DEPOSIT or CREDIT
 	Funds                   int64  // initial partner balance
 	LowBalanceThreshold     int64
+	// DigitalFirst registers the program for digital first (print).
+	DigitalFirst bool
 }
 
 // Partner is a program the simulator acts for.

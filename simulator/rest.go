@@ -397,7 +397,7 @@ func (r *RESTIssuer) CreatePartner(ctx context.Context, s PartnerSpec) (Partner,
 		s.Name = s.ID
 	}
 	err := r.adminDo(ctx, call{op: "creating partner", method: http.MethodPost, path: "/admin/partners",
-		body: map[string]string{"id": s.ID, "name": s.Name, "bin": s.BIN, "currency": s.Currency, "fundingModel": s.FundingModel}}, nil)
+		body: map[string]any{"id": s.ID, "name": s.Name, "bin": s.BIN, "currency": s.Currency, "fundingModel": s.FundingModel, "digitalFirst": s.DigitalFirst}}, nil)
 	if err != nil {
 		return Partner{}, err
 	}
@@ -580,12 +580,15 @@ func (r *RESTIssuer) Personalise(ctx context.Context, _ Partner, cardID string) 
 		path: strings.Replace(BureauReportPath, "{cardId}", esc(cardID), 1)}, nil)
 }
 
-// BureauOrder is an ordered physical card awaiting personalisation.
+// BureauOrder is a plastic awaiting the bureau: an ordered physical card
+// to personalise, or (Blank) a digital-first copy to produce with no data
+// imprinted.
 type BureauOrder struct {
 	CardID     string `json:"id"`
 	PartnerID  string `json:"partnerId"`
 	CustomerID string `json:"customerId"`
 	Status     string `json:"status"`
+	Blank      bool   `json:"blank"`
 }
 
 // BureauOrders lists the cards the bureau has to personalise.
@@ -654,6 +657,28 @@ func (r *RESTIssuer) FullData(ctx context.Context, p Partner, customerID, cardID
 func (r *RESTIssuer) Lock(ctx context.Context, p Partner, customerID, cardID string, reason int) error {
 	return r.do(ctx, call{op: "locking card", method: http.MethodPost, path: secure(customerID, "cards", esc(cardID), "lock"),
 		partner: &p, body: map[string]int{"reason": reason}}, nil)
+}
+
+// ExternalLock implements Issuer: the partner locks on request of a
+// network or an acquirer.
+func (r *RESTIssuer) ExternalLock(ctx context.Context, p Partner, customerID, cardID string, reason int, source, reference string) error {
+	return r.do(ctx, call{op: "locking card from outside", method: http.MethodPost, path: secure(customerID, "cards", esc(cardID), "external-lock"),
+		partner: &p, body: map[string]any{"reason": reason, "source": source, "reference": reference}}, nil)
+}
+
+// Replace implements Issuer (JWE): the new card, with its full data.
+func (r *RESTIssuer) Replace(ctx context.Context, p Partner, customerID, cardID string, keepOld bool) (Card, error) {
+	var b struct {
+		Card cardBody `json:"card"`
+	}
+	err := r.do(ctx, call{op: "replacing card", method: http.MethodPost, path: secure(customerID, "cards", esc(cardID), "replace"),
+		partner: &p, encrypt: true, body: map[string]any{"keep_old_until_activated": keepOld}}, &b)
+	if err != nil {
+		return Card{}, err
+	}
+	c := b.Card.card(p, customerID)
+	return r.withFullData(ctx, p, customerID, Card{ID: c.ID, Type: c.Type, Status: c.Status, PartnerID: p.ID,
+		CustomerID: customerID, BalanceID: c.BalanceID})
 }
 
 // Unlock implements Issuer.

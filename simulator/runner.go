@@ -155,6 +155,9 @@ func (r *run) step(ctx context.Context, st *Step) (string, error) {
 	if st.Action != "" {
 		return r.action(ctx, st)
 	}
+	if st.MTI == "0302" || st.MTI == "0303" {
+		return r.fileUpdate(ctx, st)
+	}
 	return r.message(ctx, st)
 }
 
@@ -280,6 +283,18 @@ var actions = []action{
 		}
 		return r.cfg.Issuer.Lock(ctx, p, c.CustomerID, c.ID, int(reason))
 	})},
+	{name: "external_lock", do: cardAction(func(r *run, ctx context.Context, st *Step, c Card, p Partner) error {
+		reason, err := parseInt("reason", st.Reason)
+		if err != nil {
+			return err
+		}
+		source := st.Source
+		if source == "" {
+			source = "NETWORK"
+		}
+		return r.cfg.Issuer.ExternalLock(ctx, p, c.CustomerID, c.ID, int(reason), source, st.Reference)
+	})},
+	{name: "replace", do: (*run).replace},
 	{name: "unlock", do: cardAction(func(r *run, ctx context.Context, _ *Step, c Card, p Partner) error {
 		return r.cfg.Issuer.Unlock(ctx, p, c.CustomerID, c.ID)
 	})},
@@ -327,7 +342,8 @@ func (r *run) createPartner(ctx context.Context, st *Step) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	spec := PartnerSpec{ID: "sim-" + randomDigits(10), BIN: st.BIN, Currency: st.Currency, FundingModel: st.Funding, Funds: funds}
+	spec := PartnerSpec{ID: "sim-" + randomDigits(10), BIN: st.BIN, Currency: st.Currency, FundingModel: st.Funding, Funds: funds,
+		DigitalFirst: st.DigitalFirst != "false"}
 	if spec.BIN == "" {
 		spec.BIN = "9" + randomDigits(7)
 	}
@@ -473,6 +489,20 @@ func (r *run) print(ctx context.Context, st *Step) (string, error) {
 		c.PAN, c.Expiry = orig.PAN, orig.Expiry
 	}
 	return r.keepCard(st, c, balRef{partner: p, customerID: orig.CustomerID, Balance: Balance{ID: orig.BalanceID, Currency: orig.Currency}}), nil
+}
+
+// replace replaces the step's card; the new card is named after the step.
+func (r *run) replace(ctx context.Context, st *Step) (string, error) {
+	old, p, err := r.cardOf(st.Card)
+	if err != nil {
+		return "", err
+	}
+	c, err := r.cfg.Issuer.Replace(ctx, p, old.CustomerID, old.ID, st.KeepOld == "true")
+	if err != nil {
+		return "", err
+	}
+	return "replaced " + old.ID + " by " + r.keepCard(st, c, balRef{partner: p, customerID: old.CustomerID,
+		Balance: Balance{ID: old.BalanceID, Currency: old.Currency}}), nil
 }
 
 // cardAction is an action on the step's existing card: do performs it,

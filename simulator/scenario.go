@@ -52,6 +52,15 @@ type Step struct {
 	BIN      string `yaml:"bin"`
 	Verified string `yaml:"verified"`
 	Duration string `yaml:"duration"`
+	// DigitalFirst "false" creates a program not registered for digital
+	// first (create_partner; default true).
+	DigitalFirst string `yaml:"digitalFirst"`
+	// Source (NETWORK, ACQUIRER) and Reference of external_lock.
+	Source    string `yaml:"source"`
+	Reference string `yaml:"reference"`
+	// KeepOld "true": replace keeps the old plastic working until the new
+	// one is activated.
+	KeepOld string `yaml:"keepOld"`
 
 	// Network message fields.
 	MTI         string `yaml:"mti"`
@@ -69,6 +78,9 @@ type Step struct {
 	Acquirer    string `yaml:"acquirer"`
 	MCC         string `yaml:"mcc"`
 	Timeout     string `yaml:"timeout"`
+	// File is the file update of an 0302: add (lock with reason) or
+	// delete (unlock).
+	File string `yaml:"file"`
 
 	Expect Expect `yaml:"expect"`
 
@@ -93,6 +105,9 @@ type Expect struct {
 	Held      string `yaml:"held"`
 	// Amount is DE4 as answered.
 	Amount string `yaml:"amount"`
+	// Lock is DE120 of an 0312: the card's lock reason in force after a
+	// file update ("none" when the answer carries no DE120).
+	Lock string `yaml:"lock"`
 	// Status and Error expect an issuer action to be refused with this
 	// HTTP status and error code.
 	Status string `yaml:"status"`

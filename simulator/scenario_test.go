@@ -91,6 +91,35 @@ func TestBundledSuiteREST(t *testing.T) {
 	if err := rest.Activate(ctx, p, c.ID, card.ID); err != nil {
 		t.Fatalf("activating after the bureau: %v", err)
 	}
+
+	// A digital-first copy: the bureau produces its blank plastic.
+	virt, err := rest.IssueVirtual(ctx, p, c.ID, c.Balance.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := rest.Print(ctx, p, c.ID, virt.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orders, err := rest.BureauOrders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued := false
+	for _, o := range orders {
+		queued = queued || o.CardID == cp.ID && o.Blank
+	}
+	if !queued {
+		t.Fatalf("bureau orders %+v lack the copy %s as a blank plastic", orders, cp.ID)
+	}
+	bureauOut.Reset()
+	made, err = simulator.RunBureau(ctx, rest, simulator.BureauConfig{Once: true, Delay: 10 * time.Millisecond, Out: &bureauOut})
+	if err != nil || made < 1 || !strings.Contains(bureauOut.String(), "card "+cp.ID+" produced blank") {
+		t.Fatalf("bureau made %d plastics: %v\n%s", made, err, bureauOut.String())
+	}
+	if orders, err = rest.BureauOrders(ctx); err != nil || len(orders) != 0 {
+		t.Fatalf("orders after the bureau: %+v, %v", orders, err)
+	}
 	sw.audit(t)
 }
 

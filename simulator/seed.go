@@ -74,7 +74,7 @@ func (o *SeedOptions) defaults() {
 func Seed(ctx context.Context, iss Issuer, o SeedOptions) (*CardsFile, error) {
 	o.defaults()
 	p, err := iss.CreatePartner(ctx, PartnerSpec{ID: o.PartnerID, Name: "Simulator " + o.PartnerID, BIN: o.BIN,
-		Currency: o.Currency, FundingModel: o.FundingModel, Funds: o.PartnerFunds})
+		Currency: o.Currency, FundingModel: o.FundingModel, Funds: o.PartnerFunds, DigitalFirst: true})
 	if err != nil {
 		return nil, err
 	}

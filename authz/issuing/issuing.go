@@ -9,6 +9,14 @@
 // virtual card's PAN. The PAN index points at the virtual card, which
 // carries the state both share: lock, CVV2 and PIN. Operations on the copy
 // are applied to the original, so the two always reflect one condition.
+// Only programs registered for digital first (the partner's digital_first
+// flag) print copies; the plastic goes to the personalisation bureau blank
+// (no data imprinted), and its delivery state is on the copy's row.
+//
+// A replacement is a new card of the same type under the same balance that
+// takes the old card's place: the old card is locked with reason 8 in the
+// same ledger step, or, for a physical replacement asked so, when the new
+// plastic is activated.
 package issuing
 
 import (
@@ -29,6 +37,15 @@ var (
 	ErrWrongCardType = errors.New("operation not available for this card type")
 	ErrInvalidPIN    = errors.New("PIN must be 4 to 12 digits")
 	ErrNoBIN         = errors.New("partner has no BIN")
+	// ErrNotDigitalFirst: the program is not registered for digital
+	// first, so its virtual cards get no plastic copy.
+	ErrNotDigitalFirst = errors.New("partner program is not registered for digital first")
+)
+
+// Delivery states of a plastic, as the card view shows them.
+const (
+	DeliveryOrdered  = "ORDERED"  // waiting for the personalisation bureau
+	DeliveryProduced = "PRODUCED" // made by the bureau and sent out
 )
 
 // Service issues and manages cards.
@@ -57,6 +74,17 @@ type Card struct {
 	CustomerID string           `json:"customerId"`
 	CopyOf     string           `json:"copyOf,omitempty"`
 	PINSet     bool             `json:"pinSet"`
+	// DeliveryState of a plastic (physical or digital-first): ORDERED
+	// or PRODUCED. Absent for virtual cards.
+	DeliveryState string `json:"deliveryState,omitempty"`
+	// LockSource says who locked the card (CUSTOMER, PARTNER, ADMIN,
+	// NETWORK, ACQUIRER) and LockReference the requester's reference of
+	// a lock from outside; both absent when the card is not locked.
+	LockSource    string `json:"lockSource,omitempty"`
+	LockReference string `json:"lockReference,omitempty"`
+	// Replaces is the card this one replaces; ReplacedBy its replacement.
+	Replaces   string `json:"replaces,omitempty"`
+	ReplacedBy string `json:"replacedBy,omitempty"`
 }
 
 // FullData is the sensitive view, only ever sent JWE-encrypted.
@@ -84,11 +112,43 @@ func (s *Service) now() time.Time {
 
 // view builds the API view of a card row; for a copy, state comes from the original.
 func view(c, state ledger.Card) Card {
-	return Card{
+	v := Card{
 		ID: c.ID, Type: authz.CardType(c.Type), Status: authz.CardStatus(stateStatus(c, state)),
 		LockReason: state.LockReason, Last4: c.Last4, Expiry: expiryMonth(c.Expiry),
 		BalanceID: c.BalanceID, CustomerID: c.CustomerID, CopyOf: c.CopyOf, PINSet: state.PINVerifier != "",
+		DeliveryState: deliveryState(c), Replaces: c.Replaces, ReplacedBy: c.ReplacedBy,
 	}
+	if state.LockReason != 0 {
+		v.LockSource, v.LockReference = state.LockSource, state.LockRef
+	}
+	return v
+}
+
+// deliveryState is where a plastic is: a physical card's follows its life
+// cycle, a digital-first copy's is on its row.
+func deliveryState(c ledger.Card) string {
+	switch authz.CardType(c.Type) {
+	case authz.CardPhysical:
+		if c.Status == string(authz.StatusOrdered) {
+			return DeliveryOrdered
+		}
+		return DeliveryProduced
+	case authz.CardDigitalFirst:
+		return c.DeliveryState
+	}
+	return ""
+}
+
+// WaitsForBureau reports whether a card's plastic is still to be made: an
+// ordered physical card, or a digital-first copy not yet produced.
+func WaitsForBureau(c ledger.Card) bool {
+	switch authz.CardType(c.Type) {
+	case authz.CardPhysical:
+		return c.Status == string(authz.StatusOrdered)
+	case authz.CardDigitalFirst:
+		return c.Status != string(authz.StatusRemoved) && c.DeliveryState == DeliveryOrdered
+	}
+	return false
 }
 
 func stateStatus(c, state ledger.Card) string {
@@ -187,6 +247,28 @@ func (s *Service) expiry() string {
 	return time.Date(now.Year()+years, now.Month(), 1, 0, 0, 0, 0, time.UTC).Format("0601")
 }
 
+// draw makes the card data of a new card: a fresh PAN under the partner's
+// BIN, a CVV2, their ciphertexts and lookup token, and the expiry.
+func (s *Service) draw(ctx context.Context, partnerID string) (c ledger.Card, pan, cvv string, err error) {
+	pan, bin, err := s.newPAN(ctx, partnerID)
+	if err != nil {
+		return c, "", "", err
+	}
+	if cvv, err = cardcrypto.NewCVV(s.rand()); err != nil {
+		return c, "", "", fmt.Errorf("generating CVV2: %w", err)
+	}
+	panEnc, err := s.Keys.EncryptPAN(pan)
+	if err != nil {
+		return c, "", "", err
+	}
+	cvvEnc, err := s.Keys.EncryptCVV(cvv)
+	if err != nil {
+		return c, "", "", err
+	}
+	return ledger.Card{PartnerID: partnerID, PANEnc: panEnc, PANHash: s.Keys.LookupToken(pan), BIN: bin,
+		Last4: pan[len(pan)-4:], Expiry: s.expiry(), CVVEnc: cvvEnc}, pan, cvv, nil
+}
+
 // issue creates a card row with a fresh, unique PAN and CVV2 under the id
 // given (a new one when empty).
 func (s *Service) issue(ctx context.Context, id, partnerID, customerID, balanceID string, typ authz.CardType, status authz.CardStatus, delivery string) (ledger.Card, FullData, error) {
@@ -194,27 +276,12 @@ func (s *Service) issue(ctx context.Context, id, partnerID, customerID, balanceI
 		id = ledger.NewID("crd")
 	}
 	for attempt := 0; ; attempt++ {
-		pan, bin, err := s.newPAN(ctx, partnerID)
+		c, pan, cvv, err := s.draw(ctx, partnerID)
 		if err != nil {
 			return ledger.Card{}, FullData{}, err
 		}
-		cvv, err := cardcrypto.NewCVV(s.rand())
-		if err != nil {
-			return ledger.Card{}, FullData{}, fmt.Errorf("generating CVV2: %w", err)
-		}
-		panEnc, err := s.Keys.EncryptPAN(pan)
-		if err != nil {
-			return ledger.Card{}, FullData{}, err
-		}
-		cvvEnc, err := s.Keys.EncryptCVV(cvv)
-		if err != nil {
-			return ledger.Card{}, FullData{}, err
-		}
-		c := ledger.Card{
-			ID: id, PartnerID: partnerID, CustomerID: customerID, BalanceID: balanceID,
-			Type: string(typ), Status: string(status), PANEnc: panEnc, PANHash: s.Keys.LookupToken(pan),
-			BIN: bin, Last4: pan[len(pan)-4:], Expiry: s.expiry(), CVVEnc: cvvEnc, Delivery: delivery,
-		}
+		c.ID, c.CustomerID, c.BalanceID = id, customerID, balanceID
+		c.Type, c.Status, c.Delivery = string(typ), string(status), delivery
 		err = s.Ledger.CreateCard(ctx, c)
 		if errors.Is(err, ledger.ErrPANExists) && attempt < 5 {
 			continue // a collision in the BIN's space: draw again
@@ -281,8 +348,10 @@ func (s *Service) Link(ctx context.Context, partnerID, cardID string) (Card, err
 }
 
 // Activate activates a linked physical card. Virtual and digital-first
-// cards are active from the start (ErrWrongCardType).
-func (s *Service) Activate(ctx context.Context, partnerID, cardID string) (Card, error) {
+// cards are active from the start (ErrWrongCardType). When the card
+// replaces one that was kept working until now, that card is locked with
+// reason 8 in the same step, with source (who activates) as its lock source.
+func (s *Service) Activate(ctx context.Context, partnerID, cardID, source string) (Card, error) {
 	c, err := s.Ledger.Card(ctx, partnerID, cardID)
 	if err != nil {
 		return Card{}, err
@@ -290,15 +359,65 @@ func (s *Service) Activate(ctx context.Context, partnerID, cardID string) (Card,
 	if c.Type != string(authz.CardPhysical) {
 		return Card{}, fmt.Errorf("activating %s card: %w", c.Type, ErrWrongCardType)
 	}
-	return s.transition(ctx, partnerID, cardID, authz.StatusLinked, authz.StatusActive, "card_activate")
+	if err := authz.CheckTransition(authz.CardType(c.Type), authz.CardStatus(c.Status), authz.StatusActive); err != nil {
+		if authz.CardStatus(c.Status) == authz.StatusRemoved {
+			return Card{}, ledger.ErrCardRemoved
+		}
+		return Card{}, fmt.Errorf("%w: %w", ledger.ErrInvalidTransition, err)
+	}
+	if _, err := s.Ledger.ActivateCard(ctx, partnerID, cardID, source); err != nil {
+		return Card{}, err
+	}
+	return s.Get(ctx, partnerID, cardID)
+}
+
+// Produced records the bureau's report that a digital-first plastic is
+// made (delivery state PRODUCED). Reporting it again changes nothing.
+func (s *Service) Produced(ctx context.Context, partnerID, cardID string) (Card, error) {
+	c, err := s.Ledger.Card(ctx, partnerID, cardID)
+	if err != nil {
+		return Card{}, err
+	}
+	if c.Type != string(authz.CardDigitalFirst) {
+		return Card{}, fmt.Errorf("producing %s card as digital first: %w", c.Type, ErrWrongCardType)
+	}
+	if c.Status == string(authz.StatusRemoved) {
+		return Card{}, ledger.ErrCardRemoved
+	}
+	if c.DeliveryState == DeliveryOrdered {
+		if _, err := s.Ledger.UpdateCard(ctx, partnerID, cardID, ledger.CardUpdate{Event: "card_produce",
+			Set: map[string]string{"delivery_state": DeliveryProduced}}); err != nil {
+			return Card{}, err
+		}
+	}
+	return s.Get(ctx, partnerID, cardID)
+}
+
+// DigitalFirst reports whether a partner's program may print digital-first
+// copies.
+func (s *Service) DigitalFirst(ctx context.Context, partnerID string) (bool, error) {
+	p, err := s.Ledger.Row(ctx, partnerID, "partners", partnerID)
+	if err != nil {
+		return false, fmt.Errorf("reading partner: %w", err)
+	}
+	return p["digital_first"] == "true", nil
 }
 
 // Print orders a digital-first plastic copy of a virtual card: same PAN,
-// no activation needed.
+// usable at once without activation, its plastic ordered blank from the
+// bureau (delivery state ORDERED). ErrNotDigitalFirst outside a
+// digital-first program.
 func (s *Service) Print(ctx context.Context, partnerID, cardID, deliveryJSON string) (Card, error) {
 	orig, err := s.Ledger.Card(ctx, partnerID, cardID)
 	if err != nil {
 		return Card{}, err
+	}
+	df, err := s.DigitalFirst(ctx, partnerID)
+	if err != nil {
+		return Card{}, err
+	}
+	if !df {
+		return Card{}, fmt.Errorf("printing card: %w", ErrNotDigitalFirst)
 	}
 	if orig.Type != string(authz.CardVirtual) {
 		return Card{}, fmt.Errorf("printing %s card: %w", orig.Type, ErrWrongCardType)
@@ -314,7 +433,7 @@ func (s *Service) Print(ctx context.Context, partnerID, cardID, deliveryJSON str
 		ID: ledger.NewID("crd"), PartnerID: partnerID, CustomerID: orig.CustomerID, BalanceID: orig.BalanceID,
 		Type: string(authz.CardDigitalFirst), Status: string(authz.StatusActive), PANEnc: orig.PANEnc,
 		PANHash: orig.PANHash, BIN: orig.BIN, Last4: orig.Last4, Expiry: orig.Expiry, CopyOf: orig.ID,
-		Delivery: deliveryJSON,
+		Delivery: deliveryJSON, DeliveryState: DeliveryOrdered,
 	}
 	if err := s.Ledger.CreateCard(ctx, c); err != nil {
 		return Card{}, fmt.Errorf("printing virtual card: %w", err)
@@ -332,6 +451,13 @@ func stateID(c ledger.Card) string {
 
 // Lock locks a card (reasons 1-8); source is CUSTOMER, PARTNER, ADMIN or NETWORK.
 func (s *Service) Lock(ctx context.Context, partnerID, cardID string, reason authz.LockReason, source string) (Card, error) {
+	return s.LockFrom(ctx, partnerID, cardID, reason, source, "")
+}
+
+// LockFrom is Lock recording the requester's reference, for a lock from
+// outside (source NETWORK or ACQUIRER). A lock on a digital-first copy is
+// a lock on its virtual card, and the other way round.
+func (s *Service) LockFrom(ctx context.Context, partnerID, cardID string, reason authz.LockReason, source, reference string) (Card, error) {
 	if !reason.Valid() {
 		return Card{}, fmt.Errorf("locking card: reason %d not in 1-8", int(reason))
 	}
@@ -342,7 +468,7 @@ func (s *Service) Lock(ctx context.Context, partnerID, cardID string, reason aut
 	if c.Status == string(authz.StatusRemoved) {
 		return Card{}, ledger.ErrCardRemoved
 	}
-	if err := s.Ledger.LockCard(ctx, partnerID, stateID(c), int(reason), source); err != nil {
+	if _, err := s.Ledger.LockCardFrom(ctx, partnerID, stateID(c), int(reason), source, reference); err != nil {
 		return Card{}, err
 	}
 	return s.Get(ctx, partnerID, cardID)
@@ -481,4 +607,70 @@ func (s *Service) VerifyCVV(ctx context.Context, partnerID, cardID, cvv string) 
 		return false, err
 	}
 	return cardcrypto.CVVEqual(cur, cvv), nil
+}
+
+// Replaced is the answer to a replacement: the new card's view, its full
+// data (only ever sent JWE-encrypted) and the old card's view after.
+type Replaced struct {
+	Card Card
+	Full FullData
+	Old  Card
+}
+
+// Replace issues a new card of the old card's type under the same balance
+// and marks the old one replaced, in one ledger step: the old card is
+// locked with reason 8 at once, or, for a physical card with keepOld,
+// when the new plastic is activated. A physical replacement is ORDERED and
+// goes through the bureau (deliveryJSON is its address; "" keeps the old
+// card's). A digital-first copy is not replaced (ErrWrongCardType):
+// replace its virtual card, whose copies share its PAN. Errors:
+// ledger.ErrCardReplaced when the card was replaced before, ErrCardRemoved.
+func (s *Service) Replace(ctx context.Context, partnerID, cardID string, keepOld bool, deliveryJSON, source string) (Replaced, error) {
+	old, err := s.Ledger.Card(ctx, partnerID, cardID)
+	if err != nil {
+		return Replaced{}, err
+	}
+	switch {
+	case old.Status == string(authz.StatusRemoved):
+		return Replaced{}, ledger.ErrCardRemoved
+	case old.CopyOf != "" || old.Type == string(authz.CardDigitalFirst):
+		return Replaced{}, fmt.Errorf("replacing a digital-first copy (replace its virtual card): %w", ErrWrongCardType)
+	case old.ReplacedBy != "":
+		return Replaced{}, fmt.Errorf("replacing card: %w", ledger.ErrCardReplaced)
+	}
+	status := authz.StatusActive
+	if old.Type == string(authz.CardPhysical) {
+		status = authz.StatusOrdered
+		if deliveryJSON == "" {
+			deliveryJSON = old.Delivery
+		}
+	} else {
+		deliveryJSON = ""
+		keepOld = false // a virtual card is active at once: nothing to wait for
+	}
+	id := ledger.NewID("crd")
+	for attempt := 0; ; attempt++ {
+		c, pan, cvv, err := s.draw(ctx, partnerID)
+		if err != nil {
+			return Replaced{}, err
+		}
+		c.ID, c.CustomerID, c.BalanceID = id, old.CustomerID, old.BalanceID
+		c.Type, c.Status, c.Delivery = old.Type, string(status), deliveryJSON
+		_, err = s.Ledger.ReplaceCard(ctx, partnerID, ledger.Replacement{OldID: old.ID, New: c, KeepOld: keepOld, Source: source})
+		if errors.Is(err, ledger.ErrPANExists) && attempt < 5 {
+			continue // a collision in the BIN's space: draw again
+		}
+		if err != nil {
+			return Replaced{}, err
+		}
+		nv, err := s.Get(ctx, partnerID, id)
+		if err != nil {
+			return Replaced{}, err
+		}
+		ov, err := s.Get(ctx, partnerID, old.ID)
+		if err != nil {
+			return Replaced{}, err
+		}
+		return Replaced{Card: nv, Full: FullData{ID: id, Type: c.Type, CardNo: pan, Exp: expiryDate(c.Expiry), CVV: cvv}, Old: ov}, nil
+	}
 }

@@ -35,7 +35,7 @@ func setup(t *testing.T) fixture {
 		svc:     &issuing.Service{Ledger: l, Keys: keys, Now: func() time.Time { return time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC) }},
 		partner: ledgertest.UniqueName("prt"), customer: "cus_1", balance: "bal_1",
 	}
-	must(t, l.CreatePartner(ctx, ledger.Partner{ID: f.partner, Name: "P", BIN: "45678901", Currency: "EUR", FundingModel: ledger.FundingCredit}))
+	must(t, l.CreatePartner(ctx, ledger.Partner{ID: f.partner, Name: "P", BIN: "45678901", Currency: "EUR", FundingModel: ledger.FundingCredit, DigitalFirst: true}))
 	must(t, l.CreateCustomer(ctx, ledger.Customer{ID: f.customer, PartnerID: f.partner}))
 	must(t, l.SetKYC(ctx, f.partner, f.customer, "VERIFIED"))
 	must(t, l.CreateUserBalance(ctx, f.partner, f.customer, f.balance, "EUR"))
@@ -149,10 +149,13 @@ func TestPhysicalLifeCycle(t *testing.T) {
 	ctx := context.Background()
 	c, err := f.svc.OrderPhysical(ctx, f.partner, f.customer, f.balance, `{"city":"Warsaw"}`)
 	must(t, err)
-	if _, err := f.svc.Activate(ctx, f.partner, c.ID); !errors.Is(err, ledger.ErrInvalidTransition) {
+	if _, err := f.svc.Activate(ctx, f.partner, c.ID, "ADMIN"); !errors.Is(err, ledger.ErrInvalidTransition) {
 		t.Fatalf("activating an ordered card: %v", err)
 	}
-	for _, step := range []func(context.Context, string, string) (issuing.Card, error){f.svc.Personalise, f.svc.Link, f.svc.Activate} {
+	activate := func(ctx context.Context, p, id string) (issuing.Card, error) {
+		return f.svc.Activate(ctx, p, id, "CUSTOMER")
+	}
+	for _, step := range []func(context.Context, string, string) (issuing.Card, error){f.svc.Personalise, f.svc.Link, activate} {
 		_, err := step(ctx, f.partner, c.ID)
 		must(t, err)
 	}

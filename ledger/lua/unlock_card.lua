@@ -10,6 +10,7 @@ local irreversible = { [1] = true, [2] = true, [5] = true, [8] = true }
 if irreversible[cur] then return fail('CARD_LOCK_IRREVERSIBLE') end
 setf('cards', id, 'lock_reason', '0')
 setf('cards', id, 'lock_source', '')
+if (c.lock_ref or '') ~= '' then setf('cards', id, 'lock_ref', '') end
 if int(c.pin_tries) ~= 0 then setf('cards', id, 'pin_tries', '0') end
 emit('card_unlock', '')
 return fmt(cur)

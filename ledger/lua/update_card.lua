@@ -9,7 +9,8 @@ if c.status == 'REMOVED' then return fail('CARD_REMOVED') end
 if allowed ~= '' and not string.find(',' .. allowed .. ',', ',' .. c.status .. ',', 1, true) then
   return fail('INVALID_TRANSITION')
 end
-local settable = { cvv_enc = true, pin_verifier = true, pin_tries = true, delivery = true, expiry = true }
+local settable = { cvv_enc = true, pin_verifier = true, pin_tries = true, delivery = true, expiry = true,
+  delivery_state = true }
 for i = 7, #ARGV, 2 do
   if not settable[ARGV[i]] then return fail('INVALID_COLUMN') end
 end

@@ -133,7 +133,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	a.engine = ledgerEngine
 	a.Engine = &authz.Engine{
-		Ledger: ledgerEngine, PIN: a.Keys, CVV: a.Keys, Velocity: ledgerEngine, MaxPerWindow: cfg.VelocityMax,
+		Ledger: ledgerEngine, PIN: a.Keys, CVV: a.Keys, Velocity: ledgerEngine, Locks: ledgerEngine, MaxPerWindow: cfg.VelocityMax,
 		Limits: authz.Limits{MaxAmount: cfg.MaxAmount, MaxCashAmount: cfg.MaxCashAmount, AllowPartial: cfg.AllowPartial},
 		Logger: log,
 	}
@@ -495,4 +495,13 @@ func (a *App) closeStores() {
 	if a.Pool != nil {
 		a.Pool.Close()
 	}
+}
+
+// UpdateFile applies a card network's file update (0302), gated like
+// authorizations.
+func (g gate) UpdateFile(ctx context.Context, u *authz.FileUpdate) authz.FileUpdateResult {
+	if !g.a.ready.Load() {
+		return authz.FileUpdateResult{Reason: authz.ReasonIssuerUnavailable}
+	}
+	return g.a.Engine.UpdateFile(ctx, u)
 }

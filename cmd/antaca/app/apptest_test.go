@@ -140,7 +140,7 @@ func (h *harness) newProgram(model string, partnerFunds, userFunds int64) *progr
 	l := h.App.Ledger
 	n := binSeq.Add(1) + time.Now().UnixNano()%1_000_000
 	p := &program{h: h, partner: ledgertest.UniqueName("prt"), bin: fmt.Sprintf("5%07d", n%10_000_000), balanceCurrencyNum: "978"}
-	must(t, l.CreatePartner(ctx, ledger.Partner{ID: p.partner, Name: "Test program", BIN: p.bin, Currency: "EUR", FundingModel: model}))
+	must(t, l.CreatePartner(ctx, ledger.Partner{ID: p.partner, Name: "Test program", BIN: p.bin, Currency: "EUR", FundingModel: model, DigitalFirst: true}))
 	p.pbal = ledger.NewID("pbl")
 	must(t, l.CreatePartnerBalance(ctx, p.partner, p.pbal, model, "EUR", 0))
 	if partnerFunds > 0 {
@@ -196,7 +196,7 @@ func (p *program) physicalCard(balance string, status authz.CardStatus, pin stri
 		must(t, err)
 	}
 	if status == authz.StatusActive {
-		_, err = is.Activate(ctx, p.partner, c.ID)
+		_, err = is.Activate(ctx, p.partner, c.ID, "ADMIN")
 		must(t, err)
 	}
 	if pin != "" {

@@ -1,0 +1,51 @@
+package ledger
+
+import "context"
+
+// Replacement is a new card replacing an old one (ReplaceCard). The new
+// card's customer and balance are the old card's.
+type Replacement struct {
+	OldID string
+	// New is the new card: ID, Type (the old card's), Status, PAN and
+	// CVV2 ciphertexts and lookup token, BIN, Last4, Expiry, Delivery,
+	// DeliveryState. Its other fields are ignored.
+	New Card
+	// KeepOld leaves the old card working until the new one is activated
+	// (ActivateCard locks it then); otherwise it is locked with reason 8
+	// at once.
+	KeepOld bool
+	// Source is who ordered the replacement (CUSTOMER, PARTNER, ADMIN),
+	// recorded as the old card's lock source.
+	Source string
+}
+
+// ReplaceCard issues r.New and marks the old card replaced (locked with
+// reason 8 unless r.KeepOld) in one atomic step. It returns the old card's
+// lock reason in force after. Errors: ErrCardNotFound, ErrCardRemoved,
+// ErrCardReplaced (replaced before), ErrInvalidTransition (a digital-first
+// copy, or another type), ErrBalanceNotActive, ErrPANExists.
+func (l *Ledger) ReplaceCard(ctx context.Context, partnerID string, r Replacement) (int, error) {
+	keep := ""
+	if r.KeepOld {
+		keep = "1"
+	}
+	c := r.New
+	n, err := l.run(ctx, "replace_card", partnerID, r.OldID, c.ID, c.Type, c.Status, c.PANEnc, c.PANHash, c.BIN,
+		c.Last4, c.Expiry, c.CVVEnc, c.Delivery, c.DeliveryState, keep, r.Source).Int()
+	if err != nil {
+		return 0, mapScriptError("replacing card", err)
+	}
+	return n, l.index(ctx, partnerID, c.ID)
+}
+
+// ActivateCard activates a linked physical card. When the card replaces
+// one that was kept working until now, that card is locked with reason 8
+// (source recorded) in the same step; its id is returned ("" otherwise).
+// ErrInvalidTransition when the card is not a linked physical card.
+func (l *Ledger) ActivateCard(ctx context.Context, partnerID, id, source string) (string, error) {
+	old, err := l.run(ctx, "activate_card", partnerID, id, source).Text()
+	if err != nil {
+		return "", mapScriptError("activating card", err)
+	}
+	return old, nil
+}
