@@ -42,7 +42,7 @@ type idemRecord struct {
 	// CardDataOf: a replacement answer kept without its new card's data
 	// (cardData), read again for the replay.
 	CardDataOf string `json:"cardDataOf,omitempty"`
-	AsyncCard   string          `json:"asyncCard,omitempty"` // a 202 of an async virtual card
+	AsyncCard  string `json:"asyncCard,omitempty"` // a 202 of an async virtual card
 }
 
 // idempotentCreate runs a create route (route.create) so that a retry with
