@@ -45,7 +45,10 @@ func (a *admission) admit(budget time.Duration) (ticket, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	depth := a.inflight + 1
-	if a.perItem > 0 && time.Duration(depth)*a.perItem > budget && a.latency > budget/4 {
+	// With nothing ahead a request is always admitted: it is the only way
+	// the estimates learn that the stores are fast again (shed requests
+	// give no sample), so an idle switch never keeps refusing.
+	if depth > 1 && a.perItem > 0 && time.Duration(depth)*a.perItem > budget && a.latency > budget/4 {
 		return ticket{}, false
 	}
 	a.inflight = depth

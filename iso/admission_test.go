@@ -70,7 +70,9 @@ func TestAdmissionSheds(t *testing.T) {
 	}
 
 	// The burst is over: once the store has finished what was admitted
-	// (at most the deadline's worth), a new request is decided again.
+	// (at most the deadline's worth), a new request is decided again. An
+	// idle switch always admits: shed requests teach the estimates
+	// nothing, so without that a slow period would never end.
 	deadline := time.Now().Add(3 * time.Second)
 	for i := 1; ; i++ {
 		resp := send(t, c, txn{mti: "0100", stan: stan(burst + i)}.build(t, ts.profile))
