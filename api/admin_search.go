@@ -108,18 +108,9 @@ type adminCard struct {
 // GET /admin/customers/{customerId}/cards: every card of the customer, of
 // all their balances, ordered by id.
 func (s *Server) customerCards(c *call) (int, any, error) {
-	pid, row, err := c.customer()
+	pid, bs, err := s.customerBalances(c)
 	if err != nil {
 		return 0, nil, err
-	}
-	bs, err := s.cfg.Ledger.CustomerBalances(c.ctx, pid, row["id"])
-	if err != nil {
-		return 0, nil, err
-	}
-	if len(bs) == 0 {
-		if bs, err = s.backfillCustomerBalances(c, pid, row["id"]); err != nil {
-			return 0, nil, err
-		}
 	}
 	out := []adminCard{}
 	for _, b := range bs {

@@ -153,20 +153,9 @@ func (s *Server) createBalance(c *call) (int, any, error) {
 
 // GET .../balances: the customer's balances with their cards, oldest first.
 func (s *Server) listBalances(c *call) (int, any, error) {
-	pid, row, err := c.customer()
+	_, bs, err := s.customerBalances(c)
 	if err != nil {
 		return 0, nil, err
-	}
-	bs, err := s.cfg.Ledger.CustomerBalances(c.ctx, pid, row["id"])
-	if err != nil {
-		return 0, nil, err
-	}
-	if len(bs) == 0 {
-		// Balances created before the per-customer set existed are only
-		// in the rows: Postgres knows them; put them in the set.
-		if bs, err = s.backfillCustomerBalances(c, pid, row["id"]); err != nil {
-			return 0, nil, err
-		}
 	}
 	out := make([]balanceView, 0, len(bs))
 	for _, b := range bs {
@@ -182,6 +171,27 @@ func (s *Server) listBalances(c *call) (int, any, error) {
 // backfillCustomerBalances adds to a customer's balance set the balances
 // Postgres holds for it (a Redis that kept data from before the set), and
 // reads the set again. Postgres unreachable: the set as it is.
+// customerBalances returns the partner of the caller's customer and the
+// customer's balances. Balances created before the per-customer set
+// existed are only in the rows: when the set is empty, Postgres is asked
+// and the set repaired.
+func (s *Server) customerBalances(c *call) (string, []ledger.UserBalance, error) {
+	pid, row, err := c.customer()
+	if err != nil {
+		return "", nil, err
+	}
+	bs, err := s.cfg.Ledger.CustomerBalances(c.ctx, pid, row["id"])
+	if err != nil {
+		return "", nil, err
+	}
+	if len(bs) == 0 {
+		if bs, err = s.backfillCustomerBalances(c, pid, row["id"]); err != nil {
+			return "", nil, err
+		}
+	}
+	return pid, bs, nil
+}
+
 func (s *Server) backfillCustomerBalances(c *call, partnerID, customerID string) ([]ledger.UserBalance, error) {
 	rows, err := s.cfg.DB.Query(c.ctx, `SELECT id FROM user_balances WHERE partner_id = $1 AND customer_id = $2`, partnerID, customerID)
 	if err != nil {

@@ -198,18 +198,9 @@ func (s *Server) listTransactions(c *call, q pgstore.TxnQuery) (int, any, error)
 // GET /customers/me/cards, GET /secure/customers/{customerId}/cards: the
 // customer's cards of every balance (no card data), ordered by id.
 func (s *Server) listCards(c *call) (int, any, error) {
-	pid, row, err := c.customer()
+	pid, bs, err := s.customerBalances(c)
 	if err != nil {
 		return 0, nil, err
-	}
-	bs, err := s.cfg.Ledger.CustomerBalances(c.ctx, pid, row["id"])
-	if err != nil {
-		return 0, nil, err
-	}
-	if len(bs) == 0 {
-		if bs, err = s.backfillCustomerBalances(c, pid, row["id"]); err != nil {
-			return 0, nil, err
-		}
 	}
 	out := []issuing.Card{}
 	for _, b := range bs {

@@ -347,16 +347,7 @@ func (c *serverConn) handle(frame []byte, received time.Time) {
 
 	req, err := ParseRequest(msg)
 	if err != nil {
-		reason := ReasonForError(err)
-		field := ""
-		if reason == authz.ReasonFormatError {
-			field = formatErrorLabel(p, err)
-			c.srv.m.formatErrors.WithLabelValues(field).Inc()
-		}
-		if ok, suppressed := c.srv.rejectedLog.allow(received); ok {
-			c.log.Warn("message rejected", "mti", mti, "reason", reason, "field", field, "err", err, "suppressed", suppressed)
-		}
-		c.answer(mti, msg, authz.Decision{Reason: reason}, received, nil, FaultField(err))
+		c.reject("message rejected", mti, msg, received, err)
 		return
 	}
 	req.ReceivedAt = received
@@ -433,6 +424,22 @@ func (c *serverConn) decide(req *authz.Request, received time.Time, finished fun
 		}()
 		return authz.Decision{Reason: authz.ReasonIssuerUnavailable}
 	}
+}
+
+// reject answers a message whose fields do not make a request with the
+// reason err stands for (a format error names the field at fault in DE44,
+// the log and the metric).
+func (c *serverConn) reject(what, mti string, msg *iso8583.Message, received time.Time, err error) {
+	reason := ReasonForError(err)
+	field := ""
+	if reason == authz.ReasonFormatError {
+		field = formatErrorLabel(c.srv.cfg.Profile, err)
+		c.srv.m.formatErrors.WithLabelValues(field).Inc()
+	}
+	if ok, suppressed := c.srv.rejectedLog.allow(received); ok {
+		c.log.Warn(what, "mti", mti, "reason", reason, "field", field, "err", err, "suppressed", suppressed)
+	}
+	c.answer(mti, msg, authz.Decision{Reason: reason}, received, nil, FaultField(err))
 }
 
 // abandon lets the engine undo an approval the network was not told of.

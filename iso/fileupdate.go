@@ -123,19 +123,9 @@ func fileUpdateRecord(res authz.FileUpdateResult) func(*iso8583.Message) error {
 
 // handleFileUpdate answers an 0302 under the request deadline.
 func (c *serverConn) handleFileUpdate(mti string, msg *iso8583.Message, received time.Time, fu FileUpdater) {
-	p := c.srv.cfg.Profile
 	u, err := ParseFileUpdate(msg)
 	if err != nil {
-		reason := ReasonForError(err)
-		field := ""
-		if reason == authz.ReasonFormatError {
-			field = formatErrorLabel(p, err)
-			c.srv.m.formatErrors.WithLabelValues(field).Inc()
-		}
-		if ok, suppressed := c.srv.rejectedLog.allow(received); ok {
-			c.log.Warn("file update rejected", "mti", mti, "reason", reason, "field", field, "err", err, "suppressed", suppressed)
-		}
-		c.answer(mti, msg, authz.Decision{Reason: reason}, received, nil, FaultField(err))
+		c.reject("file update rejected", mti, msg, received, err)
 		return
 	}
 	ctx, cancel := context.WithDeadline(c.srv.baseCtx, received.Add(c.srv.cfg.RequestTimeout))
