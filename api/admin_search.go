@@ -108,30 +108,19 @@ type adminCard struct {
 // GET /admin/customers/{customerId}/cards: every card of the customer, of
 // all their balances, ordered by id.
 func (s *Server) customerCards(c *call) (int, any, error) {
-	pid, bs, err := s.customerBalances(c)
+	pid, cards, err := s.customerCardsOf(c)
 	if err != nil {
 		return 0, nil, err
 	}
-	out := []adminCard{}
-	for _, b := range bs {
-		cards, err := s.cfg.Ledger.CardsOfBalance(c.ctx, pid, b.ID)
-		if err != nil {
-			return 0, nil, err
+	out := make([]adminCard, 0, len(cards))
+	for _, k := range cards {
+		first6 := k.raw.BIN
+		if len(first6) > 6 {
+			first6 = first6[:6]
 		}
-		for _, k := range cards {
-			v, err := s.cfg.Issuing.View(c.ctx, k)
-			if err != nil {
-				return 0, nil, err
-			}
-			first6 := k.BIN
-			if len(first6) > 6 {
-				first6 = first6[:6]
-			}
-			out = append(out, adminCard{Card: v, PartnerID: pid, First6: first6, MaskedPAN: first6 + "******" + v.Last4,
-				LockSource: k.LockSource, Currency: b.Currency})
-		}
+		out = append(out, adminCard{Card: k.view, PartnerID: pid, First6: first6, MaskedPAN: first6 + "******" + k.view.Last4,
+			LockSource: k.raw.LockSource, Currency: k.balance.Currency})
 	}
-	slices.SortFunc(out, func(a, b adminCard) int { return strings.Compare(a.ID, b.ID) })
 	return http.StatusOK, map[string]any{"cards": out}, nil
 }
 

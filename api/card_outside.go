@@ -84,12 +84,9 @@ func (s *Server) replaceCard(c *call) (int, any, error) {
 	if _, err := c.decodeOptional(&in); err != nil {
 		return 0, nil, err
 	}
-	delivery := ""
-	if in.DeliveryAddress != nil {
-		if err := in.DeliveryAddress.validate("deliveryAddress"); err != nil {
-			return 0, nil, err
-		}
-		delivery = in.DeliveryAddress.json()
+	delivery, err := in.DeliveryAddress.optional("deliveryAddress")
+	if err != nil {
+		return 0, nil, err
 	}
 	if c.rt.ch == adminCh && card.Type == string(authz.CardVirtual) && !slices.Contains(managers, c.admin.Role) {
 		return 0, nil, errForbidden // creating a virtual card is for Admin and Manager

@@ -223,12 +223,9 @@ func (s *Server) printCard(c *call) (int, any, error) {
 	if _, err := c.decodeOptional(&in); err != nil {
 		return 0, nil, err
 	}
-	delivery := ""
-	if in.DeliveryAddress != nil {
-		if err := in.DeliveryAddress.validate("deliveryAddress"); err != nil {
-			return 0, nil, err
-		}
-		delivery = in.DeliveryAddress.json()
+	delivery, err := in.DeliveryAddress.optional("deliveryAddress")
+	if err != nil {
+		return 0, nil, err
 	}
 	cp, err := s.cfg.Issuing.Print(c.ctx, card.PartnerID, card.ID, delivery)
 	if err != nil {

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/antaca/antaca/authz"
+	"github.com/antaca/antaca/authz/issuing"
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -190,6 +192,38 @@ func (s *Server) customerBalances(c *call) (string, []ledger.UserBalance, error)
 		}
 	}
 	return pid, bs, nil
+}
+
+// customerCard is one card of a customer with its view and its balance.
+type customerCard struct {
+	raw     ledger.Card
+	view    issuing.Card
+	balance ledger.UserBalance
+}
+
+// customerCardsOf returns the partner of the caller's customer and every
+// card of the customer's balances, ordered by id.
+func (s *Server) customerCardsOf(c *call) (string, []customerCard, error) {
+	pid, bs, err := s.customerBalances(c)
+	if err != nil {
+		return "", nil, err
+	}
+	var out []customerCard
+	for _, b := range bs {
+		cards, err := s.cfg.Ledger.CardsOfBalance(c.ctx, pid, b.ID)
+		if err != nil {
+			return "", nil, err
+		}
+		for _, k := range cards {
+			v, err := s.cfg.Issuing.View(c.ctx, k)
+			if err != nil {
+				return "", nil, err
+			}
+			out = append(out, customerCard{raw: k, view: v, balance: b})
+		}
+	}
+	slices.SortFunc(out, func(a, b customerCard) int { return strings.Compare(a.view.ID, b.view.ID) })
+	return pid, out, nil
 }
 
 func (s *Server) backfillCustomerBalances(c *call, partnerID, customerID string) ([]ledger.UserBalance, error) {

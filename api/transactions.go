@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -198,25 +197,14 @@ func (s *Server) listTransactions(c *call, q pgstore.TxnQuery) (int, any, error)
 // GET /customers/me/cards, GET /secure/customers/{customerId}/cards: the
 // customer's cards of every balance (no card data), ordered by id.
 func (s *Server) listCards(c *call) (int, any, error) {
-	pid, bs, err := s.customerBalances(c)
+	_, cards, err := s.customerCardsOf(c)
 	if err != nil {
 		return 0, nil, err
 	}
-	out := []issuing.Card{}
-	for _, b := range bs {
-		cards, err := s.cfg.Ledger.CardsOfBalance(c.ctx, pid, b.ID)
-		if err != nil {
-			return 0, nil, err
-		}
-		for _, k := range cards {
-			v, err := s.cfg.Issuing.View(c.ctx, k)
-			if err != nil {
-				return 0, nil, err
-			}
-			out = append(out, v)
-		}
+	out := make([]issuing.Card, 0, len(cards))
+	for _, k := range cards {
+		out = append(out, k.view)
 	}
-	slices.SortFunc(out, func(a, b issuing.Card) int { return strings.Compare(a.ID, b.ID) })
 	return http.StatusOK, map[string]any{"cards": out}, nil
 }
 

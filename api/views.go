@@ -117,6 +117,18 @@ func countryCheck(field, c string) error {
 	return nil
 }
 
+// optional validates an address the body may leave out and returns it as
+// stored ("" when absent).
+func (a *deliveryAddress) optional(field string) (string, error) {
+	if a == nil {
+		return "", nil
+	}
+	if err := a.validate(field); err != nil {
+		return "", err
+	}
+	return a.json(), nil
+}
+
 func (a *deliveryAddress) json() string {
 	b, _ := json.Marshal(a)
 	return string(b)
