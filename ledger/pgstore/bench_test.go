@@ -3,11 +3,15 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -125,4 +129,102 @@ func BenchmarkSink(b *testing.B) {
 		}
 		b.ReportMetric(float64(500*b.N)/b.Elapsed().Seconds(), "events/s")
 	})
+}
+
+// BenchmarkSinkSmallBatches measures what a group commit of a few
+// authorizations costs, as it comes at moderate rates: CPU of the Postgres
+// backend (read from /proc, so Postgres must run on this machine) and of
+// this process per event, for batches of 1, 4 and 16 reserve events,
+// applied in one round trip (every event new: the common case) and the
+// careful way (BEGIN, journal insert returning the new events, changes,
+// COMMIT) that a batch holding a stored event takes.
+//
+//	go test -run '^$' -bench BenchmarkSinkSmallBatches -benchtime 2000x ./ledger/pgstore/
+func BenchmarkSinkSmallBatches(b *testing.B) {
+	for _, size := range []int{1, 4, 16} {
+		for _, path := range []string{"one-round-trip", "checked"} {
+			b.Run(fmt.Sprintf("%s/%d", path, size), func(b *testing.B) {
+				fx := newFixture(b)
+				ctx := context.Background()
+				cfg, err := pgxpool.ParseConfig(fx.dbURL)
+				if err != nil {
+					b.Fatal(err)
+				}
+				cfg.MaxConns, cfg.MinConns = 1, 1
+				if os.Getenv("PGLOG") != "" {
+					cfg.ConnConfig.RuntimeParams["log_min_duration_statement"] = "0"
+				}
+				pool, err := pgxpool.NewWithConfig(ctx, cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer pool.Close()
+				var pid int
+				if err := pool.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+					b.Fatal(err)
+				}
+				sink := NewPGSink(pool)
+				seq := int64(0)
+				batch := func() []Event {
+					evs := make([]Event, 0, size)
+					for range size {
+						seq++
+						ub := "ub" + strconv.FormatInt(seq%100, 10)
+						f := reserveEntry("p0", seq, "h"+strconv.FormatInt(seq, 10), ub, seq, seq)
+						ev, err := ParseEntry("p0", "", f)
+						if err != nil {
+							b.Fatal(err)
+						}
+						evs = append(evs, ev)
+					}
+					return evs
+				}
+				pg0, self0 := procCPU(b, pid), selfCPU()
+				b.ResetTimer()
+				for range b.N {
+					evs := batch()
+					if path == "checked" {
+						chs := make([]string, len(evs))
+						for i, ev := range evs {
+							chs[i] = string(changesJSON(ev.Changes))
+						}
+						_, err = sink.applyChecked(ctx, evs, newJournalColumns(evs, chs))
+					} else {
+						_, err = sink.Apply(ctx, evs)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				n := float64(b.N * size)
+				b.ReportMetric(float64((procCPU(b, pid)-pg0).Microseconds())/n, "pg-µs/event")
+				b.ReportMetric(float64((selfCPU()-self0).Microseconds())/n, "go-µs/event")
+				var stored int
+				if err := pool.QueryRow(ctx, "SELECT count(*) FROM journal").Scan(&stored); err != nil || stored != b.N*size {
+					b.Fatalf("journal holds %d events (%v), want %d", stored, err, b.N*size)
+				}
+			})
+		}
+	}
+}
+
+// procCPU is the user+system CPU time of process pid.
+func procCPU(tb testing.TB, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Skipf("reading the Postgres backend's CPU time: %v", err)
+	}
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// selfCPU is this process's user+system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -44,6 +44,13 @@ type Options struct {
 	// MaxWait bounds how long Commit waits for durability when its
 	// context has no earlier deadline (default 5s).
 	MaxWait time.Duration
+	// CommitInterval is the shortest time between the starts of two group
+	// commits (0: commit as soon as anything is queued). An entry queued
+	// while nothing was committed for that long is committed at once; under
+	// load, what arrives meanwhile joins one batch, so Postgres pays for
+	// fewer, larger transactions and the answers wait at most that much
+	// longer. A full batch (BatchSize) does not wait.
+	CommitInterval time.Duration
 	// MaxQueue is the most entries queued in memory; beyond it new entries
 	// that nobody waits for are left to the sweep (default 200,000).
 	MaxQueue int
@@ -84,6 +91,7 @@ type WriteBehind struct {
 	sweepAfter time.Duration
 	retryMax   time.Duration
 	maxWait    time.Duration
+	interval   time.Duration
 	maxQueue   int
 	log        *slog.Logger
 	m          *metrics
@@ -132,6 +140,7 @@ func NewWriteBehind(opts Options) (*WriteBehind, error) {
 		sweepAfter: opts.SweepAfter,
 		retryMax:   opts.RetryMax,
 		maxWait:    opts.MaxWait,
+		interval:   max(opts.CommitInterval, 0),
 		maxQueue:   opts.MaxQueue,
 		log:        opts.Logger,
 		m:          newMetrics(opts.Registerer),
@@ -253,12 +262,20 @@ func (w *WriteBehind) Run(ctx context.Context) error {
 	return nil
 }
 
-// commitLoop commits whatever is queued, as soon as it is queued.
+// commitLoop commits whatever is queued, as soon as it is queued, but at
+// most once per CommitInterval unless a full batch is waiting.
 func (w *WriteBehind) commitLoop(ctx context.Context) {
-	var backoff time.Duration
+	var (
+		backoff time.Duration
+		started time.Time
+	)
 	probe := time.NewTicker(w.retryMax)
 	defer probe.Stop()
 	for ctx.Err() == nil {
+		if wait := w.interval - time.Since(started); wait > 0 && !w.batchFull() {
+			sleepCtx(ctx, wait)
+		}
+		started = time.Now()
 		n, err := w.commitPending(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -282,6 +299,13 @@ func (w *WriteBehind) commitLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// batchFull reports whether a whole batch is queued.
+func (w *WriteBehind) batchFull() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.queued >= w.batchSize
 }
 
 // probe checks whether the durable store is back while nothing is queued

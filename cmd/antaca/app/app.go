@@ -115,6 +115,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	a.writeBehind, err = pgstore.NewWriteBehind(pgstore.Options{
 		Redis: a.Redis, Keys: a.Ledger.Keys(), Pool: a.Pool, Registerer: a.Registry, Logger: log,
+		CommitInterval: cfg.CommitInterval,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating write-behind: %w", err)

@@ -18,6 +18,9 @@ type Config struct {
 	// state waits for its journal entry to be committed in Postgres) or
 	// "redis" (answer once the script ran; for Redis with AOF and replicas).
 	AnswerAfter string
+	// CommitInterval is the shortest time between two group commits of
+	// the journal (0: as soon as anything is queued).
+	CommitInterval time.Duration
 
 	ISOAddr        string
 	ISOProfile     string
@@ -79,6 +82,7 @@ func DefaultConfig() Config {
 		DatabaseURL:             "postgres://postgres@127.0.0.1:5432/antaca?sslmode=disable",
 		KeyPrefix:               "antaca",
 		AnswerAfter:             "postgres",
+		CommitInterval:          2 * time.Millisecond,
 		ISOAddr:                 ":8583",
 		ISOProfile:              "cmf",
 		ISOFraming:              "binary2",
@@ -117,6 +121,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.DatabaseURL, "database-url", "PostgreSQL URL")
 	str(&c.KeyPrefix, "key-prefix", "prefix of every Redis key")
 	str(&c.AnswerAfter, "answer-after", "postgres: answer after the journal entry is committed in Postgres; redis: after the Redis script (needs Redis with AOF and replicas)")
+	dur(&c.CommitInterval, "commit-interval", "shortest time between two group commits of the journal; under load what arrives meanwhile shares one Postgres transaction (0: no wait)")
 	str(&c.ISOAddr, "iso-addr", "ISO 8583 listen address")
 	str(&c.ISOProfile, "iso-profile", "ISO 8583 profile: cmf (4-digit action codes) or iso87 (2-digit)")
 	str(&c.ISOFraming, "iso-framing", "ISO 8583 length header: binary2 or ascii4")

@@ -155,6 +155,12 @@ var settingChecks = []settingCheck{
 		}
 		return ""
 	}},
+	{"commit-interval", func(c *Config) string {
+		if c.CommitInterval < 0 || c.CommitInterval > time.Second {
+			return fmt.Sprintf("got %v, want 0 to 1s (such as 2ms)", c.CommitInterval)
+		}
+		return ""
+	}},
 	{"debug-addr", func(c *Config) string { return listenAddr(c.DebugAddr, true) }},
 	{"drain-timeout", func(c *Config) string { return positive(c.DrainTimeout) }},
 }
