@@ -6,6 +6,9 @@
 local base = KEYS[1]
 local pid = ARGV[1]
 local now = tonumber(ARGV[2])
+-- now as text, formatted once: Lua turns a number into text through
+-- printf, and a script writes the time into several fields.
+local nows = string.format('%d', now or 0)
 
 local changes = {}
 local touched = {}
@@ -103,7 +106,9 @@ end
 local function addf(t, id, field, delta)
   if delta == 0 then return end
   local c = change(t, id)
-  redis.call('HINCRBY', rkey(t, id), field, delta)
+  -- Numbers are handed to redis.call as text: Lua would format them as
+  -- floating point (%.14g), which costs more.
+  redis.call('HINCRBY', rkey(t, id), field, fmt(delta))
   c.add[field] = fmt(int(c.add[field]) + delta)
 end
 
@@ -141,18 +146,18 @@ end
 -- emit bumps the version of every touched row and appends the journal entry.
 local function emit(typ, reason, meta)
   for _, c in ipairs(changes) do
-    c.v = fmt(redis.call('HINCRBY', rkey(c.t, c.id), 'v', 1))
+    c.v = fmt(redis.call('HINCRBY', rkey(c.t, c.id), 'v', '1'))
     if next(c.set) == nil then c.set = nil end
     if next(c.add) == nil then c.add = nil end
   end
   local seq = redis.call('INCR', base .. ':seq')
   local ch = '[]'
   if #changes > 0 then ch = cjson.encode(changes) end
-  local id = redis.call('XADD', base .. ':journal', '*', 'seq', seq, 'type', typ, 'reason', reason or '',
-    'ts', fmt(now), 'ch', ch, 'meta', meta or '')
+  local id = redis.call('XADD', base .. ':journal', '*', 'seq', fmt(seq), 'type', typ, 'reason', reason or '',
+    'ts', nows, 'ch', ch, 'meta', meta or '')
   -- The caller gets the entry back with the script's result (the epilogue
   -- appended at load time) and commits it to Postgres before it answers.
-  __journal[#__journal + 1] = { id, seq, typ, reason or '', fmt(now), ch, meta or '' }
+  __journal[#__journal + 1] = { id, seq, typ, reason or '', nows, ch, meta or '' }
   return seq
 end
 

@@ -83,15 +83,15 @@ newrow('holds', hid, {
   'idem_key', key,
   'approval_code', approval,
   'txn_type', txn,
-  'created_ms', fmt(now),
-  'closed_ms', capture and fmt(now) or '0',
+  'created_ms', nows,
+  'closed_ms', capture and nows or '0',
   'reference', ARGV[14] or '',
   'origin', 'reserve',
   'requested', fmt(amount),
   'approved', fmt(approved),
   'available_after', after,
 })
-if capture then retire(hid, ttl) else redis.call('ZADD', base .. ':holds:open', now, hid) end
+if capture then retire(hid, ttl) else redis.call('ZADD', base .. ':holds:open', nows, hid) end
 idem_put(key, ttl, { amount = fmt(amount), reason = reason, hold = hid, approved = fmt(approved),
   available = after, approval = approval, kind = 'reserve' })
 -- A second way to find the hold: the RRN + PAN reference (reversal fallback).
