@@ -36,6 +36,25 @@ func done(w http.ResponseWriter, r *http.Request, path, what string) {
 	http.Redirect(w, r, path+"?done="+what, http.StatusSeeOther)
 }
 
+// POST /panel/customers: registers a customer of a partner.
+func (p *Panel) registerCustomer(w http.ResponseWriter, r *http.Request, s *session) {
+	f := r.PostForm
+	body := map[string]string{}
+	for _, k := range []string{"externalId", "firstName", "lastName", "email", "phone"} {
+		if v := strings.TrimSpace(f.Get(k)); v != "" || k == "firstName" || k == "lastName" {
+			body[k] = v
+		}
+	}
+	var c customer
+	if err := p.call(r, s, "POST", "/admin/partners/"+url.PathEscape(f.Get("partnerId"))+"/customers", body, &c); err != nil {
+		if fe, st, handled := p.refusal(w, r, s, "register", err); !handled {
+			p.showCustomers(w, r, s, st, fe)
+		}
+		return
+	}
+	done(w, r, Prefix+"customers/"+url.PathEscape(c.ID), "customer")
+}
+
 // POST /panel/customers/{id}/kyc
 func (p *Panel) setKYC(w http.ResponseWriter, r *http.Request, s *session) {
 	id := r.PathValue("id")

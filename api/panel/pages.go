@@ -33,6 +33,7 @@ var notices = map[string]string{
 	"physical":       "The physical card was ordered; it waits for the bureau.",
 	"virtual":        "The virtual card was issued. The customer reads its details in their app.",
 	"partner":        "The partner was created.",
+	"customer":       "The customer was registered. Their KYC comes next: set it here once verified.",
 	"pbalance":       "The partner balance was created.",
 	"preload":        "The partner balance was reloaded.",
 	"user":           "The admin user was created.",
@@ -175,6 +176,7 @@ func (p *Panel) partnerBalances(r *http.Request, s *session) ([]partnerRow, erro
 // ---- Customers ----
 
 type customersData struct {
+	Partners  []partner // for registering a customer
 	Query     string
 	Customers []customer
 	Page      int
@@ -185,6 +187,10 @@ type customersData struct {
 }
 
 func (p *Panel) customers(w http.ResponseWriter, r *http.Request, s *session) {
+	p.showCustomers(w, r, s, http.StatusOK, nil)
+}
+
+func (p *Panel) showCustomers(w http.ResponseWriter, r *http.Request, s *session, status int, fe *formError) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	pg := pageNumber(r)
 	d := customersData{Query: q, Page: pg, Searched: r.URL.Query().Has("q")}
@@ -205,6 +211,15 @@ func (p *Panel) customers(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	d.Customers, d.HasMore = out.Customers, out.HasMore
+	can := map[string]bool{"register": s.can(p, "POST /admin/partners/{partnerId}/customers") && s.can(p, "GET /admin/partners")}
+	if can["register"] {
+		var ps struct{ Partners []partner }
+		if err := p.call(r, s, "GET", "/admin/partners", nil, &ps); err != nil {
+			p.fail(w, r, s, err)
+			return
+		}
+		d.Partners = ps.Partners
+	}
 	link := func(n int) string {
 		return Prefix + "customers?" + url.Values{"q": {q}, "page": {strconv.Itoa(n)}}.Encode()
 	}
@@ -214,7 +229,7 @@ func (p *Panel) customers(w http.ResponseWriter, r *http.Request, s *session) {
 	if d.HasMore {
 		d.Next = link(pg + 1)
 	}
-	p.render(w, r, s, http.StatusOK, "customers", page{Title: "Customers", Nav: "customers", Data: d})
+	p.render(w, r, s, status, "customers", page{Title: "Customers", Nav: "customers", Can: can, Err: fe, Data: d})
 }
 
 type customerData struct {

@@ -146,6 +146,7 @@ func New(cfg Config) (*Panel, error) {
 	m.HandleFunc("POST "+Prefix+"logout", p.withSession(p.logout))
 	m.HandleFunc("GET "+Prefix+"{$}", p.withSession(p.dashboard))
 	m.HandleFunc("GET "+Prefix+"customers", p.withSession(p.customers))
+	m.HandleFunc("POST "+Prefix+"customers", p.withSession(p.registerCustomer))
 	m.HandleFunc("GET "+Prefix+"customers/{id}", p.withSession(p.customer))
 	m.HandleFunc("POST "+Prefix+"customers/{id}/kyc", p.withSession(p.setKYC))
 	m.HandleFunc("POST "+Prefix+"customers/{id}/cards/physical", p.withSession(p.orderPhysical))
@@ -530,7 +531,7 @@ func (e *formError) All(form, field string) []string {
 // knownFields are the form fields that show their own error.
 var knownFields = map[string]bool{"amount": true, "reason": true, "status": true, "username": true, "password": true,
 	"role": true, "id": true, "name": true, "bin": true, "currency": true, "fundingModel": true, "type": true,
-	"lowBalanceThreshold": true, "balanceId": true, "source": true, "reference": true, "confirm": true, "url": true, "events": true, "deliveryAddress.line1": true, "deliveryAddress.city": true,
+	"lowBalanceThreshold": true, "balanceId": true, "source": true, "reference": true, "confirm": true, "externalId": true, "firstName": true, "lastName": true, "email": true, "phone": true, "url": true, "events": true, "deliveryAddress.line1": true, "deliveryAddress.city": true,
 	"deliveryAddress.postalCode": true, "deliveryAddress.country": true, "deliveryAddress.name": true, "deliveryAddress.line2": true}
 
 func (e *formError) fieldShown() bool { return knownFields[e.Field] }

@@ -143,11 +143,17 @@ func (o *Outbox) RotateSecret(ctx context.Context, partnerID, id, secret string)
 }
 
 // SetDisabled disables an endpoint (keeping the time it was first
-// disabled) or enables it again.
+// disabled) or enables it again; enabling makes its waiting deliveries
+// due at once.
 func (o *Outbox) SetDisabled(ctx context.Context, partnerID, id string, disabled bool) (Endpoint, error) {
-	e, err := scanEndpoint(o.pool.QueryRow(ctx, `UPDATE webhook_endpoints
-		SET disabled_at = CASE WHEN $3 THEN coalesce(disabled_at, now()) END
-		WHERE id = $1 AND partner_id = $2 RETURNING `+endpointColumns, id, partnerID, disabled))
+	e, err := scanEndpoint(o.pool.QueryRow(ctx, `WITH ep AS (
+			UPDATE webhook_endpoints SET disabled_at = CASE WHEN $3 THEN coalesce(disabled_at, now()) END
+			WHERE id = $1 AND partner_id = $2 RETURNING `+endpointColumns+`
+		), due AS (
+			UPDATE webhook_deliveries SET next_at = now()
+			WHERE NOT $3 AND endpoint_id IN (SELECT id FROM ep) AND state = 'PENDING' AND next_at > now()
+		)
+		SELECT `+endpointColumns+` FROM ep`, id, partnerID, disabled))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Endpoint{}, ErrEndpointNotFound
 	}

@@ -200,6 +200,26 @@ func TestPanelInBrowser(t *testing.T) {
 		admin.shot("06-partners")
 	})
 
+	step(t, "a Manager registers a customer; an Employee may not", func() {
+		emp.open("/panel/customers")
+		if emp.exists("#register-form") {
+			t.Fatal("Employee sees the registration form")
+		}
+		mgr.open("/panel/customers")
+		mgr.fill("#reg-partnerId", p.partner)
+		mgr.fill("#reg-firstName", "Grace")
+		mgr.fill("#reg-lastName", "Hopper")
+		mgr.fill("#reg-email", "not an e-mail")
+		mgr.click("#register")
+		mgr.waitVisible("#reg-email-error")
+		mgr.fill("#reg-email", "grace@example.com")
+		mgr.click("#register")
+		mgr.waitText(".notice.ok", "The customer was registered")
+		if got := mgr.text("h1"); !strings.Contains(got, "Grace Hopper") {
+			t.Fatalf("registered customer's page: %q", got)
+		}
+	})
+
 	step(t, "a forbidden action posted by hand is refused with 403", func() {
 		emp.open("/panel/cards/" + stolen.ID)
 		status, body := emp.post("/panel/cards/"+stolen.ID+"/remove", map[string]string{"confirm": "yes"}, true)
