@@ -402,13 +402,14 @@ func scanDelivery(r pgx.CollectableRow) (Delivery, error) {
 	return d, err
 }
 
-// Delivered records a successful attempt; the endpoint is no longer failing.
+// Delivered records a successful attempt; the endpoint is no longer
+// failing (in the same statement, so no reader sees one without the other).
 func (o *Outbox) Delivered(ctx context.Context, d Delivery, status int) error {
-	if _, err := o.pool.Exec(ctx, `UPDATE webhook_deliveries SET state = 'DELIVERED', last_status = $2, last_error = '',
-		delivered_at = now(), lease_until = NULL WHERE id = $1`, d.ID, status); err != nil {
-		return fmt.Errorf("recording webhook delivery: %w", err)
-	}
-	if _, err := o.pool.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL`, d.EndpointID); err != nil {
+	if _, err := o.pool.Exec(ctx, `WITH d AS (
+			UPDATE webhook_deliveries SET state = 'DELIVERED', last_status = $2, last_error = '',
+				delivered_at = now(), lease_until = NULL WHERE id = $1
+		)
+		UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $3 AND failing_since IS NOT NULL`, d.ID, status, d.EndpointID); err != nil {
 		return fmt.Errorf("recording webhook delivery: %w", err)
 	}
 	return nil
@@ -416,19 +417,20 @@ func (o *Outbox) Delivered(ctx context.Context, d Delivery, status int) error {
 
 // AttemptFailed records a failed attempt: the delivery is tried again
 // after wait, or, past its retry time, given up (FAILED) and its endpoint
-// marked failing. gaveUp tells which.
+// marked failing in the same statement. gaveUp tells which.
 func (o *Outbox) AttemptFailed(ctx context.Context, d Delivery, status int, msg string, wait time.Duration) (gaveUp bool, err error) {
-	err = o.pool.QueryRow(ctx, `UPDATE webhook_deliveries SET last_status = $2, last_error = $3, lease_until = NULL,
-			next_at = now() + $4 * interval '1 microsecond',
-			state = CASE WHEN now() + $4 * interval '1 microsecond' > retry_until THEN 'FAILED' ELSE 'PENDING' END
-		WHERE id = $1 RETURNING state = 'FAILED'`, d.ID, status, safeText(msg), wait.Microseconds()).Scan(&gaveUp)
+	err = o.pool.QueryRow(ctx, `WITH d AS (
+			UPDATE webhook_deliveries SET last_status = $2, last_error = $3, lease_until = NULL,
+				next_at = now() + $4 * interval '1 microsecond',
+				state = CASE WHEN now() + $4 * interval '1 microsecond' > retry_until THEN 'FAILED' ELSE 'PENDING' END
+			WHERE id = $1 RETURNING state = 'FAILED' AS failed, endpoint_id
+		), ep AS (
+			UPDATE webhook_endpoints SET failing_since = now()
+			WHERE id IN (SELECT endpoint_id FROM d WHERE failed) AND failing_since IS NULL
+		)
+		SELECT failed FROM d`, d.ID, status, safeText(msg), wait.Microseconds()).Scan(&gaveUp)
 	if err != nil {
 		return false, fmt.Errorf("recording webhook attempt: %w", err)
-	}
-	if gaveUp {
-		if _, err := o.pool.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = now() WHERE id = $1 AND failing_since IS NULL`, d.EndpointID); err != nil {
-			return true, fmt.Errorf("marking webhook endpoint failing: %w", err)
-		}
 	}
 	return gaveUp, nil
 }
