@@ -319,7 +319,7 @@ func TestTransactionsEveryStatus(t *testing.T) {
 	}
 	for _, path := range []string{cardPaths[me], balPaths[me], "/customers/me/cards"} {
 		r := me.do("GET", path, nil)
-		if contains(r.body, full.CardNo) || contains(r.body, full.CVV) || contains(r.body, full.CardNo[:6]) {
+		if contains(r.body, full.CardNo) || contains(r.body, `"`+full.CVV+`"`) || contains(r.body, full.CardNo[:6]) {
 			t.Fatalf("%s shows card data: %s", path, r.body)
 		}
 	}
