@@ -164,7 +164,7 @@ func New(cfg Config) (*Panel, error) {
 	m.HandleFunc("GET "+Prefix+"partners/{id}/webhooks", p.withSession(p.webhooks))
 	m.HandleFunc("POST "+Prefix+"partners/{id}/webhooks", p.withSession(p.createWebhook))
 	m.HandleFunc("GET "+Prefix+"partners/{id}/webhooks/{eid}", p.withSession(p.deliveries))
-	m.HandleFunc("GET "+Prefix+"partners/{id}/webhooks/{eid}/delete", p.withSession(p.confirmDeleteWebhook))
+	m.HandleFunc("GET "+Prefix+"partners/{id}/webhooks/{eid}/{action}", p.withSession(p.confirmWebhookAction))
 	m.HandleFunc("POST "+Prefix+"partners/{id}/webhooks/{eid}/{action}", p.withSession(p.webhookAction))
 	m.HandleFunc("POST "+Prefix+"partners/{id}/webhooks/{eid}/deliveries/{did}/redeliver", p.withSession(p.redeliver))
 	m.HandleFunc("GET "+Prefix+"bureau", p.withSession(p.bureau))

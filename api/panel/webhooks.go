@@ -98,6 +98,10 @@ func (p *Panel) webhookAction(w http.ResponseWriter, r *http.Request, s *session
 	case "disable", "enable":
 		err = p.call(r, s, "POST", path+"/"+action, nil, nil)
 	case "rotate-secret":
+		if r.PostForm.Get("confirm") != "yes" {
+			http.Redirect(w, r, webhooksPath(pid)+"/"+url.PathEscape(eid)+"/rotate-secret", http.StatusSeeOther)
+			return
+		}
 		var ep webhookEndpoint
 		if err = p.call(r, s, "POST", path+"/rotate-secret", nil, &ep); err == nil {
 			p.log.InfoContext(r.Context(), "panel: webhook secret rotated", "partner", pid, "endpoint", eid, "admin", s.Username)
@@ -143,8 +147,14 @@ func (p *Panel) endpointOf(r *http.Request, s *session, pid, eid string) (partne
 	return pt, webhookEndpoint{}, false, nil
 }
 
-// GET /panel/partners/{id}/webhooks/{eid}/delete: the confirmation.
-func (p *Panel) confirmDeleteWebhook(w http.ResponseWriter, r *http.Request, s *session) {
+// GET /panel/partners/{id}/webhooks/{eid}/delete and .../rotate-secret:
+// the confirmation of what cannot be undone.
+func (p *Panel) confirmWebhookAction(w http.ResponseWriter, r *http.Request, s *session) {
+	action := r.PathValue("action")
+	if action != "delete" && action != "rotate-secret" {
+		p.render(w, r, s, http.StatusNotFound, "message", page{Title: "Not found", Message: "There is no such page in the administration panel."})
+		return
+	}
 	pt, ep, ok, err := p.endpointOf(r, s, r.PathValue("id"), r.PathValue("eid"))
 	if err != nil {
 		p.fail(w, r, s, err)
@@ -154,8 +164,9 @@ func (p *Panel) confirmDeleteWebhook(w http.ResponseWriter, r *http.Request, s *
 		p.render(w, r, s, http.StatusNotFound, "message", page{Title: "Not found", Message: "Webhook endpoint not found."})
 		return
 	}
-	p.render(w, r, s, http.StatusOK, "webhookdelete", page{Title: "Delete webhook endpoint", Nav: "partners",
-		Data: map[string]any{"Partner": pt, "Endpoint": ep}})
+	title := map[string]string{"delete": "Delete webhook endpoint", "rotate-secret": "Rotate webhook secret"}[action]
+	p.render(w, r, s, http.StatusOK, "webhookconfirm", page{Title: title, Nav: "partners",
+		Data: map[string]any{"Partner": pt, "Endpoint": ep, "Action": action}})
 }
 
 type deliveriesData struct {

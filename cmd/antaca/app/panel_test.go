@@ -454,7 +454,7 @@ func TestPanelInBrowser(t *testing.T) {
 			t.Fatal("the secret is shown again")
 		}
 		mgr.open("/panel/partners/" + p.partner + "/webhooks")
-		if !mgr.exists("#endpoints") || mgr.exists("#webhook-form") || mgr.exists("#endpoints form") || !mgr.exists("a.log-link") {
+		if !mgr.exists("#endpoints") || mgr.exists("#webhook-form") || mgr.exists("#endpoints form") || mgr.exists("#endpoints a.button") || !mgr.exists("a.log-link") {
 			t.Fatal("Manager: webhooks must be read-only")
 		}
 
@@ -494,18 +494,32 @@ func TestPanelInBrowser(t *testing.T) {
 		if err := webhook.Verify(secret, got[0].sig, got[0].body, webhook.DefaultTolerance, time.Now()); err != nil {
 			t.Fatalf("the delivery does not verify with the secret the panel showed: %v", err)
 		}
-		// Redelivered by hand: the same event again.
+		// The secret rotated (after a confirmation), then redelivered by
+		// hand: the same event again, signed with the new secret.
+		admin.open("/panel/partners/" + p.partner + "/webhooks")
+		admin.click(`#endpoints a[href$="/rotate-secret"]`)
+		admin.click("#confirm-action")
+		admin.waitVisible("#secret-box")
+		rotated := admin.eval(`document.querySelector("#secret-value").value`)
+		if !strings.HasPrefix(rotated, "whsec_") || rotated == secret {
+			t.Fatalf("rotated secret %q", rotated)
+		}
+		admin.open(log)
 		admin.click("#deliveries button")
 		admin.waitText(".notice.ok", "queued again")
 		again := rcv.wait(t, len(got)+1)
-		if string(again[len(again)-1].body) != string(got[0].body) {
+		last := again[len(again)-1]
+		if string(last.body) != string(got[0].body) {
 			t.Fatal("the redelivery is not the same event")
+		}
+		if err := webhook.Verify(rotated, last.sig, last.body, webhook.DefaultTolerance, time.Now()); err != nil {
+			t.Fatalf("the redelivery does not verify with the rotated secret: %v", err)
 		}
 
 		// Deleted after a confirmation.
 		admin.open("/panel/partners/" + p.partner + "/webhooks")
 		admin.click(`#endpoints a.danger`)
-		admin.click("#confirm-delete")
+		admin.click("#confirm-action")
 		admin.waitText(".notice.ok", "deleted")
 		if admin.exists("#endpoints") {
 			t.Fatal("the endpoint is still listed")
