@@ -539,6 +539,10 @@ func TestWebhookDisableAndEnable(t *testing.T) {
 	if off.Status != "disabled" {
 		t.Fatalf("disabled by an Admin: %+v", off)
 	}
+	p.c.json("POST", base+"/enable", nil, 200, &on)
+	if on.Status != "enabled" {
+		t.Fatalf("enabled by the partner: %+v", on)
+	}
 	q := e.newProgram("otheroffbank", "45671222", "DEPOSIT", 0)
 	if r := q.c.do("POST", base+"/enable", nil); r.status != 404 || r.code() != "WEBHOOK_NOT_FOUND" {
 		t.Fatalf("another partner enabling: %d %s", r.status, r.body)
