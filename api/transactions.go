@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -151,6 +152,35 @@ func (s *Server) cardTransactions(c *call) (int, any, error) {
 	return s.listTransactions(c, pgstore.TxnQuery{PartnerID: card.PartnerID, CardID: card.ID, After: after, Limit: limit})
 }
 
+var errTxnNotFound = apiErr(404, "TRANSACTION_NOT_FOUND", "transaction not found")
+
+// GET .../cards/{cardId}/transactions/{transactionId}: one transaction of
+// the card as it stands now, the same view as in the listing. An id that
+// is malformed, unknown or of another card (a reload, which belongs to a
+// balance, included) is 404.
+func (s *Server) cardTransaction(c *call) (int, any, error) {
+	card, err := c.card()
+	if err != nil {
+		return 0, nil, err
+	}
+	ref, ok := parseTxnID(c.r.PathValue("transactionId"))
+	if !ok || ref.HoldID == "" && ref.PartnerID != card.PartnerID {
+		return 0, nil, errTxnNotFound
+	}
+	s.awaitJournal(c)
+	t, ok, err := s.txns.Get(c.ctx, card.PartnerID, ref, math.MaxInt64)
+	if err != nil {
+		return 0, nil, err
+	}
+	switch {
+	case !ok,
+		t.Hold != nil && t.Hold.CardID != card.ID,
+		t.Entry != nil && (t.Entry.Type != "decline" || pgstore.DeclinedCard(*t.Entry) != card.ID):
+		return 0, nil, errTxnNotFound
+	}
+	return http.StatusOK, s.transactionOf(c.ctx, t, ""), nil
+}
+
 // GET .../balances/{balanceId}/transactions
 func (s *Server) balanceTransactions(c *call) (int, any, error) {
 	limit, after, err := txnPaging(c)
@@ -172,14 +202,20 @@ func (s *Server) balanceTransactions(c *call) (int, any, error) {
 	return s.listTransactions(c, pgstore.TxnQuery{PartnerID: b.PartnerID, BalanceID: b.ID, CardIDs: ids, After: after, Limit: limit})
 }
 
-func (s *Server) listTransactions(c *call, q pgstore.TxnQuery) (int, any, error) {
+// awaitJournal waits for the write-behind to commit what this process
+// queued, so a read of Postgres sees what the switch answered.
+func (s *Server) awaitJournal(c *call) {
 	if s.cfg.JournalBarrier != nil {
 		if err := s.cfg.JournalBarrier(c.ctx); err != nil {
-			// The listing is still right for everything approved; a
+			// The read is still right for everything approved; a
 			// decline of the last moments may be missing.
 			s.log.WarnContext(c.ctx, "transactions: waiting for the journal", "err", err)
 		}
 	}
+}
+
+func (s *Server) listTransactions(c *call, q pgstore.TxnQuery) (int, any, error) {
+	s.awaitJournal(c)
 	txns, more, err := s.txns.List(c.ctx, q)
 	if errors.Is(err, pgstore.ErrForeignCursor) {
 		return 0, nil, errInvalidCursor

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -280,6 +281,24 @@ func TestTransactionsEveryStatus(t *testing.T) {
 			check(fmt.Sprintf("%s limit %d", path, limit), c.allTransactions(path, limit), true)
 		}
 	}
+	// One transaction at a time, on the three channels: the same view as
+	// in the listing.
+	onePaths := map[*client]string{
+		me:  "/customers/me/cards/" + full.ID + "/transactions/",
+		p.c: "/secure/customers/" + cid + "/cards/" + full.ID + "/transactions/",
+		emp: "/admin/cards/" + full.ID + "/transactions/",
+	}
+	listed := p.c.allTransactions(cardPaths[p.c], 100)
+	for _, g := range listed {
+		want, _ := json.Marshal(g)
+		for c, path := range onePaths {
+			var one txnJSON
+			c.json("GET", path+g.ID, nil, 200, &one)
+			if got, _ := json.Marshal(one); string(got) != string(want) {
+				t.Errorf("GET %s%s:\n got %s\nwant %s", path, g.ID, got, want)
+			}
+		}
+	}
 	var page txnPageJSON
 	me.json("GET", cardPaths[me], nil, 200, &page)
 	if len(page.Data) != len(wants) || page.HasMore {
@@ -300,7 +319,7 @@ func TestTransactionsEveryStatus(t *testing.T) {
 	}
 	for _, path := range []string{cardPaths[me], balPaths[me], "/customers/me/cards"} {
 		r := me.do("GET", path, nil)
-		if contains(r.body, full.CardNo) || contains(r.body, full.CVV) || contains(r.body, full.CardNo[:6]) {
+		if contains(r.body, full.CardNo) || contains(r.body, `"`+full.CVV+`"`) || contains(r.body, full.CardNo[:6]) {
 			t.Fatalf("%s shows card data: %s", path, r.body)
 		}
 	}
@@ -352,6 +371,32 @@ func TestTransactionsEveryStatus(t *testing.T) {
 	}
 	if r := p.c.do("GET", "/secure/customers/"+cid2+"/balances/"+bid2+"/transactions?starting_after="+foreignDecline, nil); r.status != 400 {
 		t.Fatalf("another balance's decline as cursor: %d %s", r.status, r.body)
+	}
+	// One transaction: what is not a transaction of the card is 404.
+	reload := ""
+	for _, g := range p.c.allTransactions(balPaths[p.c], 50) {
+		if g.Type == "reload" {
+			reload = g.ID
+		}
+	}
+	for name, tt := range map[string]struct {
+		c    *client
+		path string
+	}{
+		"malformed":               {p.c, onePaths[p.c] + "nonsense"},
+		"unknown hold":            {p.c, onePaths[p.c] + "txn_aGhsZF9ub25l"},
+		"another card's hold":     {p.c, onePaths[p.c] + foreignHold},
+		"another card's decline":  {p.c, "/secure/customers/" + cid + "/cards/" + second.ID + "/transactions/" + foreignDecline},
+		"a reload":                {emp, onePaths[emp] + reload},
+		"another partner's entry": {emp, onePaths[emp] + "txn_" + base64.RawURLEncoding.EncodeToString([]byte("j1.otherbank"))},
+		"an entry that is no txn": {emp, onePaths[emp] + "txn_" + base64.RawURLEncoding.EncodeToString([]byte("j1.txnbank"))},
+		"another customer's card": {p.session(t, cid2), "/customers/me/cards/" + full.ID + "/transactions/" + listed[0].ID},
+		"another partner's card":  {q.c, onePaths[p.c] + listed[0].ID},
+	} {
+		r := tt.c.do("GET", tt.path, nil)
+		if r.status != 404 || (tt.c != q.c && name != "another customer's card" && r.code() != "TRANSACTION_NOT_FOUND") {
+			t.Errorf("%s: %d %s, want 404 TRANSACTION_NOT_FOUND", name, r.status, r.body)
+		}
 	}
 	if r := p.c.do("GET", cardPaths[p.c]+"?limit=0", nil, invalidRequest); r.status != 400 || r.code() != "VALIDATION_ERROR" {
 		t.Fatalf("limit=0: %d %s", r.status, r.body)

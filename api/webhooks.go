@@ -73,6 +73,7 @@ var (
 	errEndpointNotFound = apiErr(404, "WEBHOOK_NOT_FOUND", "webhook endpoint not found")
 	errDeliveryNotFound = apiErr(404, "DELIVERY_NOT_FOUND", "webhook delivery not found")
 	errTooManyEndpoints = apiErr(409, "TOO_MANY_WEBHOOKS", fmt.Sprintf("a partner has at most %d webhook endpoints", maxEndpoints))
+	errEndpointDisabled = apiErr(409, "WEBHOOK_DISABLED", "the webhook endpoint is disabled: enable it first")
 	errForbiddenAddress = errors.New("webhook address not allowed: loopback, link-local, private or otherwise not public")
 )
 
@@ -80,8 +81,9 @@ type webhookEndpointView struct {
 	ID           string     `json:"id"`
 	URL          string     `json:"url"`
 	Events       []string   `json:"events"`
-	Status       string     `json:"status"` // enabled, failing
+	Status       string     `json:"status"` // enabled, failing, disabled
 	FailingSince *time.Time `json:"failing_since,omitempty"`
+	DisabledAt   *time.Time `json:"disabled_at,omitempty"`
 	CreatedAt    time.Time  `json:"created_at"`
 	// Secret is shown when the endpoint is created and when it is rotated, never again.
 	Secret string `json:"secret,omitempty"`
@@ -93,6 +95,11 @@ func endpointView(e pgstore.Endpoint, withSecret bool) webhookEndpointView {
 		v.Status = "failing"
 		t := e.FailingSince.UTC()
 		v.FailingSince = &t
+	}
+	if e.DisabledAt != nil {
+		v.Status = "disabled"
+		t := e.DisabledAt.UTC()
+		v.DisabledAt = &t
 	}
 	if withSecret {
 		v.Secret = e.Secret
@@ -255,6 +262,38 @@ func (s *Server) rotateWebhookSecret(c *call) (int, any, error) {
 	return http.StatusOK, endpointView(e, true), nil
 }
 
+// POST .../webhooks/{endpointId}/disable: no delivery is made for the
+// endpoint from now on (events of the meantime are not kept for it), and
+// its pending deliveries wait. Disabling a disabled endpoint changes
+// nothing.
+func (s *Server) disableWebhook(c *call) (int, any, error) {
+	return s.setWebhookDisabled(c, true)
+}
+
+// POST .../webhooks/{endpointId}/enable: the endpoint receives the events
+// of entries committed from now on, and its waiting deliveries go out.
+func (s *Server) enableWebhook(c *call) (int, any, error) {
+	return s.setWebhookDisabled(c, false)
+}
+
+func (s *Server) setWebhookDisabled(c *call, disabled bool) (int, any, error) {
+	e, err := c.endpoint()
+	if err != nil {
+		return 0, nil, err
+	}
+	e, err = s.outbox.SetDisabled(c.ctx, e.PartnerID, e.ID, disabled)
+	if errors.Is(err, pgstore.ErrEndpointNotFound) {
+		return 0, nil, errEndpointNotFound
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	if !disabled {
+		s.wakeWebhooks()
+	}
+	return http.StatusOK, endpointView(e, false), nil
+}
+
 // GET .../webhooks/{endpointId}/deliveries?limit=&starting_after=
 func (s *Server) listDeliveries(c *call) (int, any, error) {
 	e, err := c.endpoint()
@@ -302,6 +341,9 @@ func (s *Server) redeliver(c *call) (int, any, error) {
 	id, ok := parseDeliveryID(c.r.PathValue("deliveryId"))
 	if !ok {
 		return 0, nil, errDeliveryNotFound
+	}
+	if e.DisabledAt != nil {
+		return 0, nil, errEndpointDisabled
 	}
 	if err := s.outbox.Redeliver(c.ctx, e.ID, id, s.cfg.WebhookRetryFor); err != nil {
 		if errors.Is(err, pgstore.ErrDeliveryNotFound) {

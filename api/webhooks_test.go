@@ -123,6 +123,7 @@ type endpointJSON struct {
 	Status       string   `json:"status"`
 	Secret       string   `json:"secret"`
 	FailingSince string   `json:"failing_since"`
+	DisabledAt   string   `json:"disabled_at"`
 }
 
 type deliveryJSON struct {
@@ -437,6 +438,114 @@ func TestWebhookRedeliveryAndFailing(t *testing.T) {
 	p.c.json("POST", "/secure/webhooks/"+again.ID+"/rotate-secret", nil, 200, &rot)
 	if r := p.c.do("DELETE", "/secure/webhooks/"+again.ID, nil); r.status != 204 {
 		t.Fatalf("deleting: %d %s", r.status, r.body)
+	}
+}
+
+// TestWebhookDisableAndEnable: a disabled endpoint gets no delivery of
+// what happens meanwhile and its pending delivery waits; enabled again,
+// the waiting delivery goes out and new events arrive; a redelivery to a
+// disabled endpoint is refused; on /admin only an Admin disables.
+func TestWebhookDisableAndEnable(t *testing.T) {
+	e := newEnv(t, withJournal(t), withFastWebhooks)
+	e.runWebhooks()
+	p := e.newProgram("offbank", "45671233", "CREDIT", 0)
+	types := []string{"customer.created", "customer.kyc_updated"}
+	rcv, witness := newReceiver(t), newReceiver(t)
+	var ep, wep endpointJSON
+	p.c.json("POST", "/secure/webhooks", map[string]any{"url": rcv.url, "events": types}, 201, &ep)
+	p.c.json("POST", "/secure/webhooks", map[string]any{"url": witness.url, "events": types}, 201, &wep)
+	rcv.secret.Store(ep.Secret)
+	witness.secret.Store(wep.Secret)
+	base := "/secure/webhooks/" + ep.ID
+
+	// A delivery that keeps failing: pending, tried.
+	rcv.fail.Store(1 << 40)
+	var first customerJSON
+	p.c.json("POST", "/secure/customers", map[string]string{"externalId": "o1", "firstName": "Olga", "lastName": "Off", "email": "o@example.com", "phone": "+48123456789"}, 201, &first)
+	var pending deliveryJSON
+	waitUntil(t, 10*time.Second, "a failed attempt", func() bool {
+		ds := p.c.deliveries(base + "/deliveries")
+		if len(ds) == 1 && ds[0].Attempts > 0 && ds[0].LastStatus == 500 {
+			pending = ds[0]
+			return true
+		}
+		return false
+	})
+	if pending.Status != "pending" {
+		t.Fatalf("failing delivery %+v", pending)
+	}
+
+	var off, again endpointJSON
+	p.c.json("POST", base+"/disable", nil, 200, &off)
+	if off.Status != "disabled" || off.DisabledAt == "" || off.Secret != "" {
+		t.Fatalf("disabled endpoint %+v", off)
+	}
+	p.c.json("POST", base+"/disable", nil, 200, &again)
+	if again.DisabledAt != off.DisabledAt {
+		t.Fatalf("disabling twice moved disabled_at from %s to %s", off.DisabledAt, again.DisabledAt)
+	}
+	var list struct {
+		Data []endpointJSON `json:"data"`
+	}
+	p.c.json("GET", "/secure/webhooks", nil, 200, &list)
+	if len(list.Data) != 2 || list.Data[0].Status != "disabled" || list.Data[1].Status != "enabled" {
+		t.Fatalf("listed endpoints %+v", list.Data)
+	}
+	if r := p.c.do("POST", base+"/deliveries/"+pending.ID+"/redeliver", nil); r.status != 409 || r.code() != "WEBHOOK_DISABLED" {
+		t.Fatalf("redelivering to a disabled endpoint: %d %s", r.status, r.body)
+	}
+
+	// An event while disabled: the witness endpoint, made deliveries in the
+	// same step, receives it; the disabled one gets no delivery of it.
+	p.c.json("PUT", "/secure/customers/"+first.ID+"/kyc", map[string]string{"status": "VERIFIED"}, 200, nil)
+	witness.waitTypes("customer.kyc_updated")
+	var missed string
+	witness.mu.Lock()
+	for _, ev := range witness.events {
+		if ev.Type == "customer.kyc_updated" {
+			missed = ev.ID
+		}
+	}
+	witness.mu.Unlock()
+	if ds := p.c.deliveries(base + "/deliveries"); len(ds) != 1 || ds[0].ID != pending.ID {
+		t.Fatalf("deliveries of the disabled endpoint: %+v", ds)
+	}
+
+	// Enabled again (by an Admin on /admin; a Manager may not): the waiting
+	// delivery goes out, and so do new events.
+	mgr := e.newAdmin("hooks.mgr", "Manager")
+	admin := "/admin/partners/offbank/webhooks/" + ep.ID
+	if r := mgr.do("POST", admin+"/enable", nil); r.status != 403 {
+		t.Fatalf("a Manager enabling: %d %s", r.status, r.body)
+	}
+	rcv.fail.Store(0)
+	var on endpointJSON
+	e.root.json("POST", admin+"/enable", nil, 200, &on)
+	if on.Status != "enabled" || on.DisabledAt != "" {
+		t.Fatalf("enabled endpoint %+v", on)
+	}
+	rcv.waitTypes("customer.created")
+	p.c.json("POST", "/secure/customers", map[string]string{"externalId": "o2", "firstName": "Oleg", "lastName": "On", "email": "o2@example.com", "phone": "+48123456789"}, 201, nil)
+	p.c.json("PUT", "/secure/customers/"+first.ID+"/kyc", map[string]string{"status": "REJECTED"}, 200, nil)
+	rcv.waitTypes("customer.kyc_updated")
+	rcv.mu.Lock()
+	for _, ev := range rcv.events {
+		if ev.ID == missed {
+			t.Errorf("the event of the disabled time reached the endpoint")
+		}
+	}
+	rcv.mu.Unlock()
+	e.root.json("POST", admin+"/disable", nil, 200, &off)
+	if off.Status != "disabled" {
+		t.Fatalf("disabled by an Admin: %+v", off)
+	}
+	p.c.json("POST", base+"/enable", nil, 200, &on)
+	if on.Status != "enabled" {
+		t.Fatalf("enabled by the partner: %+v", on)
+	}
+	q := e.newProgram("otheroffbank", "45671222", "DEPOSIT", 0)
+	if r := q.c.do("POST", base+"/enable", nil); r.status != 404 || r.code() != "WEBHOOK_NOT_FOUND" {
+		t.Fatalf("another partner enabling: %d %s", r.status, r.body)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/antaca/antaca/authz"
 )
 
 // Form handlers: each builds the /admin request the form stands for and
@@ -32,6 +34,25 @@ func (p *Panel) refusal(w http.ResponseWriter, r *http.Request, s *session, form
 
 func done(w http.ResponseWriter, r *http.Request, path, what string) {
 	http.Redirect(w, r, path+"?done="+what, http.StatusSeeOther)
+}
+
+// POST /panel/customers: registers a customer of a partner.
+func (p *Panel) registerCustomer(w http.ResponseWriter, r *http.Request, s *session) {
+	f := r.PostForm
+	body := map[string]string{}
+	for _, k := range []string{"externalId", "firstName", "lastName", "email", "phone"} {
+		if v := strings.TrimSpace(f.Get(k)); v != "" || k == "firstName" || k == "lastName" {
+			body[k] = v
+		}
+	}
+	var c customer
+	if err := p.call(r, s, "POST", "/admin/partners/"+url.PathEscape(f.Get("partnerId"))+"/customers", body, &c); err != nil {
+		if fe, st, handled := p.refusal(w, r, s, "register", err); !handled {
+			p.showCustomers(w, r, s, st, fe)
+		}
+		return
+	}
+	done(w, r, Prefix+"customers/"+url.PathEscape(c.ID), "customer")
 }
 
 // POST /panel/customers/{id}/kyc
@@ -75,10 +96,11 @@ func (p *Panel) reloadBalance(w http.ResponseWriter, r *http.Request, s *session
 func (p *Panel) orderPhysical(w http.ResponseWriter, r *http.Request, s *session) {
 	id := r.PathValue("id")
 	f := r.PostForm
-	body := map[string]any{"balanceId": f.Get("balanceId"), "deliveryAddress": map[string]string{
-		"name": f.Get("name"), "line1": f.Get("line1"), "line2": f.Get("line2"), "city": f.Get("city"),
-		"postalCode": f.Get("postalCode"), "country": strings.ToUpper(strings.TrimSpace(f.Get("country"))),
-	}}
+	addr := deliveryAddress(f)
+	if addr == nil {
+		addr = map[string]string{}
+	}
+	body := map[string]any{"balanceId": f.Get("balanceId"), "deliveryAddress": addr}
 	var c card
 	if err := p.call(r, s, "POST", "/admin/customers/"+url.PathEscape(id)+"/cards/physical", body, &c); err != nil {
 		if fe, st, handled := p.refusal(w, r, s, "physical", err); !handled {
@@ -87,6 +109,24 @@ func (p *Panel) orderPhysical(w http.ResponseWriter, r *http.Request, s *session
 		return
 	}
 	done(w, r, Prefix+"cards/"+url.PathEscape(c.ID), "physical")
+}
+
+// deliveryAddress reads the address fields of a form; nil when all are empty.
+func deliveryAddress(f url.Values) map[string]string {
+	addr := map[string]string{}
+	empty := true
+	for _, k := range []string{"name", "line1", "line2", "city", "postalCode", "country"} {
+		v := strings.TrimSpace(f.Get(k))
+		if k == "country" {
+			v = strings.ToUpper(v)
+		}
+		addr[k] = v
+		empty = empty && v == ""
+	}
+	if empty {
+		return nil
+	}
+	return addr
 }
 
 // POST /panel/customers/{id}/cards/virtual
@@ -102,7 +142,8 @@ func (p *Panel) issueVirtual(w http.ResponseWriter, r *http.Request, s *session)
 	done(w, r, Prefix+"cards/"+url.PathEscape(c.ID), "virtual")
 }
 
-// POST /panel/cards/{id}/{action}: lock, unlock, remove, cvv, print, activate.
+// POST /panel/cards/{id}/{action}: lock, unlock, remove, cvv, print,
+// activate, external-lock, replace.
 func (p *Panel) cardAction(w http.ResponseWriter, r *http.Request, s *session) {
 	id := r.PathValue("id")
 	base := "/admin/cards/" + url.PathEscape(id)
@@ -118,6 +159,41 @@ func (p *Panel) cardAction(w http.ResponseWriter, r *http.Request, s *session) {
 			return
 		}
 		method, path, body = "POST", base+"/lock", map[string]int{"reason": n}
+	case "external-lock":
+		f := r.PostForm
+		n, err := strconv.Atoi(f.Get("reason"))
+		if err != nil || n < 1 || n > 8 {
+			p.showCard(w, r, s, http.StatusBadRequest, &formError{Form: action, Field: "reason",
+				Message: "Choose the reason the network or acquirer gave.", Values: f})
+			return
+		}
+		method, path = "POST", base+"/external-lock"
+		body = map[string]any{"reason": n, "source": f.Get("source"), "reference": strings.TrimSpace(f.Get("reference"))}
+	case "replace":
+		f := r.PostForm
+		if f.Get("confirm") != "yes" {
+			p.showCard(w, r, s, http.StatusBadRequest, &formError{Form: action, Field: "confirm",
+				Message: "Tick the box to confirm: the old card is locked for good when it is replaced.", Values: f})
+			return
+		}
+		in := map[string]any{"keep_old_until_activated": f.Get("keepOld") == "yes"}
+		if addr := deliveryAddress(f); addr != nil {
+			in["deliveryAddress"] = addr
+		}
+		var out struct{ Card card }
+		if err := p.call(r, s, "POST", base+"/replace", in, &out); err != nil {
+			if fe, st, handled := p.refusal(w, r, s, action, err); !handled {
+				p.showCard(w, r, s, st, fe)
+			}
+			return
+		}
+		p.log.InfoContext(r.Context(), "panel: card action", "action", action, "card", id, "new_card", out.Card.ID, "admin", s.Username)
+		what := "replaced"
+		if in["keep_old_until_activated"] == true && out.Card.Type == string(authz.CardPhysical) {
+			what = "replaced-keep"
+		}
+		done(w, r, Prefix+"cards/"+url.PathEscape(out.Card.ID), what)
+		return
 	case "unlock", "activate":
 		method, path = "POST", base+"/"+action
 	case "cvv", "print":

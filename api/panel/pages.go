@@ -22,9 +22,18 @@ var notices = map[string]string{
 	"cvv":            "A new CVV2 was generated. The customer reads it in their app; it is never shown in the panel.",
 	"print":          "A digital-first plastic copy was ordered.",
 	"activate":       "The card was activated.",
+	"external-lock":  "The card was locked on the request of the network or acquirer; the reference is recorded with the lock.",
+	"replaced":       "The card was replaced: this is the new card. The old card is locked with reason 8 (card replaced).",
+	"replaced-keep":  "The card was replaced: this is the new plastic, on its way through the bureau. The old plastic keeps working until this one is activated, and is then locked with reason 8 (card replaced).",
+	"hookdisable":    "The endpoint was disabled: nothing is delivered to it until it is enabled again.",
+	"hookenable":     "The endpoint was enabled: events from now on are delivered, and waiting deliveries go out.",
+	"hookdelete":     "The endpoint was deleted with its delivery log.",
+	"redeliver":      "The delivery was queued again; it goes out in a moment.",
+	"personalised":   "The plastic was reported made: a physical card is now linked and waits for activation; a digital-first copy is produced.",
 	"physical":       "The physical card was ordered; it waits for the bureau.",
 	"virtual":        "The virtual card was issued. The customer reads its details in their app.",
 	"partner":        "The partner was created.",
+	"customer":       "The customer was registered. Their KYC comes next: set it here once verified.",
 	"pbalance":       "The partner balance was created.",
 	"preload":        "The partner balance was reloaded.",
 	"user":           "The admin user was created.",
@@ -63,10 +72,16 @@ type dashboardData struct {
 }
 
 func (p *Panel) dashboard(w http.ResponseWriter, r *http.Request, s *session) {
+	if !s.Nav["dashboard"] && s.Nav["bureau"] {
+		// The bureau's account has nothing else to see.
+		http.Redirect(w, r, Prefix+"bureau", http.StatusSeeOther)
+		return
+	}
 	d := dashboardData{}
 	can := map[string]bool{
 		"summaries": s.can(p, "GET /admin/summaries"),
 		"partners":  s.can(p, "GET /admin/partners"),
+		"stats":     s.Nav["dashboard"],
 	}
 	if can["summaries"] {
 		var out struct{ Summaries []summary }
@@ -98,9 +113,11 @@ func (p *Panel) dashboard(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 		d.Balances = rows
 	}
-	if err := p.call(r, s, "GET", "/admin/authorizations/stats?minutes=60", nil, &d.Stats); err != nil {
-		p.fail(w, r, s, err)
-		return
+	if can["stats"] {
+		if err := p.call(r, s, "GET", "/admin/authorizations/stats?minutes=60", nil, &d.Stats); err != nil {
+			p.fail(w, r, s, err)
+			return
+		}
 	}
 	var max int64 = 1
 	for _, c := range d.Stats.ByReason {
@@ -159,6 +176,7 @@ func (p *Panel) partnerBalances(r *http.Request, s *session) ([]partnerRow, erro
 // ---- Customers ----
 
 type customersData struct {
+	Partners  []partner // for registering a customer
 	Query     string
 	Customers []customer
 	Page      int
@@ -169,6 +187,10 @@ type customersData struct {
 }
 
 func (p *Panel) customers(w http.ResponseWriter, r *http.Request, s *session) {
+	p.showCustomers(w, r, s, http.StatusOK, nil)
+}
+
+func (p *Panel) showCustomers(w http.ResponseWriter, r *http.Request, s *session, status int, fe *formError) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	pg := pageNumber(r)
 	d := customersData{Query: q, Page: pg, Searched: r.URL.Query().Has("q")}
@@ -189,6 +211,15 @@ func (p *Panel) customers(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	d.Customers, d.HasMore = out.Customers, out.HasMore
+	can := map[string]bool{"register": s.can(p, "POST /admin/partners/{partnerId}/customers") && s.can(p, "GET /admin/partners")}
+	if can["register"] {
+		var ps struct{ Partners []partner }
+		if err := p.call(r, s, "GET", "/admin/partners", nil, &ps); err != nil {
+			p.fail(w, r, s, err)
+			return
+		}
+		d.Partners = ps.Partners
+	}
 	link := func(n int) string {
 		return Prefix + "customers?" + url.Values{"q": {q}, "page": {strconv.Itoa(n)}}.Encode()
 	}
@@ -198,7 +229,7 @@ func (p *Panel) customers(w http.ResponseWriter, r *http.Request, s *session) {
 	if d.HasMore {
 		d.Next = link(pg + 1)
 	}
-	p.render(w, r, s, http.StatusOK, "customers", page{Title: "Customers", Nav: "customers", Data: d})
+	p.render(w, r, s, status, "customers", page{Title: "Customers", Nav: "customers", Can: can, Err: fe, Data: d})
 }
 
 type customerData struct {
@@ -250,12 +281,14 @@ func noticeUnlessErr(r *http.Request, fe *formError) string {
 // ---- A card ----
 
 type cardData struct {
-	Card           card
-	Customer       customer
-	Authorizations []authorization
-	Holds          []hold
-	Page           int
-	Prev, Next     string
+	Card         card
+	Customer     customer
+	Transactions []transaction
+	// Cursor pages of the transactions (Page, Prev, Next for "pager").
+	Page       int
+	Prev, Next string
+	First      string // the newest page, when the way back is not known
+	Query      string // this page's position, carried by the details links
 }
 
 func (p *Panel) card(w http.ResponseWriter, r *http.Request, s *session) {
@@ -285,16 +318,101 @@ func (p *Panel) loadCard(r *http.Request, s *session) (card, customer, error) {
 	return c, cu, nil
 }
 
+// txnsPerPage is the length of a page of a card's transactions.
+const txnsPerPage = 20
+
 func (p *Panel) showCard(w http.ResponseWriter, r *http.Request, s *session, status int, fe *formError) {
 	c, cu, err := p.loadCard(r, s)
 	if err != nil {
 		p.fail(w, r, s, err)
 		return
 	}
-	d := cardData{Card: c, Customer: cu, Page: pageNumber(r)}
+	d := cardData{Card: c, Customer: cu}
+	cur := readCursor(r)
+	v := url.Values{"limit": {strconv.Itoa(txnsPerPage)}}
+	if cur.after != "" {
+		v.Set("starting_after", cur.after)
+	}
+	var tx struct {
+		Data    []transaction
+		HasMore bool `json:"has_more"`
+	}
+	if err := p.call(r, s, "GET", "/admin/cards/"+url.PathEscape(c.ID)+"/transactions?"+v.Encode(), nil, &tx); err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	d.Transactions = tx.Data
+	last := ""
+	if len(tx.Data) > 0 {
+		last = tx.Data[len(tx.Data)-1].ID
+	}
+	d.Page, d.Prev, d.Next, d.First = cur.links(Prefix+"cards/"+url.PathEscape(c.ID), "#transactions", last, tx.HasMore)
+	d.Query = cur.query().Encode()
+	removed := c.Status == string(authz.StatusRemoved)
+	virtualish := c.Type == string(authz.CardVirtual) || c.Type == string(authz.CardDigitalFirst)
+	replaceRoute := s.can(p, "POST /admin/cards/{cardId}/replace")
+	if c.Type == string(authz.CardVirtual) {
+		// A virtual replacement is a new virtual card: for the roles
+		// that may create one (the API checks the same).
+		replaceRoute = replaceRoute && s.can(p, "POST /admin/customers/{customerId}/cards/virtual")
+	}
+	can := map[string]bool{
+		"lock":     !removed && !c.Locked() && s.can(p, "POST /admin/cards/{cardId}/lock"),
+		"unlock":   !removed && c.Locked() && !c.Irreversible() && s.can(p, "POST /admin/cards/{cardId}/unlock"),
+		"remove":   !removed && s.can(p, "DELETE /admin/cards/{cardId}"),
+		"cvv":      !removed && virtualish && s.can(p, "POST /admin/cards/{cardId}/cvv"),
+		"print":    !removed && c.Type == string(authz.CardVirtual) && s.can(p, "POST /admin/cards/{cardId}/print"),
+		"activate": c.Type == string(authz.CardPhysical) && c.Status == string(authz.StatusLinked) && s.can(p, "POST /admin/cards/{cardId}/activate"),
+		// The role may unlock, but this lock is for good: the page says why.
+		"unlockRole": s.can(p, "POST /admin/cards/{cardId}/unlock"),
+		// A lock asked for by a network or an acquirer may replace a
+		// reversible lock; a permanent one stays.
+		"xlock": !removed && !c.Irreversible() && s.can(p, "POST /admin/cards/{cardId}/external-lock"),
+		// A digital-first copy is replaced with its virtual card; a card
+		// is replaced once.
+		"replace":  !removed && c.ReplacedBy == "" && c.Type != string(authz.CardDigitalFirst) && replaceRoute,
+		"physical": c.Type == string(authz.CardPhysical),
+	}
+	p.render(w, r, s, status, "card", page{Title: "Card " + c.Masked(), Nav: "customers", Can: can,
+		Notice: noticeUnlessErr(r, fe), Err: fe, Data: d})
+}
+
+// GET /panel/cards/{id}/transactions/{txn}: one transaction with its history.
+func (p *Panel) transaction(w http.ResponseWriter, r *http.Request, s *session) {
+	c, cu, err := p.loadCard(r, s)
+	if err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	var t transaction
+	if err := p.call(r, s, "GET", "/admin/cards/"+url.PathEscape(c.ID)+"/transactions/"+url.PathEscape(r.PathValue("txn")), nil, &t); err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	t.History = t.history()
+	p.render(w, r, s, http.StatusOK, "transaction", page{Title: t.Title() + " of " + formatMoney(t.Amount, t.Currency), Nav: "customers",
+		Data: map[string]any{"Card": c, "Customer": cu, "Txn": t, "Back": readCursor(r).url(Prefix+"cards/"+url.PathEscape(c.ID), "#transactions")}})
+}
+
+type messagesData struct {
+	Card           card
+	Customer       customer
+	Authorizations []authorization
+	Page           int
+	Prev, Next     string
+}
+
+// GET /panel/cards/{id}/messages: the card's ISO messages as the journal
+// recorded them (RRN, STAN, terminal), for tracing one with the network.
+func (p *Panel) messages(w http.ResponseWriter, r *http.Request, s *session) {
+	c, cu, err := p.loadCard(r, s)
+	if err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	d := messagesData{Card: c, Customer: cu, Page: pageNumber(r)}
 	var tx struct {
 		Authorizations []authorization
-		Holds          []hold
 		HasMore        bool
 	}
 	v := url.Values{"page": {strconv.Itoa(d.Page)}, "pageSize": {"20"}}
@@ -311,9 +429,9 @@ func (p *Panel) showCard(w http.ResponseWriter, r *http.Request, s *session, sta
 			a.Money = strings.TrimSpace(strconv.FormatInt(a.Amount, 10) + " " + a.Currency)
 		}
 	}
-	d.Authorizations, d.Holds = tx.Authorizations, tx.Holds
+	d.Authorizations = tx.Authorizations
 	link := func(n int) string {
-		return Prefix + "cards/" + url.PathEscape(c.ID) + "?page=" + strconv.Itoa(n) + "#transactions"
+		return Prefix + "cards/" + url.PathEscape(c.ID) + "/messages?page=" + strconv.Itoa(n)
 	}
 	if d.Page > 1 {
 		d.Prev = link(d.Page - 1)
@@ -321,20 +439,7 @@ func (p *Panel) showCard(w http.ResponseWriter, r *http.Request, s *session, sta
 	if tx.HasMore {
 		d.Next = link(d.Page + 1)
 	}
-	removed := c.Status == string(authz.StatusRemoved)
-	virtualish := c.Type == string(authz.CardVirtual) || c.Type == "DIGITAL_FIRST"
-	can := map[string]bool{
-		"lock":     !removed && !c.Locked() && s.can(p, "POST /admin/cards/{cardId}/lock"),
-		"unlock":   !removed && c.Locked() && !c.Irreversible() && s.can(p, "POST /admin/cards/{cardId}/unlock"),
-		"remove":   !removed && s.can(p, "DELETE /admin/cards/{cardId}"),
-		"cvv":      !removed && virtualish && s.can(p, "POST /admin/cards/{cardId}/cvv"),
-		"print":    !removed && c.Type == string(authz.CardVirtual) && s.can(p, "POST /admin/cards/{cardId}/print"),
-		"activate": c.Type == string(authz.CardPhysical) && c.Status == string(authz.StatusLinked) && s.can(p, "POST /admin/cards/{cardId}/activate"),
-		// The role may unlock, but this lock is for good: the page says why.
-		"unlockRole": s.can(p, "POST /admin/cards/{cardId}/unlock"),
-	}
-	p.render(w, r, s, status, "card", page{Title: "Card " + c.Masked(), Nav: "customers", Can: can,
-		Notice: noticeUnlessErr(r, fe), Err: fe, Data: d})
+	p.render(w, r, s, http.StatusOK, "messages", page{Title: "Messages of card " + c.Masked(), Nav: "customers", Data: d})
 }
 
 func (p *Panel) confirmRemove(w http.ResponseWriter, r *http.Request, s *session) {
@@ -395,9 +500,44 @@ func (p *Panel) showPartners(w http.ResponseWriter, r *http.Request, s *session,
 		"create":   s.can(p, "POST /admin/partners"),
 		"pbalance": s.can(p, "POST /admin/partners/{partnerId}/balances"),
 		"reload":   s.can(p, "POST /admin/partners/{partnerId}/balances/{balanceId}/reload"),
+		"webhooks": s.can(p, "GET /admin/partners/{partnerId}/webhooks"),
 	}
 	p.render(w, r, s, status, "partners", page{Title: "Partners", Nav: "partners", Can: can,
 		Notice: noticeUnlessErr(r, fe), Err: fe, Data: d})
+}
+
+// ---- The bureau's queue ----
+
+type bureauOrder struct {
+	card
+	Blank           bool
+	DeliveryAddress *struct{ Name, Line1, Line2, City, PostalCode, Country string }
+	OrderedAt       time.Time
+}
+
+// GET /panel/bureau: plastics waiting for the personalisation bureau.
+func (p *Panel) bureau(w http.ResponseWriter, r *http.Request, s *session) {
+	var out struct{ Orders []bureauOrder }
+	if err := p.call(r, s, "GET", "/admin/bureau/orders", nil, &out); err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	can := map[string]bool{
+		"made":  s.can(p, "POST /admin/bureau/cards/{cardId}/personalised"),
+		"cards": s.can(p, "GET /admin/cards/{cardId}/status"),
+	}
+	p.render(w, r, s, http.StatusOK, "bureau", page{Title: "Bureau", Nav: "bureau", Can: can, Notice: notice(r), Data: out.Orders})
+}
+
+// POST /panel/bureau/{id}/personalised: the plastic is made.
+func (p *Panel) personalised(w http.ResponseWriter, r *http.Request, s *session) {
+	id := r.PathValue("id")
+	if err := p.call(r, s, "POST", "/admin/bureau/cards/"+url.PathEscape(id)+"/personalised", nil, nil); err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	p.log.InfoContext(r.Context(), "panel: plastic reported made", "card", id, "admin", s.Username)
+	done(w, r, Prefix+"bureau", "personalised")
 }
 
 // ---- Admin users ----

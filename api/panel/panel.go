@@ -146,6 +146,7 @@ func New(cfg Config) (*Panel, error) {
 	m.HandleFunc("POST "+Prefix+"logout", p.withSession(p.logout))
 	m.HandleFunc("GET "+Prefix+"{$}", p.withSession(p.dashboard))
 	m.HandleFunc("GET "+Prefix+"customers", p.withSession(p.customers))
+	m.HandleFunc("POST "+Prefix+"customers", p.withSession(p.registerCustomer))
 	m.HandleFunc("GET "+Prefix+"customers/{id}", p.withSession(p.customer))
 	m.HandleFunc("POST "+Prefix+"customers/{id}/kyc", p.withSession(p.setKYC))
 	m.HandleFunc("POST "+Prefix+"customers/{id}/cards/physical", p.withSession(p.orderPhysical))
@@ -153,11 +154,21 @@ func New(cfg Config) (*Panel, error) {
 	m.HandleFunc("POST "+Prefix+"balances/{id}/reload", p.withSession(p.reloadBalance))
 	m.HandleFunc("GET "+Prefix+"cards/{id}", p.withSession(p.card))
 	m.HandleFunc("GET "+Prefix+"cards/{id}/remove", p.withSession(p.confirmRemove))
+	m.HandleFunc("GET "+Prefix+"cards/{id}/transactions/{txn}", p.withSession(p.transaction))
+	m.HandleFunc("GET "+Prefix+"cards/{id}/messages", p.withSession(p.messages))
 	m.HandleFunc("POST "+Prefix+"cards/{id}/{action}", p.withSession(p.cardAction))
 	m.HandleFunc("GET "+Prefix+"partners", p.withSession(p.partners))
 	m.HandleFunc("POST "+Prefix+"partners", p.withSession(p.createPartner))
 	m.HandleFunc("POST "+Prefix+"partners/{id}/balances", p.withSession(p.createPartnerBalance))
 	m.HandleFunc("POST "+Prefix+"partners/{id}/balances/{bid}/reload", p.withSession(p.reloadPartnerBalance))
+	m.HandleFunc("GET "+Prefix+"partners/{id}/webhooks", p.withSession(p.webhooks))
+	m.HandleFunc("POST "+Prefix+"partners/{id}/webhooks", p.withSession(p.createWebhook))
+	m.HandleFunc("GET "+Prefix+"partners/{id}/webhooks/{eid}", p.withSession(p.deliveries))
+	m.HandleFunc("GET "+Prefix+"partners/{id}/webhooks/{eid}/{action}", p.withSession(p.confirmWebhookAction))
+	m.HandleFunc("POST "+Prefix+"partners/{id}/webhooks/{eid}/{action}", p.withSession(p.webhookAction))
+	m.HandleFunc("POST "+Prefix+"partners/{id}/webhooks/{eid}/deliveries/{did}/redeliver", p.withSession(p.redeliver))
+	m.HandleFunc("GET "+Prefix+"bureau", p.withSession(p.bureau))
+	m.HandleFunc("POST "+Prefix+"bureau/{id}/personalised", p.withSession(p.personalised))
 	m.HandleFunc("GET "+Prefix+"users", p.withSession(p.users))
 	m.HandleFunc("POST "+Prefix+"users", p.withSession(p.createUser))
 	m.HandleFunc("POST "+Prefix+"users/{name}", p.withSession(p.updateUser))
@@ -243,7 +254,9 @@ func (p *Panel) withSession(h func(http.ResponseWriter, *http.Request, *session)
 			return
 		}
 		s.CSRF = csrfToken(c.Value)
-		s.Nav = map[string]bool{"partners": s.can(p, "GET /admin/partners"), "users": s.can(p, "GET /admin/users")}
+		s.Nav = map[string]bool{"partners": s.can(p, "GET /admin/partners"), "users": s.can(p, "GET /admin/users"),
+			"dashboard": s.can(p, "GET /admin/authorizations/stats"), "customers": s.can(p, "GET /admin/customers"),
+			"bureau": s.can(p, "GET /admin/bureau/orders")}
 		h(w, r, s)
 	}
 }
@@ -507,10 +520,18 @@ func (e *formError) Value(form, field string) string {
 	return e.Values.Get(field)
 }
 
+// All is every value the admin chose in a field of the failed form.
+func (e *formError) All(form, field string) []string {
+	if e == nil || e.Form != form {
+		return nil
+	}
+	return e.Values[field]
+}
+
 // knownFields are the form fields that show their own error.
 var knownFields = map[string]bool{"amount": true, "reason": true, "status": true, "username": true, "password": true,
 	"role": true, "id": true, "name": true, "bin": true, "currency": true, "fundingModel": true, "type": true,
-	"lowBalanceThreshold": true, "balanceId": true, "deliveryAddress.line1": true, "deliveryAddress.city": true,
+	"lowBalanceThreshold": true, "balanceId": true, "source": true, "reference": true, "confirm": true, "externalId": true, "firstName": true, "lastName": true, "email": true, "phone": true, "url": true, "events": true, "deliveryAddress.line1": true, "deliveryAddress.city": true,
 	"deliveryAddress.postalCode": true, "deliveryAddress.country": true, "deliveryAddress.name": true, "deliveryAddress.line2": true}
 
 func (e *formError) fieldShown() bool { return knownFields[e.Field] }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,8 @@ type card struct {
 	PINSet                        bool
 	PartnerID, First6, MaskedPan  string
 	LockSource, Currency          string
+	LockReference, DeliveryState  string
+	Replaces, ReplacedBy          string
 }
 
 // Masked is the PAN as an admin may see it: first 6 and last 4 digits.
@@ -95,12 +98,163 @@ type authorization struct {
 	Money                                        string // the amount with its currency, filled by the panel
 }
 
-type hold struct {
-	ID, State, Currency                   string
-	Requested, Amount, Captured, Released int64
-	ApprovalCode, Reference               string
-	CreatedAt                             time.Time
-	ClosedAt                              *time.Time
+// transaction is the API's Transaction (api/README.md, "Transactions").
+type transaction struct {
+	ID             string       `json:"id"`
+	CardID         string       `json:"card_id"`
+	BalanceID      string       `json:"balance_id"`
+	Type           string       `json:"type"`
+	Status         string       `json:"status"`
+	Amount         int64        `json:"amount"`
+	ApprovedAmount int64        `json:"approved_amount"`
+	CapturedAmount int64        `json:"captured_amount"`
+	ReleasedAmount int64        `json:"released_amount"`
+	Currency       string       `json:"currency"`
+	Reason         string       `json:"reason"`
+	ActionCode     string       `json:"action_code"`
+	ApprovalCode   string       `json:"approval_code"`
+	Merchant       *merchant    `json:"merchant"`
+	CreatedAt      time.Time    `json:"created_at"`
+	UpdatedAt      time.Time    `json:"updated_at"`
+	Events         []txnEvent   `json:"events"`
+	History        []txnHistory `json:"-"` // the events with what was held after each, filled by the panel
+}
+
+type merchant struct {
+	ID, Name, City, Country, MCC string
+}
+
+// Place is the merchant's name, city and country in one line ("" when
+// the message carried none of them).
+func (m *merchant) Place() string {
+	if m == nil {
+		return ""
+	}
+	var parts []string
+	for _, p := range []string{m.Name, m.City, m.Country} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+type txnEvent struct {
+	Type   string    `json:"type"`
+	Amount int64     `json:"amount"`
+	At     time.Time `json:"at"`
+}
+
+// txnHistory is one event of a transaction as the detail page shows it.
+type txnHistory struct {
+	txnEvent
+	Title   string // the event in words
+	Explain string // what it did to the money
+	Held    int64  // still held on the balance after the event
+	Sign    string // "+", "−" or "" for the held column
+}
+
+// Open is what the transaction still holds on the balance.
+func (t transaction) Open() int64 {
+	if t.Type != "authorization" || t.Status == "declined" {
+		return 0
+	}
+	return max(t.ApprovedAmount-t.CapturedAmount-t.ReleasedAmount, 0)
+}
+
+// Title is the type with a capital letter.
+func (t transaction) Title() string {
+	if t.Type == "" {
+		return "Transaction"
+	}
+	return strings.ToUpper(t.Type[:1]) + t.Type[1:]
+}
+
+// StatusText is the status in words.
+func (t transaction) StatusText() string { return strings.ReplaceAll(t.Status, "_", " ") }
+
+// history explains the events oldest first: each with what the hold
+// still held after it.
+func (t transaction) history() []txnHistory {
+	var out []txnHistory
+	var held int64
+	for i, e := range t.Events {
+		h := txnHistory{txnEvent: e}
+		switch e.Type {
+		case "authorized":
+			held += e.Amount
+			h.Title, h.Sign = "Authorization approved", "+"
+			h.Explain = "The amount was put on hold on the balance."
+			if i > 0 {
+				h.Title = "Further authorization approved"
+			}
+		case "captured":
+			// A completion closes the hold: what it did not post goes back.
+			rest := held - e.Amount
+			held = 0
+			h.Title = "Captured"
+			h.Explain = "The completion posted this amount to the balance, closing the hold."
+			if rest > 0 {
+				h.Title = "Captured in part"
+				h.Explain = "The completion posted this amount to the balance and closed the hold; the rest, " +
+					formatMoney(rest, t.Currency) + ", went back to the balance."
+			}
+		case "reversed":
+			partial := held-e.Amount > 0
+			held -= e.Amount
+			h.Title, h.Sign = "Reversed", "−"
+			h.Explain = "A reversal gave this amount back to the balance."
+			if partial {
+				h.Title = "Partial reversal"
+			}
+		case "expired":
+			held -= e.Amount
+			h.Title, h.Sign = "Expired", "−"
+			h.Explain = "No completion came in time: the hold was released."
+		case "cancelled":
+			held -= e.Amount
+			h.Title, h.Sign = "Cancelled", "−"
+			h.Explain = "The approval could not be made durable in time, so the switch answered issuer unavailable and released the hold."
+		case "posted":
+			h.Title, h.Explain = "Posted", "A financial message (or forced post) took this amount from the balance at once."
+		case "refunded":
+			h.Title, h.Explain = "Refunded", "The amount was given back to the balance."
+		case "declined":
+			h.Title, h.Explain = "Declined", "Nothing was held or posted."
+		case "reloaded":
+			h.Title, h.Explain = "Balance reloaded", "The amount was added to the balance."
+		default:
+			h.Title = e.Type
+		}
+		h.Held = max(held, 0)
+		out = append(out, h)
+	}
+	return out
+}
+
+type webhookEndpoint struct {
+	ID           string     `json:"id"`
+	URL          string     `json:"url"`
+	Events       []string   `json:"events"`
+	Status       string     `json:"status"`
+	FailingSince *time.Time `json:"failing_since"`
+	DisabledAt   *time.Time `json:"disabled_at"`
+	CreatedAt    time.Time  `json:"created_at"`
+	Secret       string     `json:"secret"`
+}
+
+type webhookDelivery struct {
+	ID            string     `json:"id"`
+	EventID       string     `json:"event_id"`
+	EventType     string     `json:"event_type"`
+	Status        string     `json:"status"`
+	Attempts      int        `json:"attempts"`
+	LastStatus    int        `json:"last_status"`
+	LastError     string     `json:"last_error"`
+	CreatedAt     time.Time  `json:"created_at"`
+	NextAttemptAt *time.Time `json:"next_attempt_at"`
+	LastAttemptAt *time.Time `json:"last_attempt_at"`
+	DeliveredAt   *time.Time `json:"delivered_at"`
 }
 
 type reasonCount struct {
@@ -243,11 +397,12 @@ var funcs = template.FuncMap{
 	"lower": strings.ToLower,
 	"badge": func(s string) string {
 		switch s {
-		case "ACTIVE", "VERIFIED", "APPROVED", "CAPTURED", "POSTED", "OPEN", "PENDING_HOLD":
+		case "ACTIVE", "VERIFIED", "APPROVED", "CAPTURED", "POSTED", "OPEN", "PENDING_HOLD",
+			"captured", "partially_captured", "completed", "delivered", "enabled":
 			return "ok"
-		case "LOCKED", "REJECTED", "DECLINED":
+		case "LOCKED", "REJECTED", "DECLINED", "declined", "failed", "failing":
 			return "bad"
-		case "REMOVED", "NONE", "VOIDED", "EXPIRED", "RELEASED":
+		case "REMOVED", "NONE", "VOIDED", "EXPIRED", "RELEASED", "reversed", "expired", "disabled":
 			return "muted"
 		}
 		return "info"
@@ -257,6 +412,7 @@ var funcs = template.FuncMap{
 	"sub":     func(a, b int) int { return a - b },
 	"hint":    amountHint,
 	"list":    func(xs ...string) []string { return xs },
+	"has":     func(xs []string, x string) bool { return slices.Contains(xs, x) },
 	"split": func(s string) []string {
 		k, v, _ := strings.Cut(s, ":")
 		return []string{k, v}

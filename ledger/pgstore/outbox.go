@@ -42,13 +42,16 @@ type Endpoint struct {
 	Secret       string
 	FailingSince *time.Time
 	CreatedAt    time.Time
+	// DisabledAt is set while the endpoint is disabled (migration 0015):
+	// no delivery is made for it then, and its pending ones wait.
+	DisabledAt *time.Time
 }
 
-const endpointColumns = `id, partner_id, url, events, secret, failing_since, created_at`
+const endpointColumns = `id, partner_id, url, events, secret, failing_since, created_at, disabled_at`
 
 func scanEndpoint(r pgx.Row) (Endpoint, error) {
 	var e Endpoint
-	err := r.Scan(&e.ID, &e.PartnerID, &e.URL, &e.Events, &e.Secret, &e.FailingSince, &e.CreatedAt)
+	err := r.Scan(&e.ID, &e.PartnerID, &e.URL, &e.Events, &e.Secret, &e.FailingSince, &e.CreatedAt, &e.DisabledAt)
 	return e, err
 }
 
@@ -135,6 +138,27 @@ func (o *Outbox) RotateSecret(ctx context.Context, partnerID, id, secret string)
 	}
 	if err != nil {
 		return Endpoint{}, fmt.Errorf("rotating webhook secret: %w", err)
+	}
+	return e, nil
+}
+
+// SetDisabled disables an endpoint (keeping the time it was first
+// disabled) or enables it again; enabling makes its waiting deliveries
+// due at once.
+func (o *Outbox) SetDisabled(ctx context.Context, partnerID, id string, disabled bool) (Endpoint, error) {
+	e, err := scanEndpoint(o.pool.QueryRow(ctx, `WITH ep AS (
+			UPDATE webhook_endpoints SET disabled_at = CASE WHEN $3 THEN coalesce(disabled_at, now()) END
+			WHERE id = $1 AND partner_id = $2 RETURNING `+endpointColumns+`
+		), due AS (
+			UPDATE webhook_deliveries SET next_at = now()
+			WHERE NOT $3 AND endpoint_id IN (SELECT id FROM ep) AND state = 'PENDING' AND next_at > now()
+		)
+		SELECT `+endpointColumns+` FROM ep`, id, partnerID, disabled))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Endpoint{}, ErrEndpointNotFound
+	}
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("disabling or enabling webhook endpoint: %w", err)
 	}
 	return e, nil
 }
@@ -277,8 +301,8 @@ func (o *Outbox) advance(ctx context.Context, partnerID string, opt AdvanceOptio
 	return len(take), nil
 }
 
-// insertEvents stores events and a delivery for every endpoint of the
-// partner subscribed to each event's type.
+// insertEvents stores events and a delivery for every enabled endpoint of
+// the partner subscribed to each event's type.
 func insertEvents(ctx context.Context, tx pgx.Tx, partnerID string, evs []NewEvent, retryFor time.Duration) error {
 	if len(evs) == 0 {
 		return nil
@@ -296,7 +320,7 @@ func insertEvents(ctx context.Context, tx pgx.Tx, partnerID string, evs []NewEve
 		)
 		INSERT INTO webhook_deliveries (endpoint_id, event_id, order_key, retry_until)
 		SELECT ep.id, ev.id, ev.key, now() + $6 * interval '1 microsecond'
-		FROM ev JOIN webhook_endpoints ep ON ep.partner_id = $1 AND ev.type = ANY (ep.events)
+		FROM ev JOIN webhook_endpoints ep ON ep.partner_id = $1 AND ev.type = ANY (ep.events) AND ep.disabled_at IS NULL
 		ORDER BY ev.n, ep.id
 		ON CONFLICT (endpoint_id, event_id) DO NOTHING`,
 		partnerID, ids, types, keys, bodies, retryFor.Microseconds()); err != nil {
@@ -342,10 +366,11 @@ type Delivery struct {
 
 // Claim takes up to n deliveries that are due, for lease: the first
 // pending delivery of each endpoint and order key only, so a key's events
-// go out one after the other. Each claim counts as an attempt.
+// go out one after the other; none of a disabled endpoint. Each claim
+// counts as an attempt.
 func (o *Outbox) Claim(ctx context.Context, n int, lease time.Duration) ([]Delivery, error) {
 	rows, err := o.pool.Query(ctx, `WITH due AS (
-			SELECT d.id FROM webhook_deliveries d
+			SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints x ON x.id = d.endpoint_id AND x.disabled_at IS NULL
 			WHERE d.state = 'PENDING' AND d.next_at <= now() AND (d.lease_until IS NULL OR d.lease_until < now())
 			  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
 			                  WHERE e.endpoint_id = d.endpoint_id AND e.order_key = d.order_key AND e.state = 'PENDING' AND e.id < d.id)
@@ -377,13 +402,14 @@ func scanDelivery(r pgx.CollectableRow) (Delivery, error) {
 	return d, err
 }
 
-// Delivered records a successful attempt; the endpoint is no longer failing.
+// Delivered records a successful attempt; the endpoint is no longer
+// failing (in the same statement, so no reader sees one without the other).
 func (o *Outbox) Delivered(ctx context.Context, d Delivery, status int) error {
-	if _, err := o.pool.Exec(ctx, `UPDATE webhook_deliveries SET state = 'DELIVERED', last_status = $2, last_error = '',
-		delivered_at = now(), lease_until = NULL WHERE id = $1`, d.ID, status); err != nil {
-		return fmt.Errorf("recording webhook delivery: %w", err)
-	}
-	if _, err := o.pool.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL`, d.EndpointID); err != nil {
+	if _, err := o.pool.Exec(ctx, `WITH d AS (
+			UPDATE webhook_deliveries SET state = 'DELIVERED', last_status = $2, last_error = '',
+				delivered_at = now(), lease_until = NULL WHERE id = $1
+		)
+		UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $3 AND failing_since IS NOT NULL`, d.ID, status, d.EndpointID); err != nil {
 		return fmt.Errorf("recording webhook delivery: %w", err)
 	}
 	return nil
@@ -391,19 +417,20 @@ func (o *Outbox) Delivered(ctx context.Context, d Delivery, status int) error {
 
 // AttemptFailed records a failed attempt: the delivery is tried again
 // after wait, or, past its retry time, given up (FAILED) and its endpoint
-// marked failing. gaveUp tells which.
+// marked failing in the same statement. gaveUp tells which.
 func (o *Outbox) AttemptFailed(ctx context.Context, d Delivery, status int, msg string, wait time.Duration) (gaveUp bool, err error) {
-	err = o.pool.QueryRow(ctx, `UPDATE webhook_deliveries SET last_status = $2, last_error = $3, lease_until = NULL,
-			next_at = now() + $4 * interval '1 microsecond',
-			state = CASE WHEN now() + $4 * interval '1 microsecond' > retry_until THEN 'FAILED' ELSE 'PENDING' END
-		WHERE id = $1 RETURNING state = 'FAILED'`, d.ID, status, safeText(msg), wait.Microseconds()).Scan(&gaveUp)
+	err = o.pool.QueryRow(ctx, `WITH d AS (
+			UPDATE webhook_deliveries SET last_status = $2, last_error = $3, lease_until = NULL,
+				next_at = now() + $4 * interval '1 microsecond',
+				state = CASE WHEN now() + $4 * interval '1 microsecond' > retry_until THEN 'FAILED' ELSE 'PENDING' END
+			WHERE id = $1 RETURNING state = 'FAILED' AS failed, endpoint_id
+		), ep AS (
+			UPDATE webhook_endpoints SET failing_since = now()
+			WHERE id IN (SELECT endpoint_id FROM d WHERE failed) AND failing_since IS NULL
+		)
+		SELECT failed FROM d`, d.ID, status, safeText(msg), wait.Microseconds()).Scan(&gaveUp)
 	if err != nil {
 		return false, fmt.Errorf("recording webhook attempt: %w", err)
-	}
-	if gaveUp {
-		if _, err := o.pool.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = now() WHERE id = $1 AND failing_since IS NULL`, d.EndpointID); err != nil {
-			return true, fmt.Errorf("marking webhook endpoint failing: %w", err)
-		}
 	}
 	return gaveUp, nil
 }
@@ -454,11 +481,13 @@ type Backlog struct {
 	Failing               bool
 }
 
-// Backlogs reports every endpoint's pending deliveries.
+// Backlogs reports every enabled endpoint's pending deliveries (a disabled
+// one's wait on purpose).
 func (o *Outbox) Backlogs(ctx context.Context) ([]Backlog, error) {
 	rows, err := o.pool.Query(ctx, `SELECT ep.partner_id, ep.id, count(d.id),
 			coalesce(extract(epoch FROM now() - min(d.created_at)), 0)::float8, ep.failing_since IS NOT NULL
 		FROM webhook_endpoints ep LEFT JOIN webhook_deliveries d ON d.endpoint_id = ep.id AND d.state = 'PENDING'
+		WHERE ep.disabled_at IS NULL
 		GROUP BY ep.partner_id, ep.id, ep.failing_since`)
 	if err != nil {
 		return nil, fmt.Errorf("reading webhook backlog: %w", err)

@@ -3,10 +3,14 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +21,7 @@ import (
 	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/cmd/antaca/app"
 	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/simulator/webhook"
 )
 
 // The administration panel in a real browser (Debian's Chromium driven
@@ -24,9 +29,15 @@ import (
 // signs in and sees what it may do, a forbidden action posted by hand is
 // refused with 403, a form without its CSRF token is refused, a customer
 // is found by a card's last 4 digits, a card locked as stolen declines an
-// ISO 0100 with 2009 and the decline shows on the card's page, its unlock
-// is refused with the reason, a reload changes the Balance Summary, the
-// session expires, and no page's HTML holds a PAN.
+// ISO 0100 with 2009 and the decline shows in the card's transactions,
+// its unlock is refused with the reason, a transaction's detail shows the
+// hold's history (authorization, partial reversal, capture) and the
+// listing pages with a cursor, a card is locked on a network's request and
+// replaced (a plastic kept until the new one is activated, through the
+// bureau's queue), a partner's webhook endpoint is created (its secret
+// shown once), its delivery log shows failed attempts, it is disabled,
+// enabled and redelivered to, and deleted; a reload changes the Balance
+// Summary, the session expires, and no page's HTML holds a PAN.
 
 const chromiumPath = "/usr/bin/chromium"
 
@@ -58,6 +69,7 @@ func TestPanelInBrowser(t *testing.T) {
 		// 600 000 iterations cost seconds on a busy machine under -race.
 		h = startApp(t, func(c *app.Config) {
 			c.AdminUser, c.AdminPassword, c.AdminPasswordIterations = "root", rootPassword, 20_000
+			c.WebhookAllowPrivate = true // the test's receiver listens on 127.0.0.1
 		})
 		// The second switch has short admin sessions, to see one expire.
 		h2 = startApp(t, func(c *app.Config) {
@@ -72,7 +84,8 @@ func TestPanelInBrowser(t *testing.T) {
 	must(t, h.App.Ledger.CreatePartnerBalance(ctx, p.partner, ledger.NewID("pbl"), ledger.FundingCredit, "EUR", 100_000))
 	stolen := p.virtualCard(p.balance)
 	other := p.virtualCard(p.balance)
-	br.pans = []string{stolen.PAN, other.PAN}
+	plastic := p.physicalCard(p.balance, authz.StatusActive, "")
+	br.pans = []string{stolen.PAN, other.PAN, plastic.PAN}
 	must(t, h.App.FlushJournal(ctx)) // search reads Postgres
 	base := "http://" + h.App.HTTPAddr()
 
@@ -157,17 +170,18 @@ func TestPanelInBrowser(t *testing.T) {
 	step(t, "each role sees the actions it may use", func() {
 		card := "/panel/cards/" + stolen.ID
 		for _, c := range []struct {
-			tab                                *tab
-			lock, remove, cvv, partners, users bool
+			tab                                         *tab
+			lock, remove, cvv, partners, users, replace bool
 		}{
-			{admin, true, true, true, true, true},
-			{mgr, true, true, true, true, false},
-			{emp, true, false, true, false, false},
+			{admin, true, true, true, true, true, true},
+			{mgr, true, true, true, true, false, true},
+			{emp, true, false, true, false, false, false}, // an Employee replaces physical cards only
 		} {
 			c.tab.open(card)
 			role := c.tab.text("#signed-in-role")
 			for sel, want := range map[string]bool{"#lock": c.lock, "#remove": c.remove, "#cvv": c.cvv,
-				`nav a[href="/panel/partners"]`: c.partners, `nav a[href="/panel/users"]`: c.users, "#unlock": false} {
+				`nav a[href="/panel/partners"]`: c.partners, `nav a[href="/panel/users"]`: c.users, "#unlock": false,
+				"#xlock": true, "#replace": c.replace, `nav a[href="/panel/bureau"]`: c.users} {
 				if got := c.tab.exists(sel); got != want {
 					t.Errorf("%s: %s shown %v, want %v", role, sel, got, want)
 				}
@@ -186,6 +200,26 @@ func TestPanelInBrowser(t *testing.T) {
 		admin.shot("06-partners")
 	})
 
+	step(t, "a Manager registers a customer; an Employee may not", func() {
+		emp.open("/panel/customers")
+		if emp.exists("#register-form") {
+			t.Fatal("Employee sees the registration form")
+		}
+		mgr.open("/panel/customers")
+		mgr.fill("#reg-partnerId", p.partner)
+		mgr.fill("#reg-firstName", "Grace")
+		mgr.fill("#reg-lastName", "Hopper")
+		mgr.fill("#reg-email", "not an e-mail")
+		mgr.click("#register")
+		mgr.waitVisible("#reg-email-error")
+		mgr.fill("#reg-email", "grace@example.com")
+		mgr.click("#register")
+		mgr.waitText(".notice.ok", "The customer was registered")
+		if got := mgr.text("h1"); !strings.Contains(got, "Grace Hopper") {
+			t.Fatalf("registered customer's page: %q", got)
+		}
+	})
+
 	step(t, "a forbidden action posted by hand is refused with 403", func() {
 		emp.open("/panel/cards/" + stolen.ID)
 		status, body := emp.post("/panel/cards/"+stolen.ID+"/remove", map[string]string{"confirm": "yes"}, true)
@@ -194,6 +228,14 @@ func TestPanelInBrowser(t *testing.T) {
 		}
 		if c, err := h.App.Ledger.Card(ctx, p.partner, stolen.ID); err != nil || c.Status != string(authz.StatusActive) {
 			t.Fatalf("card after a refused remove: %+v %v", c, err)
+		}
+		// A virtual replacement is a new virtual card: not for an Employee.
+		status, body = emp.post("/panel/cards/"+stolen.ID+"/replace", map[string]string{"confirm": "yes"}, true)
+		if status != http.StatusForbidden || !strings.Contains(body, "Employee") {
+			t.Fatalf("Employee replacing a virtual card by hand: %d %.200q", status, body)
+		}
+		if c, _ := h.App.Ledger.Card(ctx, p.partner, stolen.ID); c.ReplacedBy != "" || c.LockReason != 0 {
+			t.Fatalf("card after a refused replacement: %+v", c)
 		}
 	})
 
@@ -227,11 +269,17 @@ func TestPanelInBrowser(t *testing.T) {
 		}
 		must(t, h.App.FlushJournal(ctx))
 		mgr.open("/panel/cards/" + stolen.ID)
-		row := mgr.text("#authorizations tbody")
-		if !strings.Contains(row, "CARD_LOCKED_STOLEN") || !strings.Contains(row, "2009") || !strings.Contains(row, resp.RRN) || !strings.Contains(row, "19.99 EUR") {
-			t.Fatalf("card page authorizations: %q", row)
+		row := mgr.text("#transactions-table tbody")
+		if !strings.Contains(row, "CARD_LOCKED_STOLEN") || !strings.Contains(row, "2009") || !strings.Contains(row, "declined") || !strings.Contains(row, "19.99 EUR") {
+			t.Fatalf("card page transactions: %q", row)
 		}
 		mgr.shot("05-card-locked-stolen")
+		// The ISO message itself, with its RRN, is on the messages page.
+		mgr.click("#messages-link")
+		mgr.waitVisible("#authorizations")
+		if msg := mgr.text("#authorizations tbody"); !strings.Contains(msg, resp.RRN) || !strings.Contains(msg, "0100") || !strings.Contains(msg, "2009") {
+			t.Fatalf("card's ISO messages: %q", msg)
+		}
 	})
 
 	step(t, "an unlock is refused with the reason shown", func() {
@@ -252,6 +300,229 @@ func TestPanelInBrowser(t *testing.T) {
 		mgr.waitText(".notice.ok", "The card was unlocked")
 		if got := mgr.text("#card-state"); got != "ACTIVE" {
 			t.Fatalf("after unlocking reason 3: %q", got)
+		}
+	})
+
+	step(t, "a transaction's history: authorization, partial reversal, capture", func() {
+		iso := h.client("cmf")
+		orig := h.send(iso, txn{MTI: "0100", PAN: other.PAN, Amount: 4_000, Expiry: other.Expiry})
+		keep := int64(2_500)
+		rev := h.send(iso, txn{MTI: "0400", PAN: other.PAN, Amount: 4_000, RRN: orig.RRN, Original: orig, Replace: &keep})
+		adv := h.send(iso, txn{MTI: "0220", PAN: other.PAN, Amount: 2_500, RRN: orig.RRN, Original: orig})
+		for what, m := range map[string]*sent{"0100": orig, "0400": rev, "0220": adv} {
+			if got := field(t, m.Resp, 39); got != map[string]string{"0100": "0000", "0400": "4000", "0220": "9001"}[what] {
+				t.Fatalf("%s: DE39 %s", what, got)
+			}
+		}
+		p.checkMoney()
+		emp.open("/panel/cards/" + other.ID)
+		emp.click(`#transactions-table tbody tr:first-child a.details`)
+		emp.waitVisible("#txn-history")
+		if got := emp.text("#txn-status"); got != "partially captured" {
+			t.Fatalf("transaction status %q", got)
+		}
+		hist := emp.text("#txn-history")
+		for _, want := range []string{"Authorization approved", "+40.00 EUR", "Partial reversal", "−15.00 EUR", "Captured", "25.00 EUR"} {
+			if !strings.Contains(hist, want) {
+				t.Fatalf("history %q lacks %q", hist, want)
+			}
+		}
+		if emp.text("#txn-reason") != "APPROVED" || emp.text("#txn-code") != "0000" || emp.text("#txn-open") != "0.00 EUR" {
+			t.Fatalf("answer %q %q, still held %q", emp.text("#txn-reason"), emp.text("#txn-code"), emp.text("#txn-open"))
+		}
+		emp.shot("09-transaction")
+	})
+
+	step(t, "a card's transactions page with a cursor", func() {
+		iso := h.client("cmf")
+		for i := range txnsPerPage {
+			if m := h.send(iso, txn{MTI: "0100", PAN: other.PAN, Amount: int64(100 + i), Expiry: other.Expiry}); field(t, m.Resp, 39) != "0000" {
+				t.Fatalf("0100 %d declined", i)
+			}
+		}
+		// 2 earlier transactions and 20 new ones: a full page and 2 more.
+		emp.open("/panel/cards/" + other.ID)
+		first := emp.rows("#transactions-table tbody tr")
+		if len(first) != txnsPerPage || !strings.Contains(strings.Join(first, "\n"), "1.19 EUR") || strings.Contains(strings.Join(first, "\n"), "40.00 EUR") {
+			t.Fatalf("first page: %q", first)
+		}
+		emp.click(`nav.pager a[rel="next"]`)
+		emp.waitText("nav.pager", "Page 2")
+		second := emp.rows("#transactions-table tbody tr")
+		if len(second) != 2 || !strings.Contains(second[0], "40.00 EUR") || !strings.Contains(second[1], "12.50 EUR") || emp.exists(`nav.pager a[rel="next"]`) {
+			t.Fatalf("second page: %q", second)
+		}
+		emp.click(`nav.pager a[rel="prev"]`)
+		emp.waitText("nav.pager", "Page 1")
+		if again := emp.rows("#transactions-table tbody tr"); strings.Join(again, "\n") != strings.Join(first, "\n") {
+			t.Fatalf("back on the first page: %q", again)
+		}
+	})
+
+	step(t, "locked on a network's request; a virtual card replaced", func() {
+		emp.open("/panel/cards/" + other.ID)
+		emp.fill("#xlock-reason", "6")
+		emp.fill("#xlock-source", "NETWORK")
+		emp.fill("#xlock-reference", "MC-CASE-1234")
+		emp.click("#xlock")
+		emp.waitText(".notice.ok", "on the request of the network")
+		if got := emp.text("#lock-state"); !strings.Contains(got, "PIN tries exceeded") || !strings.Contains(got, "by network") || !strings.Contains(got, "MC-CASE-1234") {
+			t.Fatalf("lock after the network's request: %q", got)
+		}
+		if c, _ := h.App.Ledger.Card(ctx, p.partner, other.ID); c.LockReason != 6 || c.LockSource != "NETWORK" {
+			t.Fatalf("card after the external lock: reason %d source %q", c.LockReason, c.LockSource)
+		}
+		mgr.open("/panel/cards/" + other.ID)
+		// Sent without ticking the confirmation (the page requires it).
+		if status, body := mgr.post("/panel/cards/"+other.ID+"/replace", nil, true); status != http.StatusBadRequest || !strings.Contains(body, "Tick the box") {
+			t.Fatalf("replacement without the confirmation: %d %.300q", status, body)
+		}
+		mgr.click("#replace-confirm")
+		mgr.click("#replace")
+		mgr.waitText(".notice.ok", "this is the new card")
+		newID := mgr.text("#card-id")
+		br.addCard(h, p.partner, newID)
+		if newID == other.ID || mgr.text("#card-state") != "ACTIVE" {
+			t.Fatalf("replacement %s state %q", newID, mgr.text("#card-state"))
+		}
+		mgr.shot("10-card-replaced")
+		if c, _ := h.App.Ledger.Card(ctx, p.partner, other.ID); c.LockReason != 8 || c.ReplacedBy != newID {
+			t.Fatalf("old card after the replacement: lock %d, replaced by %q", c.LockReason, c.ReplacedBy)
+		}
+		mgr.open("/panel/cards/" + other.ID)
+		if mgr.exists("#replace") || mgr.text("#replaced-by") != newID || !strings.Contains(mgr.text("#unlock-refused"), "card replaced") {
+			t.Fatalf("old card page: replace shown %v, replaced by %q, unlock %q", mgr.exists("#replace"), mgr.text("#replaced-by"), mgr.text("#unlock-refused"))
+		}
+	})
+
+	step(t, "a plastic replaced, kept until the new one is activated", func() {
+		emp.open("/panel/cards/" + plastic.ID)
+		emp.click("#replace-keep")
+		emp.click("#replace-confirm")
+		emp.click("#replace")
+		emp.waitText(".notice.ok", "keeps working until this one is activated")
+		newID := emp.text("#card-id")
+		br.addCard(h, p.partner, newID)
+		if emp.text("#card-state") != "ORDERED" {
+			t.Fatalf("new plastic: %q", emp.text("#card-state"))
+		}
+		if c, _ := h.App.Ledger.Card(ctx, p.partner, plastic.ID); c.LockReason != 0 {
+			t.Fatalf("old plastic locked with %d before the new one is activated", c.LockReason)
+		}
+		// The bureau's queue: an Admin reports the plastic made.
+		admin.open("/panel/bureau")
+		admin.waitVisible("#order-" + newID)
+		admin.shot("11-bureau")
+		admin.click("#order-" + newID + " button")
+		admin.waitText(".notice.ok", "reported made")
+		if admin.exists("#order-" + newID) {
+			t.Fatal("the plastic is still in the queue")
+		}
+		emp.open("/panel/cards/" + newID)
+		emp.click("#activate")
+		emp.waitText(".notice.ok", "The card was activated")
+		if c, _ := h.App.Ledger.Card(ctx, p.partner, plastic.ID); c.LockReason != 8 {
+			t.Fatalf("old plastic after the activation: lock %d, want 8", c.LockReason)
+		}
+		p.checkMoney()
+	})
+
+	step(t, "webhooks: create, secret once, delivery log, disable, enable, redeliver, delete", func() {
+		rcv := newHookReceiver(t)
+		rcv.fail.Store(true)
+		// Who sees what: an Employee has no partners; a Manager reads.
+		if status := emp.open("/panel/partners/" + p.partner + "/webhooks"); status != http.StatusForbidden {
+			t.Fatalf("Employee on webhooks: %d", status)
+		}
+		admin.open("/panel/partners")
+		admin.click(`a.webhooks-link[href="/panel/partners/` + p.partner + `/webhooks"]`)
+		admin.waitVisible("#webhook-form")
+		admin.fill("#wh-url", rcv.url)
+		admin.click("#create-webhook") // no event type chosen: refused next to the list
+		admin.waitVisible("#wh-events-error")
+		admin.click(`input[name=events][value="card.locked"]`)
+		admin.click(`input[name=events][value="card.unlocked"]`)
+		admin.click("#create-webhook")
+		admin.waitVisible("#secret-box")
+		secret := admin.eval(`document.querySelector("#secret-value").value`)
+		if !strings.HasPrefix(secret, "whsec_") {
+			t.Fatalf("secret %q", secret)
+		}
+		admin.shot("12-webhook-created")
+		admin.open("/panel/partners/" + p.partner + "/webhooks")
+		if html := admin.eval(`document.documentElement.outerHTML`); strings.Contains(html, secret) {
+			t.Fatal("the secret is shown again")
+		}
+		mgr.open("/panel/partners/" + p.partner + "/webhooks")
+		if !mgr.exists("#endpoints") || mgr.exists("#webhook-form") || mgr.exists("#endpoints form") || mgr.exists("#endpoints a.button") || !mgr.exists("a.log-link") {
+			t.Fatal("Manager: webhooks must be read-only")
+		}
+
+		// An event for it: the receiver fails, the log shows the attempts.
+		hooked := p.virtualCard(p.balance)
+		br.pans = append(br.pans, hooked.PAN)
+		_, err := h.App.Issuing.Lock(ctx, p.partner, hooked.ID, authz.LockPendingQuery, "ADMIN")
+		must(t, err)
+		admin.click("a.log-link")
+		admin.waitVisible("#endpoint-status")
+		log := admin.eval(`location.pathname`)
+		admin.until(log, "a failed attempt in the delivery log", func() bool {
+			return strings.Contains(admin.text("#deliveries tbody"), "HTTP 500")
+		})
+		row := admin.text("#deliveries tbody")
+		if !strings.Contains(row, "card.locked") || !strings.Contains(row, "pending") || !strings.Contains(row, "endpoint answered 500") {
+			t.Fatalf("delivery log: %q", row)
+		}
+		admin.shot("13-delivery-log")
+
+		// Disabled: the delivery waits, and cannot be redelivered.
+		admin.open("/panel/partners/" + p.partner + "/webhooks")
+		admin.click(`#endpoints form[action$="/disable"] button`)
+		admin.waitText(".notice.ok", "The endpoint was disabled")
+		admin.open(log)
+		if admin.text("#endpoint-status") != "disabled" || admin.exists("#deliveries button") {
+			t.Fatalf("disabled endpoint's log: status %q, redeliver shown %v", admin.text("#endpoint-status"), admin.exists("#deliveries button"))
+		}
+		rcv.fail.Store(false)
+		admin.open("/panel/partners/" + p.partner + "/webhooks")
+		admin.click(`#endpoints form[action$="/enable"] button`)
+		admin.waitText(".notice.ok", "The endpoint was enabled")
+		admin.until(log, "the waiting delivery delivered once enabled", func() bool {
+			return strings.Contains(admin.text("#deliveries tbody"), "delivered")
+		})
+		got := rcv.wait(t, 1)
+		if err := webhook.Verify(secret, got[0].sig, got[0].body, webhook.DefaultTolerance, time.Now()); err != nil {
+			t.Fatalf("the delivery does not verify with the secret the panel showed: %v", err)
+		}
+		// The secret rotated (after a confirmation), then redelivered by
+		// hand: the same event again, signed with the new secret.
+		admin.open("/panel/partners/" + p.partner + "/webhooks")
+		admin.click(`#endpoints a[href$="/rotate-secret"]`)
+		admin.click("#confirm-action")
+		admin.waitVisible("#secret-box")
+		rotated := admin.eval(`document.querySelector("#secret-value").value`)
+		if !strings.HasPrefix(rotated, "whsec_") || rotated == secret {
+			t.Fatalf("rotated secret %q", rotated)
+		}
+		admin.open(log)
+		admin.click("#deliveries button")
+		admin.waitText(".notice.ok", "queued again")
+		again := rcv.wait(t, len(got)+1)
+		last := again[len(again)-1]
+		if string(last.body) != string(got[0].body) {
+			t.Fatal("the redelivery is not the same event")
+		}
+		if err := webhook.Verify(rotated, last.sig, last.body, webhook.DefaultTolerance, time.Now()); err != nil {
+			t.Fatalf("the redelivery does not verify with the rotated secret: %v", err)
+		}
+
+		// Deleted after a confirmation.
+		admin.open("/panel/partners/" + p.partner + "/webhooks")
+		admin.click(`#endpoints a.danger`)
+		admin.click("#confirm-action")
+		admin.waitText(".notice.ok", "deleted")
+		if admin.exists("#endpoints") {
+			t.Fatal("the endpoint is still listed")
 		}
 	})
 
@@ -291,7 +562,7 @@ func TestPanelInBrowser(t *testing.T) {
 	})
 
 	step(t, "no page holds a PAN; the switch logged none", func() {
-		if br.pagesSeen < 10 {
+		if br.pagesSeen < 40 {
 			t.Fatalf("only %d pages checked", br.pagesSeen)
 		}
 		for _, pan := range br.pans {
@@ -301,6 +572,68 @@ func TestPanelInBrowser(t *testing.T) {
 		}
 	})
 	t.Logf("browser tests took %s; screenshots in %s", time.Since(started).Round(100*time.Millisecond), br.shots)
+}
+
+// txnsPerPage is how many transactions a card's page lists.
+const txnsPerPage = 20
+
+// addCard adds a card the panel created (a replacement) to the PANs no
+// page may show, and checks the page on screen again.
+func (b *browser) addCard(h *harness, partnerID, cardID string) {
+	b.t.Helper()
+	full, err := h.App.Issuing.FullData(h.ctx, partnerID, cardID)
+	must(b.t, err)
+	b.pans = append(b.pans, full.CardNo)
+}
+
+// hookReceiver is a partner's webhook endpoint in the test: it answers
+// 500 while fail is set, and keeps what it accepted.
+type hookReceiver struct {
+	url  string
+	fail atomic.Bool
+	mu   sync.Mutex
+	got  []hookDelivery
+}
+
+type hookDelivery struct {
+	sig  string
+	body []byte
+}
+
+func newHookReceiver(t *testing.T) *hookReceiver {
+	r := &hookReceiver{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		if r.fail.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		r.mu.Lock()
+		r.got = append(r.got, hookDelivery{sig: req.Header.Get(webhook.Header), body: body})
+		r.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	r.url = srv.URL + "/antaca-events"
+	return r
+}
+
+// wait waits until n deliveries were accepted and returns them.
+func (r *hookReceiver) wait(t *testing.T, n int) []hookDelivery {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r.mu.Lock()
+		got := append([]hookDelivery(nil), r.got...)
+		r.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the webhook receiver got %d deliveries, want %d", len(got), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // browser is one headless Chromium for the test; each tab has its own
@@ -457,6 +790,34 @@ func (tb *tab) eval(js string) string {
 func (tb *tab) text(sel string) string {
 	tb.b.t.Helper()
 	return strings.TrimSpace(tb.eval(fmt.Sprintf(`(document.querySelector(%q) || {innerText: ""}).innerText`, sel)))
+}
+
+// rows is the text of every element the selector matches.
+func (tb *tab) rows(sel string) []string {
+	tb.b.t.Helper()
+	out := tb.eval(fmt.Sprintf(`Array.from(document.querySelectorAll(%q)).map(e => e.innerText.replaceAll("\n", " ")).join("\n")`, sel))
+	if out == "" {
+		return nil
+	}
+	return strings.Split(out, "\n")
+}
+
+// until opens the page again and again until cond holds (what the
+// switch does in the background: webhook deliveries).
+func (tb *tab) until(path, what string, cond func() bool) {
+	tb.b.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		tb.open(path)
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.shot("failed")
+			tb.b.t.Fatalf("waiting for %s on %s (page: %.600q)", what, path, tb.text("main"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func (tb *tab) exists(sel string) bool {
