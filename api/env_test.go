@@ -122,7 +122,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, ledger: l, keys: keys, issuing: &issuing.Service{Ledger: l, Keys: keys},
+	e := &env{t: t, ledger: l, keys: keys, issuing: &issuing.Service{Store: l, Keys: keys},
 		reg: prometheus.NewRegistry(), webhooks: make(chan api.LowBalanceEvent, 16), pool: pool, apiKeys: prefix + ":api"}
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var ev api.LowBalanceEvent

@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/antaca/antaca/authz/issuing"
 )
 
 // Funding models of a partner program.
@@ -16,17 +18,9 @@ const (
 	FundingCredit  = "CREDIT"
 )
 
-// Partner is a card program: its BIN, currency and funding model.
-type Partner struct {
-	ID           string
-	Name         string
-	BIN          string
-	Currency     string
-	FundingModel string
-	// DigitalFirst lets the program print digital-first plastic copies
-	// of its virtual cards.
-	DigitalFirst bool
-}
+// Partner is a card program: its BIN, currency and funding model
+// (issuing.Partner).
+type Partner = issuing.Partner
 
 // CreatePartner creates a partner; ErrAlreadyExists when the id is taken,
 // ErrBINInUse when another partner owns the BIN. The BIN is claimed first
@@ -70,6 +64,18 @@ func (l *Ledger) CreatePartner(ctx context.Context, p Partner) error {
 		return fmt.Errorf("registering partner: %w", err)
 	}
 	return nil
+}
+
+// Partner reads a partner; ErrNotFound when absent.
+func (l *Ledger) Partner(ctx context.Context, id string) (Partner, error) {
+	m, err := l.Row(ctx, id, "partners", id)
+	if err != nil {
+		return Partner{}, err
+	}
+	return Partner{
+		ID: id, Name: m["name"], BIN: m["bin"], Currency: m["currency"], FundingModel: m["funding_model"],
+		DigitalFirst: m["digital_first"] == "true", CreatedAt: msTime(m["created_at"]),
+	}, nil
 }
 
 // PartnerByBIN finds the partner whose program BIN prefixes pan (8, 7 then

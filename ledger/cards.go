@@ -4,33 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/antaca/antaca/authz/issuing"
 )
 
-// Card is a card row. It holds no PAN, CVV or PIN in clear: PANEnc and
-// CVVEnc are ciphertexts, PANHash the lookup token, PINVerifier one-way.
-type Card struct {
-	ID, PartnerID, CustomerID, BalanceID string
-	Type, Status                         string
-	LockReason                           int
-	LockSource                           string
-	PANEnc, PANHash, BIN, Last4, Expiry  string
-	CVVEnc, PINVerifier                  string
-	PINTries                             int
-	CopyOf                               string
-	Delivery                             string
-	// DeliveryState is ORDERED while a digital-first plastic waits for
-	// the bureau and PRODUCED once it is made ("" for other cards).
-	DeliveryState string
-	// LockRef is the requester's reference of a lock from outside.
-	LockRef string
-	// Replaces is the card this one replaces; ReplacedBy, on the old
-	// card, its replacement.
-	Replaces, ReplacedBy string
-	// BalanceCurrency is filled by CardByPANHash.
-	BalanceCurrency string
-	// Version is the row's version (v), bumped by every change.
-	Version int64
-}
+// Card is a card row (the card record package issuing declares, which
+// the ledger stores).
+type Card = issuing.CardRecord
 
 func cardFromMap(partnerID string, m map[string]string) Card {
 	return Card{
@@ -87,13 +67,8 @@ func (l *Ledger) CardByPANHash(ctx context.Context, partnerID, panHash string) (
 }
 
 // CardUpdate moves a card through its life cycle and/or sets columns
-// (cvv_enc, pin_verifier, pin_tries, delivery, expiry).
-type CardUpdate struct {
-	From  []string // allowed current statuses; empty: any but REMOVED
-	To    string   // new status; empty: unchanged
-	Event string   // journal event type
-	Set   map[string]string
-}
+// (issuing.CardUpdate).
+type CardUpdate = issuing.CardUpdate
 
 // UpdateCard applies u atomically and returns the previous status.
 func (l *Ledger) UpdateCard(ctx context.Context, partnerID, id string, u CardUpdate) (string, error) {

@@ -7,8 +7,6 @@ package ledger
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/antaca/antaca/authz"
 )
 
 // Ledger runs the scripts on one go-redis client. The client interface is
@@ -93,12 +93,9 @@ func (l *Ledger) Preload(ctx context.Context) error {
 	return nil
 }
 
-// NewID returns a random id with a type prefix, e.g. "hld_9f2c...".
-func NewID(prefix string) string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return prefix + "_" + hex.EncodeToString(b)
-}
+// NewID returns a random id with a type prefix, e.g. "hld_9f2c..."
+// (authz.NewID).
+func NewID(prefix string) string { return authz.NewID(prefix) }
 
 // run runs a script that changes state; its answer waits for durability
 // (see runWith).
@@ -157,6 +154,15 @@ func (l *Ledger) Ready(ctx context.Context) (bool, error) {
 // MarkReady records that Redis holds the full state.
 func (l *Ledger) MarkReady(ctx context.Context) error {
 	return l.rdb.Set(ctx, l.keys.Ready(), l.now().UTC().Format(time.RFC3339), 0).Err()
+}
+
+// msTime reads a time column (Unix milliseconds); zero when empty.
+func msTime(s string) time.Time {
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
 }
 
 func atoi(s string) int64 {

@@ -124,7 +124,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err := a.recover(ctx); err != nil {
 		return nil, err
 	}
-	a.Issuing = &issuing.Service{Ledger: a.Ledger, Keys: a.Keys}
+	a.Issuing = &issuing.Service{Store: a.Ledger, Keys: a.Keys}
 	ledgerEngine := &ledger.Engine{L: a.Ledger, Token: a.Keys.LookupToken, VelocityWindow: cfg.VelocityWindow, OnStateLost: a.wakeWatcher}
 	if mode == ledger.AnswerAfterPostgres {
 		// While Postgres cannot commit, answer issuer unavailable at once
