@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -68,7 +69,7 @@ func (l *Ledger) CreatePartner(ctx context.Context, p Partner) error {
 
 // Partner reads a partner; ErrNotFound when absent.
 func (l *Ledger) Partner(ctx context.Context, id string) (Partner, error) {
-	m, err := l.Row(ctx, id, "partners", id)
+	m, err := l.row(ctx, id, "partners", id)
 	if err != nil {
 		return Partner{}, err
 	}
@@ -160,7 +161,7 @@ func (l *Ledger) ReloadPartnerBalance(ctx context.Context, partnerID, id string,
 
 // PartnerBalance reads a partner balance.
 func (l *Ledger) PartnerBalance(ctx context.Context, partnerID, id string) (PartnerBalance, error) {
-	m, err := l.Row(ctx, partnerID, "partner_balances", id)
+	m, err := l.row(ctx, partnerID, "partner_balances", id)
 	if err != nil {
 		return PartnerBalance{}, err
 	}
@@ -191,6 +192,21 @@ func (l *Ledger) PartnerBalanceIDs(ctx context.Context, partnerID string) ([]str
 // Customer is a user of a partner program.
 type Customer struct {
 	ID, PartnerID, ExternalID, FirstName, LastName, Email, Phone, KYCStatus string
+	// CreatedAt is when the customer was registered (zero for one not
+	// read from the store).
+	CreatedAt time.Time
+}
+
+// Customer reads a customer; ErrNotFound when absent.
+func (l *Ledger) Customer(ctx context.Context, partnerID, id string) (Customer, error) {
+	m, err := l.row(ctx, partnerID, "customers", id)
+	if err != nil {
+		return Customer{}, err
+	}
+	return Customer{
+		ID: id, PartnerID: partnerID, ExternalID: m["external_id"], FirstName: m["first_name"], LastName: m["last_name"],
+		Email: m["email"], Phone: m["phone"], KYCStatus: m["kyc_status"], CreatedAt: msTime(m["created_at"]),
+	}, nil
 }
 
 // CreateCustomer registers a customer with KYC status NONE.
@@ -239,7 +255,7 @@ func (l *Ledger) ReloadUserBalance(ctx context.Context, partnerID, id string, am
 
 // UserBalance reads a user balance.
 func (l *Ledger) UserBalance(ctx context.Context, partnerID, id string) (UserBalance, error) {
-	m, err := l.Row(ctx, partnerID, "user_balances", id)
+	m, err := l.row(ctx, partnerID, "user_balances", id)
 	if err != nil {
 		return UserBalance{}, err
 	}

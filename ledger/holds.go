@@ -168,7 +168,7 @@ func (h Hold) Remaining() int64 {
 
 // Hold reads a hold.
 func (l *Ledger) Hold(ctx context.Context, partnerID, id string) (Hold, error) {
-	m, err := l.Row(ctx, partnerID, "holds", id)
+	m, err := l.row(ctx, partnerID, "holds", id)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return Hold{}, fmt.Errorf("reading hold %q: %w", id, ErrHoldNotFound)

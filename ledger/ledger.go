@@ -78,9 +78,6 @@ func New(rdb redis.UniversalClient, opts Options) (*Ledger, error) {
 // Keys returns the key layout.
 func (l *Ledger) Keys() Keys { return l.keys }
 
-// Client returns the Redis client.
-func (l *Ledger) Client() redis.UniversalClient { return l.rdb }
-
 // Preload loads every script into Redis so the first authorization does not
 // pay for it. Scripts survive a Redis restart anyway: go-redis falls back
 // from EVALSHA to EVAL on NOSCRIPT.
@@ -131,18 +128,6 @@ func (l *Ledger) PartnerOf(ctx context.Context, id string) (string, error) {
 		return "", fmt.Errorf("finding partner of %q: %w", id, err)
 	}
 	return p, nil
-}
-
-// Row reads one row as a map of columns; ErrNotFound when absent.
-func (l *Ledger) Row(ctx context.Context, partnerID, table, id string) (map[string]string, error) {
-	m, err := l.rdb.HGetAll(ctx, l.keys.Row(partnerID, table, id)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("reading %s %q: %w", table, id, err)
-	}
-	if len(m) == 0 {
-		return nil, fmt.Errorf("reading %s %q: %w", table, id, ErrNotFound)
-	}
-	return m, nil
 }
 
 // Ready reports whether Redis holds the state (set on first use and after a rebuild).

@@ -417,7 +417,7 @@ func (a *App) expireHolds(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		partners, err := a.Redis.SMembers(ctx, a.Ledger.Keys().Partners()).Result()
+		partners, err := a.Ledger.PartnerIDs(ctx)
 		if err != nil {
 			continue
 		}
