@@ -7,9 +7,9 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -141,18 +141,37 @@ func (l *Ledger) MarkReady(ctx context.Context) error {
 	return l.rdb.Set(ctx, l.keys.Ready(), l.now().UTC().Format(time.RFC3339), 0).Err()
 }
 
-// msTime reads a time column (Unix milliseconds); zero when empty.
-func msTime(s string) time.Time {
-	ms, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return time.Time{}
-	}
-	return time.UnixMilli(ms).UTC()
+// fields decodes the integer columns of a row, or the integers of a
+// script's reply. A field that holds anything but an integer is an error
+// (ErrMalformed, naming the field, never its value), not a silent 0: an
+// amount read as 0 would misstate a balance. An empty field, a column the
+// row does not have, is 0.
+type fields struct {
+	what string // the row or reply, for the error
+	err  error
 }
 
-func atoi(s string) int64 {
-	n, _ := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+// ErrMalformed says a row or a script's reply holds a field that is not
+// what it must be: a corrupt row, or a script out of step with this code.
+var ErrMalformed = errors.New("malformed field")
+
+func (f *fields) int(name, s string) int64 {
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil && f.err == nil {
+		f.err = fmt.Errorf("%s: %s: %w", f.what, name, ErrMalformed)
+	}
 	return n
+}
+
+// time reads a time column (Unix milliseconds); zero when empty.
+func (f *fields) time(name, s string) time.Time {
+	if s == "" {
+		return time.Time{}
+	}
+	return time.UnixMilli(f.int(name, s)).UTC()
 }
 
 // toStrings converts a script's array reply to strings.

@@ -118,7 +118,11 @@ func (l *Ledger) Summaries(ctx context.Context) ([]Summary, error) {
 			return nil, err
 		}
 		for _, m := range rows {
-			if b := userBalance(pid, m["id"], m); b.Currency != "" {
+			b, _, err := userBalance(pid, m["id"], m)
+			if err != nil {
+				return nil, err
+			}
+			if b.Currency != "" {
 				at(b.Currency).Users += b.Available + b.Held
 			}
 		}
@@ -157,7 +161,11 @@ func (l *Ledger) ScanCards(ctx context.Context, keep func(Card) bool) ([]Card, e
 		}
 		var cards []Card
 		for _, m := range rows {
-			if c := cardFromMap(pid, m); keep == nil || keep(c) {
+			c, err := cardFromMap(pid, m)
+			if err != nil {
+				return nil, err
+			}
+			if keep == nil || keep(c) {
 				cards = append(cards, c)
 			}
 		}
