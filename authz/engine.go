@@ -696,8 +696,8 @@ func journalMeta(req *Request, card CardInfo) string {
 	return string(b)
 }
 
-// Currencies maps alpha ISO 4217 codes to numeric ones for the currencies
-// programs use; ParseCurrency accepts either form.
+// currencies maps alpha ISO 4217 codes to numeric ones for the currencies
+// programs use (NumericCurrency, AlphaCurrency, KnownCurrency).
 var currencies = map[string]string{
 	"EUR": "978", "USD": "840", "GBP": "826", "PLN": "985", "CHF": "756", "SEK": "752", "NOK": "578",
 	"DKK": "208", "CZK": "203", "HUF": "348", "RON": "946", "BGN": "975", "JPY": "392", "CAD": "124",
