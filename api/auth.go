@@ -62,7 +62,7 @@ func (s *Server) authPartner(c *call) error {
 	if id == "" {
 		return errUnknownPartner
 	}
-	if _, err := s.cfg.Ledger.Row(c.ctx, id, "partners", id); err != nil {
+	if _, err := s.cfg.Ledger.Partner(c.ctx, id); err != nil {
 		if errors.Is(err, ledger.ErrNotFound) {
 			return errUnknownPartner
 		}
@@ -157,11 +157,11 @@ type tokenView struct {
 
 // POST /secure/customers/{customerId}/sessions
 func (s *Server) createCustomerSession(c *call) (int, any, error) {
-	pid, cust, err := c.customer()
+	cust, err := c.customer()
 	if err != nil {
 		return 0, nil, err
 	}
-	token, exp, err := s.newSession(c, session{kind: kindCustomer, partnerID: pid, customerID: cust["id"]}, s.cfg.SessionTTL)
+	token, exp, err := s.newSession(c, session{kind: kindCustomer, partnerID: cust.PartnerID, customerID: cust.ID}, s.cfg.SessionTTL)
 	if err != nil {
 		return 0, nil, err
 	}

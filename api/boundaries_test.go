@@ -137,9 +137,9 @@ func TestPartnerIsolation(t *testing.T) {
 	// Nothing of B's changed.
 	bb, _ := e.ledger.UserBalance(ctx, "beta", bBal)
 	card, _ := e.ledger.Card(ctx, "beta", bCard.ID)
-	cust, _ := e.ledger.Row(ctx, "beta", "customers", bCust)
-	if bb.Available != 700 || card.LockReason != 0 || card.Status != "ACTIVE" || cust["kyc_status"] != "VERIFIED" {
-		t.Errorf("beta's state changed: balance %d, card %s lock %d, kyc %s", bb.Available, card.Status, card.LockReason, cust["kyc_status"])
+	cust, _ := e.ledger.Customer(ctx, "beta", bCust)
+	if bb.Available != 700 || card.LockReason != 0 || card.Status != "ACTIVE" || cust.KYCStatus != "VERIFIED" {
+		t.Errorf("beta's state changed: balance %d, card %s lock %d, kyc %s", bb.Available, card.Status, card.LockReason, cust.KYCStatus)
 	}
 	cards, _ := e.ledger.CardsOfBalance(ctx, "beta", bBal)
 	if len(cards) != 1 {

@@ -80,7 +80,7 @@ func TestDigitalFirstGoesToTheBureau(t *testing.T) {
 	}
 	// Lost queue: Postgres still knows the copy waits.
 	e.flushJournal()
-	if n, err := e.ledger.Client().Del(ctx, e.apiKeys+":bureau:orders").Result(); err != nil || n != 1 {
+	if n, err := e.rdb.Del(ctx, e.apiKeys+":bureau:orders").Result(); err != nil || n != 1 {
 		t.Fatalf("deleting the bureau queue: %d, %v", n, err)
 	}
 	bureau.json("GET", "/admin/bureau/orders", nil, 200, &orders)

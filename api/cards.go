@@ -100,11 +100,11 @@ func (s *Server) createVirtualAsync(c *call) (int, any, error) {
 	if b.State != "ACTIVE" {
 		return 0, nil, ledger.ErrBalanceNotActive
 	}
-	p, err := s.cfg.Ledger.Row(c.ctx, pid, "partners", pid)
+	p, err := s.cfg.Ledger.Partner(c.ctx, pid)
 	if err != nil {
 		return 0, nil, err
 	}
-	if p["bin"] == "" {
+	if p.BIN == "" {
 		return 0, nil, issuing.ErrNoBIN
 	}
 	id := ledger.NewID("crd")

@@ -149,12 +149,12 @@ func TestListBalances(t *testing.T) {
 	// data across the upgrade): Postgres has them, the listing repairs it.
 	e.flushJournal()
 	set := e.ledger.Keys().CustomerBalances("acme", cid)
-	if n, err := e.ledger.Client().Del(context.Background(), set).Result(); err != nil || n != 1 {
+	if n, err := e.rdb.Del(context.Background(), set).Result(); err != nil || n != 1 {
 		t.Fatalf("dropping the balance set: %d, %v", n, err)
 	}
 	app.json("GET", "/customers/me/balances", nil, 200, &l)
 	check("customer, set rebuilt from postgres", l)
-	if n, err := e.ledger.Client().SCard(context.Background(), set).Result(); err != nil || n != 2 {
+	if n, err := e.rdb.SCard(context.Background(), set).Result(); err != nil || n != 2 {
 		t.Errorf("balance set after the repair: %d, %v; want 2", n, err)
 	}
 }
@@ -257,7 +257,7 @@ func TestNotReadyRefusesAndChangesNothing(t *testing.T) {
 	if len(custs.Balances) != 1 {
 		t.Errorf("balances after refusals: %+v", custs)
 	}
-	customers, err := ledger.ScanKeys(context.Background(), e.ledger.Client(), e.ledger.Keys().Row("acme", "customers", "*"), "hash")
+	customers, err := ledger.ScanKeys(context.Background(), e.rdb, e.ledger.Keys().Row("acme", "customers", "*"), "hash")
 	if err != nil || len(customers) != 1 {
 		t.Errorf("customers after a refused registration: %v, %v; want only ada", customers, err)
 	}

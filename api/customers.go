@@ -64,25 +64,24 @@ func (s *Server) createCustomer(c *call) (int, any, error) {
 	if in.Phone != "" && !phoneRE.MatchString(in.Phone) {
 		return 0, nil, invalid("phone", "phone must be digits, optionally with a leading + (5 to 20)")
 	}
-	cust := ledger.Customer{ID: ledger.NewID("cus"), PartnerID: p["id"], ExternalID: in.ExternalID,
+	cust := ledger.Customer{ID: ledger.NewID("cus"), PartnerID: p.ID, ExternalID: in.ExternalID,
 		FirstName: in.FirstName, LastName: in.LastName, Email: in.Email, Phone: in.Phone}
 	if err := s.cfg.Ledger.CreateCustomer(c.ctx, cust); err != nil {
 		return 0, nil, err
 	}
-	row, err := s.cfg.Ledger.Row(c.ctx, cust.PartnerID, "customers", cust.ID)
-	if err != nil {
+	if cust, err = s.cfg.Ledger.Customer(c.ctx, cust.PartnerID, cust.ID); err != nil {
 		return 0, nil, err
 	}
-	return http.StatusCreated, customerOf(cust.PartnerID, row), nil
+	return http.StatusCreated, customerOf(cust), nil
 }
 
 // GET /customers/me, /secure/customers/{customerId}, /admin/customers/{customerId}
 func (s *Server) getCustomer(c *call) (int, any, error) {
-	pid, row, err := c.customer()
+	cust, err := c.customer()
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, customerOf(pid, row), nil
+	return http.StatusOK, customerOf(cust), nil
 }
 
 // POST /customers/me/register, /secure/customers/{customerId}/register:
@@ -90,23 +89,23 @@ func (s *Server) getCustomer(c *call) (int, any, error) {
 // Antaca; its result arrives with PUT .../kyc. A verified customer stays
 // verified (409 KYC_ALREADY_VERIFIED).
 func (s *Server) startKYC(c *call) (int, any, error) {
-	pid, row, err := c.customer()
+	cust, err := c.customer()
 	if err != nil {
 		return 0, nil, err
 	}
-	if row["kyc_status"] == "VERIFIED" {
+	if cust.KYCStatus == "VERIFIED" {
 		return 0, nil, apiErr(http.StatusConflict, "KYC_ALREADY_VERIFIED", "the customer's KYC is already verified")
 	}
-	if err := s.cfg.Ledger.SetKYC(c.ctx, pid, row["id"], "PENDING"); err != nil {
+	if err := s.cfg.Ledger.SetKYC(c.ctx, cust.PartnerID, cust.ID, "PENDING"); err != nil {
 		return 0, nil, err
 	}
-	row["kyc_status"] = "PENDING"
-	return http.StatusAccepted, customerOf(pid, row), nil
+	cust.KYCStatus = "PENDING"
+	return http.StatusAccepted, customerOf(cust), nil
 }
 
 // PUT /secure/customers/{customerId}/kyc, /admin/customers/{customerId}/kyc
 func (s *Server) setKYC(c *call) (int, any, error) {
-	pid, row, err := c.customer()
+	cust, err := c.customer()
 	if err != nil {
 		return 0, nil, err
 	}
@@ -119,19 +118,20 @@ func (s *Server) setKYC(c *call) (int, any, error) {
 	if !kycStatuses[in.Status] {
 		return 0, nil, invalid("status", "status must be VERIFIED, REJECTED or PENDING")
 	}
-	if err := s.cfg.Ledger.SetKYC(c.ctx, pid, row["id"], in.Status); err != nil {
+	if err := s.cfg.Ledger.SetKYC(c.ctx, cust.PartnerID, cust.ID, in.Status); err != nil {
 		return 0, nil, err
 	}
-	row["kyc_status"] = in.Status
-	return http.StatusOK, customerOf(pid, row), nil
+	cust.KYCStatus = in.Status
+	return http.StatusOK, customerOf(cust), nil
 }
 
 // POST /customers/me/balances, /secure/customers/{customerId}/balances
 func (s *Server) createBalance(c *call) (int, any, error) {
-	pid, row, err := c.customer()
+	cust, err := c.customer()
 	if err != nil {
 		return 0, nil, err
 	}
+	pid := cust.PartnerID
 	var in struct {
 		Currency string `json:"currency"`
 	}
@@ -142,7 +142,7 @@ func (s *Server) createBalance(c *call) (int, any, error) {
 		return 0, nil, invalid("currency", "currency must be an ISO 4217 alpha code, e.g. EUR")
 	}
 	id := ledger.NewID("bal")
-	if err := s.cfg.Ledger.CreateUserBalance(c.ctx, pid, row["id"], id, in.Currency); err != nil {
+	if err := s.cfg.Ledger.CreateUserBalance(c.ctx, pid, cust.ID, id, in.Currency); err != nil {
 		return 0, nil, err
 	}
 	b, err := s.cfg.Ledger.UserBalance(c.ctx, pid, id)
@@ -178,16 +178,17 @@ func (s *Server) listBalances(c *call) (int, any, error) {
 // existed are only in the rows: when the set is empty, Postgres is asked
 // and the set repaired.
 func (s *Server) customerBalances(c *call) (string, []ledger.UserBalance, error) {
-	pid, row, err := c.customer()
+	cust, err := c.customer()
 	if err != nil {
 		return "", nil, err
 	}
-	bs, err := s.cfg.Ledger.CustomerBalances(c.ctx, pid, row["id"])
+	pid := cust.PartnerID
+	bs, err := s.cfg.Ledger.CustomerBalances(c.ctx, pid, cust.ID)
 	if err != nil {
 		return "", nil, err
 	}
 	if len(bs) == 0 {
-		if bs, err = s.backfillCustomerBalances(c, pid, row["id"]); err != nil {
+		if bs, err = s.backfillCustomerBalances(c, pid, cust.ID); err != nil {
 			return "", nil, err
 		}
 	}

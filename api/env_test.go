@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/antaca/antaca/api"
 	"github.com/antaca/antaca/api/apitest"
@@ -86,6 +87,7 @@ type env struct {
 	srv      *api.Server
 	ts       *httptest.Server
 	ledger   *ledger.Ledger
+	rdb      redis.UniversalClient // the Redis of the ledger and the API
 	issuing  *issuing.Service
 	keys     *cardcrypto.Keys
 	reg      *prometheus.Registry
@@ -122,7 +124,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, ledger: l, keys: keys, issuing: &issuing.Service{Ledger: l, Keys: keys},
+	e := &env{t: t, ledger: l, rdb: rdb, keys: keys, issuing: &issuing.Service{Store: l, Keys: keys},
 		reg: prometheus.NewRegistry(), webhooks: make(chan api.LowBalanceEvent, 16), pool: pool, apiKeys: prefix + ":api"}
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var ev api.LowBalanceEvent
@@ -504,7 +506,7 @@ func (e *env) metric(name string, labels map[string]string) float64 {
 // from Redis: a refused request must not leave even a dangling id there.
 func (e *env) cardIDs(partner, balanceID string) []string {
 	e.t.Helper()
-	ids, err := e.ledger.Client().SMembers(context.Background(), e.ledger.Keys().BalanceCards(partner, balanceID)).Result()
+	ids, err := e.rdb.SMembers(context.Background(), e.ledger.Keys().BalanceCards(partner, balanceID)).Result()
 	if err != nil {
 		e.t.Fatalf("reading cards of %s: %v", balanceID, err)
 	}
@@ -534,7 +536,7 @@ func must(t *testing.T, err error) {
 // write-behind does.
 func (e *env) flushJournal() {
 	e.t.Helper()
-	wb, err := pgstore.NewWriteBehind(pgstore.Options{Redis: e.ledger.Client(), Keys: e.ledger.Keys(), Pool: e.pool,
+	wb, err := pgstore.NewWriteBehind(pgstore.Options{Redis: e.rdb, Keys: e.ledger.Keys(), Pool: e.pool,
 		Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		e.t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/authz/issuing"
 	"github.com/antaca/antaca/ledger"
 )
@@ -51,11 +50,9 @@ var errorTable = []struct {
 	{ledger.ErrBalanceNotActive, 409, "BALANCE_NOT_ACTIVE", "the balance is not active"},
 	{ledger.ErrInsufficientPartnerFunds, 409, "INSUFFICIENT_PARTNER_FUNDS", "the partner credit balance is short; nothing was changed"},
 	{ledger.ErrLockIrreversible, 409, "CARD_LOCK_IRREVERSIBLE", "the card is locked for good (reason 1, 2, 5 or 8)"},
-	{authz.ErrLockIrreversible, 409, "CARD_LOCK_IRREVERSIBLE", "the card is locked for good (reason 1, 2, 5 or 8)"},
 	{ledger.ErrCardNotLocked, 409, "CARD_NOT_LOCKED", "the card is not locked"},
 	{ledger.ErrCardRemoved, 409, "CARD_REMOVED", "the card is removed and cannot be restored"},
 	{ledger.ErrInvalidTransition, 409, "INVALID_CARD_STATE", "the card's state does not allow this operation"},
-	{authz.ErrInvalidTransition, 409, "INVALID_CARD_STATE", "the card's state does not allow this operation"},
 	{issuing.ErrWrongCardType, 409, "WRONG_CARD_TYPE", "operation not available for this card type"},
 	{issuing.ErrNoBIN, 409, "PARTNER_HAS_NO_BIN", "the partner program has no BIN to issue cards from"},
 	{ledger.ErrBalanceLimit, 409, "BALANCE_LIMIT_EXCEEDED", "the balance would exceed 999999999999 minor units, the most an answer can carry; nothing was changed"},

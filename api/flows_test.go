@@ -187,7 +187,7 @@ func TestPhysicalCardFlow(t *testing.T) {
 	// is in Postgres, and the bureau still sees it.
 	e.flushJournal()
 	ctx := context.Background()
-	if n, err := e.ledger.Client().Del(ctx, e.apiKeys+":bureau:orders").Result(); err != nil || n != 1 {
+	if n, err := e.rdb.Del(ctx, e.apiKeys+":bureau:orders").Result(); err != nil || n != 1 {
 		t.Fatalf("deleting the bureau queue: %d, %v", n, err)
 	}
 	bureau.json("GET", "/admin/bureau/orders", nil, 200, &orders)

@@ -69,7 +69,7 @@ func TestHostileText(t *testing.T) {
 	var virt fullDataJSON
 	app.encryptedJSON("POST", "/customers/me/cards/virtual", map[string]string{"balanceId": bid}, 201, &virt)
 
-	rdb, keys := e.ledger.Client(), e.ledger.Keys()
+	rdb, keys := e.rdb, e.ledger.Keys()
 	journalLen := func() int64 {
 		n, err := rdb.XLen(ctx, keys.Journal("acme")).Result()
 		must(t, err)
@@ -199,19 +199,19 @@ func TestHostileText(t *testing.T) {
 	}
 	b, err := e.ledger.UserBalance(ctx, "acme", bid)
 	must(t, err)
-	cust, err := e.ledger.Row(ctx, "acme", "customers", cid)
+	cust, err := e.ledger.Customer(ctx, "acme", cid)
 	must(t, err)
-	if b.Available != 0 || cust["kyc_status"] != "VERIFIED" || len(e.cardIDs("acme", bid)) != 1 {
-		t.Errorf("state changed: balance %d, kyc %s, cards %v", b.Available, cust["kyc_status"], e.cardIDs("acme", bid))
+	if b.Available != 0 || cust.KYCStatus != "VERIFIED" || len(e.cardIDs("acme", bid)) != 1 {
+		t.Errorf("state changed: balance %d, kyc %s, cards %v", b.Available, cust.KYCStatus, e.cardIDs("acme", bid))
 	}
 
 	// Text that is merely unusual is welcome, and stored as sent.
 	var ok customerJSON
 	p.c.json("POST", "/secure/customers", map[string]string{"firstName": "Zoë 😀", "lastName": "Ōtsuka-Łukasiewicz"}, 201, &ok)
-	row, err := e.ledger.Row(ctx, "acme", "customers", ok.ID)
+	stored, err := e.ledger.Customer(ctx, "acme", ok.ID)
 	must(t, err)
-	if row["first_name"] != "Zoë 😀" || row["last_name"] != "Ōtsuka-Łukasiewicz" {
-		t.Errorf("stored names %q %q", row["first_name"], row["last_name"])
+	if stored.FirstName != "Zoë 😀" || stored.LastName != "Ōtsuka-Łukasiewicz" {
+		t.Errorf("stored names %q %q", stored.FirstName, stored.LastName)
 	}
 	e.flushJournal() // and Postgres takes every entry
 }

@@ -22,7 +22,7 @@ func TestIdempotentCreates(t *testing.T) {
 	other := e.newProgram("other", "498765", "DEPOSIT", 0)
 	count := func(partner, table string) int {
 		t.Helper()
-		keys, err := ledger.ScanKeys(ctx, e.ledger.Client(), e.ledger.Keys().Row(partner, table, "*"), "hash")
+		keys, err := ledger.ScanKeys(ctx, e.rdb, e.ledger.Keys().Row(partner, table, "*"), "hash")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,12 +93,12 @@ func TestIdempotentCreates(t *testing.T) {
 	if cards := e.cardIDs("acme", balance.ID); len(cards) != 1 {
 		t.Fatalf("cards after a retried create: %v", cards)
 	}
-	stored, err := e.ledger.Client().Keys(ctx, "*idemreq*").Result()
+	stored, err := e.rdb.Keys(ctx, "*idemreq*").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range stored {
-		v, _ := e.ledger.Client().Get(ctx, k).Result()
+		v, _ := e.rdb.Get(ctx, k).Result()
 		if contains([]byte(v), full1.CardNo) || contains([]byte(v), `"`+full1.CVV+`"`) {
 			t.Fatalf("an idempotency record holds card data: %s", v)
 		}
@@ -120,12 +120,12 @@ func TestIdempotentCreates(t *testing.T) {
 	if cards := e.cardIDs("acme", balance.ID); len(cards) != 2 {
 		t.Fatalf("cards after a retried replacement: %v", cards)
 	}
-	stored, err = e.ledger.Client().Keys(ctx, "*idemreq*").Result()
+	stored, err = e.rdb.Keys(ctx, "*idemreq*").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range stored {
-		v, _ := e.ledger.Client().Get(ctx, k).Result()
+		v, _ := e.rdb.Get(ctx, k).Result()
 		if contains([]byte(v), rep1.CardData.CardNo) || contains([]byte(v), `"`+rep1.CardData.CVV+`"`) {
 			t.Fatalf("an idempotency record holds the replacement's card data: %s", v)
 		}
@@ -177,7 +177,7 @@ func TestIdempotentCreates(t *testing.T) {
 	if r := p.c.do("POST", "/secure/customers/"+cust.ID+"/cards/virtual/async", cardBody, key("async-1")); r.status != 202 || r.header.Get("Idempotent-Replayed") != "true" || !contains(r.body, id) {
 		t.Fatalf("replay of a made async card: %d %s", r.status, r.body)
 	}
-	must(t, e.ledger.Client().HSet(ctx, e.apiKeys+":pending:"+id, "status", "FAILED", "code", "INTERNAL").Err())
+	must(t, e.rdb.HSet(ctx, e.apiKeys+":pending:"+id, "status", "FAILED", "code", "INTERNAL").Err())
 	r := p.c.do("POST", "/secure/customers/"+cust.ID+"/cards/virtual/async", cardBody, key("async-1"))
 	var again2 struct{ ID string }
 	if err := json.Unmarshal(r.body, &again2); err != nil || r.status != 202 || again2.ID == id || r.header.Get("Idempotent-Replayed") != "" {

@@ -144,17 +144,17 @@ func TestBadInput(t *testing.T) {
 	must(t, err)
 	c, err := e.ledger.Card(ctx, "acme", card.ID)
 	must(t, err)
-	cust, err := e.ledger.Row(ctx, "acme", "customers", cid)
+	cust, err := e.ledger.Customer(ctx, "acme", cid)
 	must(t, err)
 	cards := e.cardIDs("acme", bid)
 	pb, err := e.ledger.PartnerBalance(ctx, "acme", p.pbal)
 	must(t, err)
-	partners, err := e.ledger.Client().SCard(ctx, e.ledger.Keys().Partners()).Result()
+	partners, err := e.rdb.SCard(ctx, e.ledger.Keys().Partners()).Result()
 	must(t, err)
-	if b.Available != 1000 || c.LockReason != 0 || c.Status != "ACTIVE" || c.PINVerifier != "" || cust["kyc_status"] != "VERIFIED" ||
+	if b.Available != 1000 || c.LockReason != 0 || c.Status != "ACTIVE" || c.PINVerifier != "" || cust.KYCStatus != "VERIFIED" ||
 		len(cards) != 1 || pb.Available != 0 || partners != 1 {
 		t.Errorf("state changed: balance %d, card %s/%d pin %t, kyc %s, %d cards, partner balance %d, %d partners",
-			b.Available, c.Status, c.LockReason, c.PINVerifier != "", cust["kyc_status"], len(cards), pb.Available, partners)
+			b.Available, c.Status, c.LockReason, c.PINVerifier != "", cust.KYCStatus, len(cards), pb.Available, partners)
 	}
 	ids, _ := e.ledger.PartnerBalanceIDs(ctx, "acme")
 	if len(ids) != 1 {

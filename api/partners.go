@@ -6,11 +6,8 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/antaca/antaca/api/pki"
 	"github.com/antaca/antaca/ledger"
@@ -61,42 +58,33 @@ func (s *Server) createPartner(c *call) (int, any, error) {
 	if err := s.cfg.Ledger.CreatePartner(c.ctx, p); err != nil {
 		return 0, nil, err
 	}
-	row, err := s.cfg.Ledger.Row(c.ctx, p.ID, "partners", p.ID)
-	if err != nil {
+	if p, err = s.cfg.Ledger.Partner(c.ctx, p.ID); err != nil {
 		return 0, nil, err
 	}
 	s.log.InfoContext(c.ctx, "partner created", "partner", p.ID, "by", c.admin.Username)
-	return http.StatusCreated, partnerOf(row), nil
+	return http.StatusCreated, partnerOf(p), nil
 }
 
 // GET /admin/partners
 func (s *Server) listPartners(c *call) (int, any, error) {
-	ids, err := s.cfg.Ledger.Client().SMembers(c.ctx, s.cfg.Ledger.Keys().Partners()).Result()
+	partners, err := s.cfg.Ledger.Partners(c.ctx)
 	if err != nil {
-		return 0, nil, fmt.Errorf("listing partners: %w", err)
+		return 0, nil, err
 	}
-	slices.Sort(ids)
-	out := make([]partnerView, 0, len(ids))
-	for _, id := range ids {
-		row, err := s.cfg.Ledger.Row(c.ctx, id, "partners", id)
-		if errors.Is(err, ledger.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return 0, nil, err
-		}
-		out = append(out, partnerOf(row))
+	out := make([]partnerView, 0, len(partners))
+	for _, p := range partners {
+		out = append(out, partnerOf(p))
 	}
 	return http.StatusOK, map[string]any{"partners": out}, nil
 }
 
 // GET /admin/partners/{partnerId}
 func (s *Server) getPartner(c *call) (int, any, error) {
-	row, err := c.partner()
+	p, err := c.partner()
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, partnerOf(row), nil
+	return http.StatusOK, partnerOf(p), nil
 }
 
 // GET /secure/partner/balances, /admin/partners/{partnerId}/balances
@@ -105,13 +93,13 @@ func (s *Server) listPartnerBalances(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	ids, err := s.cfg.Ledger.PartnerBalanceIDs(c.ctx, p["id"])
+	ids, err := s.cfg.Ledger.PartnerBalanceIDs(c.ctx, p.ID)
 	if err != nil {
 		return 0, nil, err
 	}
 	out := make([]partnerBalanceView, 0, len(ids))
 	for _, id := range ids {
-		b, err := s.cfg.Ledger.PartnerBalance(c.ctx, p["id"], id)
+		b, err := s.cfg.Ledger.PartnerBalance(c.ctx, p.ID, id)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -152,10 +140,10 @@ func (s *Server) createPartnerBalance(c *call) (int, any, error) {
 		return 0, nil, invalid("lowBalanceThreshold", fmt.Sprintf("lowBalanceThreshold must be 0 (no alert) or a positive amount of at most %d minor units", maxAmount))
 	}
 	id := ledger.NewID("pbl")
-	if err := s.cfg.Ledger.CreatePartnerBalance(c.ctx, p["id"], id, in.Type, in.Currency, threshold); err != nil {
+	if err := s.cfg.Ledger.CreatePartnerBalance(c.ctx, p.ID, id, in.Type, in.Currency, threshold); err != nil {
 		return 0, nil, err
 	}
-	b, err := s.cfg.Ledger.PartnerBalance(c.ctx, p["id"], id)
+	b, err := s.cfg.Ledger.PartnerBalance(c.ctx, p.ID, id)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -168,7 +156,7 @@ func (c *call) partnerBalance() (ledger.PartnerBalance, error) {
 	if err != nil {
 		return ledger.PartnerBalance{}, err
 	}
-	b, err := c.s.cfg.Ledger.PartnerBalance(c.ctx, p["id"], c.r.PathValue("balanceId"))
+	b, err := c.s.cfg.Ledger.PartnerBalance(c.ctx, p.ID, c.r.PathValue("balanceId"))
 	if errors.Is(err, ledger.ErrNotFound) {
 		return b, errBalanceNotFound
 	}
@@ -228,71 +216,13 @@ type summary struct {
 // control tool, not something to poll; it is not an atomic snapshot while
 // authorizations run.
 func (s *Server) summaries(c *call) (int, any, error) {
-	rdb, keys := s.cfg.Ledger.Client(), s.cfg.Ledger.Keys()
-	partners, err := rdb.SMembers(c.ctx, keys.Partners()).Result()
+	sums, err := s.cfg.Ledger.Summaries(c.ctx)
 	if err != nil {
-		return 0, nil, fmt.Errorf("listing partners: %w", err)
+		return 0, nil, err
 	}
-	by := map[string]*summary{}
-	get := func(cur string) *summary {
-		if by[cur] == nil {
-			by[cur] = &summary{Currency: cur}
-		}
-		return by[cur]
+	out := make([]summary, 0, len(sums))
+	for _, v := range sums {
+		out = append(out, summary{Currency: v.Currency, Users: v.Users, Partners: v.Partners, Wallet: v.Users + v.Partners})
 	}
-	for _, pid := range partners {
-		pattern := globEscape(keys.Row(pid, "user_balances", "")) + "*"
-		rows, err := ledger.ScanKeys(c.ctx, rdb, pattern, "hash")
-		if err != nil {
-			return 0, nil, fmt.Errorf("scanning user balances: %w", err)
-		}
-		pipe := rdb.Pipeline()
-		cmds := make([]*redis.SliceCmd, len(rows))
-		for i, k := range rows {
-			cmds[i] = pipe.HMGet(c.ctx, k, "currency", "available", "held")
-		}
-		if len(rows) > 0 {
-			if _, err := pipe.Exec(c.ctx); err != nil {
-				return 0, nil, fmt.Errorf("reading user balances: %w", err)
-			}
-		}
-		for _, cmd := range cmds {
-			v, _ := cmd.Result()
-			cur, _ := v[0].(string)
-			if cur == "" {
-				continue
-			}
-			get(cur).Users += atoi(v[1]) + atoi(v[2])
-		}
-		ids, err := s.cfg.Ledger.PartnerBalanceIDs(c.ctx, pid)
-		if err != nil {
-			return 0, nil, err
-		}
-		for _, id := range ids {
-			b, err := s.cfg.Ledger.PartnerBalance(c.ctx, pid, id)
-			if err != nil {
-				return 0, nil, err
-			}
-			get(b.Currency).Partners += b.Available + b.Reserved
-		}
-	}
-	out := make([]summary, 0, len(by))
-	for _, v := range by {
-		v.Wallet = v.Users + v.Partners
-		out = append(out, *v)
-	}
-	slices.SortFunc(out, func(a, b summary) int { return strings.Compare(a.Currency, b.Currency) })
 	return http.StatusOK, map[string]any{"summaries": out, "asOf": s.now().UTC().Truncate(time.Millisecond)}, nil
-}
-
-func atoi(v any) int64 {
-	str, _ := v.(string)
-	n, _ := strconv.ParseInt(str, 10, 64)
-	return n
-}
-
-// globEscape escapes Redis SCAN MATCH metacharacters.
-func globEscape(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)
-	return r.Replace(s)
 }

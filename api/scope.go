@@ -33,19 +33,19 @@ func (c *call) customerIDs() (partnerID, customerID string, err error) {
 }
 
 // customer reads the customer in scope.
-func (c *call) customer() (partnerID string, row map[string]string, err error) {
+func (c *call) customer() (ledger.Customer, error) {
 	pid, cid, err := c.customerIDs()
 	if err != nil {
-		return "", nil, err
+		return ledger.Customer{}, err
 	}
 	if cid == "" {
-		return "", nil, errCustomerNotFound
+		return ledger.Customer{}, errCustomerNotFound
 	}
-	row, err = c.s.cfg.Ledger.Row(c.ctx, pid, "customers", cid)
+	cust, err := c.s.cfg.Ledger.Customer(c.ctx, pid, cid)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return "", nil, errCustomerNotFound
+		return ledger.Customer{}, errCustomerNotFound
 	}
-	return pid, row, err
+	return cust, err
 }
 
 // balance reads the user balance named by the path.
@@ -102,30 +102,30 @@ func (s *Server) partnerOf(c *call, id string, notFound error) (string, error) {
 }
 
 // partner reads the partner named by the path (admin) or the caller (secure).
-func (c *call) partner() (map[string]string, error) {
+func (c *call) partner() (ledger.Partner, error) {
 	pid := c.partnerID
 	if c.rt.ch == adminCh {
 		pid = c.r.PathValue("partnerId")
 	}
 	if pid == "" {
-		return nil, errPartnerNotFound
+		return ledger.Partner{}, errPartnerNotFound
 	}
-	row, err := c.s.cfg.Ledger.Row(c.ctx, pid, "partners", pid)
+	p, err := c.s.cfg.Ledger.Partner(c.ctx, pid)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return nil, errPartnerNotFound
+		return ledger.Partner{}, errPartnerNotFound
 	}
-	return row, err
+	return p, err
 }
 
 // verifiedCustomer is the customer in scope, who must have passed KYC to
 // be issued cards (409 KYC_NOT_VERIFIED otherwise).
 func (c *call) verifiedCustomer() (partnerID, customerID string, err error) {
-	pid, row, err := c.customer()
+	cust, err := c.customer()
 	if err != nil {
 		return "", "", err
 	}
-	if row["kyc_status"] != "VERIFIED" {
+	if cust.KYCStatus != "VERIFIED" {
 		return "", "", ledger.ErrKYCNotVerified
 	}
-	return pid, row["id"], nil
+	return cust.PartnerID, cust.ID, nil
 }

@@ -28,11 +28,10 @@ type customerView struct {
 	CreatedAt  time.Time `json:"createdAt"`
 }
 
-func customerOf(partnerID string, m map[string]string) customerView {
+func customerOf(c ledger.Customer) customerView {
 	return customerView{
-		ID: m["id"], PartnerID: partnerID, ExternalID: m["external_id"], FirstName: m["first_name"],
-		LastName: m["last_name"], Email: m["email"], Phone: m["phone"], KYCStatus: m["kyc_status"],
-		CreatedAt: msTime(m["created_at"]),
+		ID: c.ID, PartnerID: c.PartnerID, ExternalID: c.ExternalID, FirstName: c.FirstName,
+		LastName: c.LastName, Email: c.Email, Phone: c.Phone, KYCStatus: c.KYCStatus, CreatedAt: c.CreatedAt,
 	}
 }
 
@@ -56,10 +55,10 @@ type partnerView struct {
 	CreatedAt    time.Time `json:"createdAt"`
 }
 
-func partnerOf(m map[string]string) partnerView {
+func partnerOf(p ledger.Partner) partnerView {
 	return partnerView{
-		ID: m["id"], Name: m["name"], BIN: m["bin"], Currency: m["currency"],
-		FundingModel: m["funding_model"], DigitalFirst: m["digital_first"] == "true", CreatedAt: msTime(m["created_at"]),
+		ID: p.ID, Name: p.Name, BIN: p.BIN, Currency: p.Currency,
+		FundingModel: p.FundingModel, DigitalFirst: p.DigitalFirst, CreatedAt: p.CreatedAt,
 	}
 }
 

@@ -147,7 +147,7 @@ func (c *call) webhookPartner() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return p["id"], nil
+		return p.ID, nil
 	}
 	return c.partnerID, nil
 }
@@ -774,8 +774,8 @@ func (s *Server) cardEventData(ctx context.Context, partnerID string, seq int64,
 // customerEventData is the customer's id, external id and KYC status.
 func (s *Server) customerEventData(ctx context.Context, partnerID string, c pgstore.RowChange) any {
 	out := map[string]string{"id": c.ID}
-	if row, err := s.cfg.Ledger.Row(ctx, partnerID, "customers", c.ID); err == nil {
-		out["externalId"], out["kycStatus"] = row["external_id"], row["kyc_status"]
+	if cust, err := s.cfg.Ledger.Customer(ctx, partnerID, c.ID); err == nil {
+		out["externalId"], out["kycStatus"] = cust.ExternalID, cust.KYCStatus
 	}
 	if v, ok := c.Set["kyc_status"]; ok {
 		out["kycStatus"] = v

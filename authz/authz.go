@@ -4,8 +4,8 @@
 //
 // It imports no transport and no store. The ISO listener (package iso) turns
 // wire messages into a Request and a Decision back into an action code; the
-// ledger (package ledger) implements the Funds and Cards interfaces the
-// engine consumes.
+// ledger (package ledger) implements the interfaces the engine consumes
+// (Ledger, Velocity, CardLocks) and the Store of package authz/issuing.
 package authz
 
 import (

@@ -82,8 +82,8 @@ func TestCheckCardOrder(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := checkCard(tc.card(active), tc.de14, now); got != tc.want {
-				t.Fatalf("checkCard = %q, want %q", got, tc.want)
+			if got := CheckCard(tc.card(active), tc.de14, now); got != tc.want {
+				t.Fatalf("CheckCard = %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -96,7 +96,9 @@ const (
 func (r LockReason) Valid() bool { return r >= LockLost && r <= LockReplaced }
 
 // Irreversible reports whether a lock with this reason can never be removed
-// (reasons 1, 2, 5 and 8).
+// (reasons 1, 2, 5 and 8). The ledger's scripts that lock, unlock, replace
+// and activate cards apply the same set; a ledger test holds them to this
+// one.
 func (r LockReason) Irreversible() bool {
 	return r == LockLost || r == LockStolen || r == LockInactive || r == LockReplaced
 }

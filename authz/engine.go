@@ -320,7 +320,7 @@ func (e *Engine) decideOnce(ctx context.Context, req *Request, retry bool) (Deci
 	}
 
 	amount := req.Amount
-	reason := checkCard(card, req.Expiry, e.now())
+	reason := CheckCard(card, req.Expiry, e.now())
 	stale := retry && card.Cached
 	if reason != "" && stale {
 		return Decision{}, ErrCardChanged
@@ -376,9 +376,12 @@ func (e *Engine) decideOnce(ctx context.Context, req *Request, retry bool) (Deci
 	return e.fromFunds(base, res, card), nil
 }
 
-// checkCard runs the card profile checks in the documented order and
-// returns the first decline reason ("" when every check passed).
-func checkCard(card CardInfo, de14 string, now time.Time) Reason {
+// CheckCard runs the card profile checks in the documented order and
+// returns the first decline reason ("" when every check passed). The
+// ledger's reservation script checks the card again atomically by the same
+// rule, bar the expiry (removed, locked, not activated); a ledger test runs
+// both over every status, lock reason and expiry and fails when they differ.
+func CheckCard(card CardInfo, de14 string, now time.Time) Reason {
 	if card.Status == StatusRemoved {
 		return ReasonCardRemoved
 	}
@@ -693,8 +696,8 @@ func journalMeta(req *Request, card CardInfo) string {
 	return string(b)
 }
 
-// Currencies maps alpha ISO 4217 codes to numeric ones for the currencies
-// programs use; ParseCurrency accepts either form.
+// currencies maps alpha ISO 4217 codes to numeric ones for the currencies
+// programs use (NumericCurrency, AlphaCurrency, KnownCurrency).
 var currencies = map[string]string{
 	"EUR": "978", "USD": "840", "GBP": "826", "PLN": "985", "CHF": "756", "SEK": "752", "NOK": "578",
 	"DKK": "208", "CZK": "203", "HUF": "348", "RON": "946", "BGN": "975", "JPY": "392", "CAD": "124",

@@ -15,7 +15,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,8 +23,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
-	"github.com/antaca/antaca/cmd/antaca/app"
+	"github.com/antaca/antaca/authz/issuing"
+	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/simulator"
 )
 
@@ -87,6 +90,41 @@ type Options struct {
 
 	// Progress receives one line per phase; nil is silent.
 	Progress func(format string, args ...any)
+
+	// Start starts the switch under test (required). `antaca bench`
+	// passes the production wiring; the benchmark imports none.
+	Start StartSwitch
+}
+
+// StartSwitch starts a switch as c asks and returns it running.
+type StartSwitch func(ctx context.Context, c SwitchConfig) (*Switch, error)
+
+// SwitchConfig is the switch a run asks for: ISO and HTTP on loopback
+// ports the system chooses, its own Redis key prefix, Postgres database and
+// keys directory.
+type SwitchConfig struct {
+	RedisURL, DatabaseURL, KeyPrefix, KeysDir string
+	// AnswerAfter is the switch's mode (postgres or redis); DebugAddr
+	// serves its pprof when set.
+	AnswerAfter, DebugAddr string
+}
+
+// Switch is a running switch under test: where it listens and the parts
+// of it the run reads (the ledger to seed, Redis and Postgres to audit,
+// its metrics).
+type Switch struct {
+	ISOAddr     string
+	Ledger      *ledger.Ledger
+	Issuing     *issuing.Service
+	LookupToken func(pan string) string
+	Redis       redis.UniversalClient
+	Pool        *pgxpool.Pool
+	Metrics     prometheus.Gatherer
+	// FlushJournal waits until the write-behind has written every
+	// journal entry to Postgres.
+	FlushJournal func(context.Context) error
+	// Shutdown drains and stops the switch.
+	Shutdown func(context.Context) error
 }
 
 func (o *Options) defaults() {
@@ -364,6 +402,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown profile %q: want auth or mixed", o.Profile)
 	}
+	if o.Start == nil {
+		return nil, fmt.Errorf("no switch to start: Options.Start is nil")
+	}
 	began := time.Now()
 	res := &Result{Started: began.UTC(), Profile: prof.Name, Links: o.Links, Cards: o.Cards, InFlight: o.InFlight,
 		AnswerAfter: o.AnswerAfter, TargetP99: float64(o.TargetP99) / float64(time.Millisecond), Ratios: map[string]float64{}}
@@ -375,9 +416,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer sw.cleanup()
-	o.Progress("switch started: ISO %s, Redis prefix %s, database %s, answers after %s", sw.app.ISOAddr(), sw.prefix, sw.dbName, o.AnswerAfter)
+	o.Progress("switch started: ISO %s, Redis prefix %s, database %s, answers after %s", sw.ISOAddr, sw.prefix, sw.dbName, o.AnswerAfter)
 
-	cards, err := simulator.Seed(ctx, &simulator.DirectIssuer{Ledger: sw.app.Ledger, Issuing: sw.app.Issuing}, simulator.SeedOptions{
+	cards, err := simulator.Seed(ctx, &simulator.DirectIssuer{Ledger: sw.Ledger, Issuing: sw.Issuing}, simulator.SeedOptions{
 		Customers: o.Cards, Virtual: 1, Funds: userFunds, PartnerFunds: partnerFunds, Concurrency: 8,
 	})
 	if err != nil {
@@ -387,7 +428,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	var scripts []scriptCommand
 	if !o.SkipRedis {
-		if scripts, err = captureScripts(ctx, o.RedisURL, sw.prefix, sw.app.Keys.LookupToken, cards); err != nil {
+		if scripts, err = captureScripts(ctx, o.RedisURL, sw.prefix, sw.LookupToken, cards); err != nil {
 			return nil, fmt.Errorf("capturing the scripts: %w", err)
 		}
 	}
@@ -503,7 +544,7 @@ func (r *Result) addStep(st Step, rep *simulator.Report) {
 // switchUnderTest is a switch started for the run on its own key prefix,
 // database and keys directory.
 type switchUnderTest struct {
-	app     *app.App
+	*Switch
 	prefix  string
 	dbName  string
 	dbURL   string
@@ -530,30 +571,24 @@ func startSwitch(ctx context.Context, o Options) (*switchUnderTest, error) {
 	if sw.keysDir, err = os.MkdirTemp("", "antaca-bench-keys-"); err != nil {
 		return nil, err
 	}
-	cfg := app.DefaultConfig()
-	cfg.RedisURL, cfg.DatabaseURL, cfg.KeyPrefix = o.RedisURL, sw.dbURL, sw.prefix
-	cfg.ISOAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.KeysDir = filepath.Join(sw.keysDir, "keys")
-	cfg.AdminUser, cfg.AdminPassword = "bench", randomName("pw")
-	cfg.AnswerAfter, cfg.DebugAddr = o.AnswerAfter, o.DebugAddr
-	a, err := app.New(ctx, cfg, slog.New(slog.DiscardHandler))
+	running, err := o.Start(ctx, SwitchConfig{RedisURL: o.RedisURL, DatabaseURL: sw.dbURL, KeyPrefix: sw.prefix,
+		KeysDir: filepath.Join(sw.keysDir, "keys"), AnswerAfter: o.AnswerAfter, DebugAddr: o.DebugAddr})
 	if err != nil {
 		sw.cleanup()
 		return nil, fmt.Errorf("starting switch: %w", err)
 	}
-	a.Start(context.WithoutCancel(ctx))
-	sw.app = a
+	sw.Switch = running
 	return sw, nil
 }
 
 func (sw *switchUnderTest) stop() error {
-	if sw.stopped || sw.app == nil {
+	if sw.stopped || sw.Switch == nil {
 		return nil
 	}
 	sw.stopped = true
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	return sw.app.Shutdown(ctx)
+	return sw.Shutdown(ctx)
 }
 
 // cleanup stops the switch and removes its keys, database and key files.

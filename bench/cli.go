@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -14,15 +13,11 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 )
 
-// Command is `antaca bench`.
-func Command() *ffcli.Command {
-	return CommandWithOutput(os.Stdout, os.Stderr)
-}
-
-// CommandWithOutput is Command writing to stdout and stderr (tests).
-func CommandWithOutput(stdout, stderr io.Writer) *ffcli.Command {
+// Command is `antaca bench`, writing to stdout and stderr; start starts
+// the switch it measures.
+func Command(stdout, stderr io.Writer, start StartSwitch) *ffcli.Command {
 	fs := flag.NewFlagSet("antaca bench", flag.ContinueOnError)
-	var o Options
+	o := Options{Start: start}
 	fs.StringVar(&o.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for the switch and redis-benchmark (a fresh key prefix is used and removed)")
 	fs.StringVar(&o.AdminDatabaseURL, "admin-database-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 		"Postgres database to create the run's fresh databases from")

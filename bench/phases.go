@@ -22,7 +22,7 @@ import (
 // sampled), open loops, the CPU step (generator in a child process),
 // overload and recovery, then the audit.
 func runLoads(ctx context.Context, o Options, prof Profile, sw *switchUnderTest, cards *simulator.CardsFile, scripts []scriptCommand, res *Result) error {
-	n, err := simulator.Connect(ctx, simulator.NetworkConfig{Addr: sw.app.ISOAddr(), Links: o.Links})
+	n, err := simulator.Connect(ctx, simulator.NetworkConfig{Addr: sw.ISOAddr, Links: o.Links})
 	if err != nil {
 		return err
 	}
@@ -37,7 +37,7 @@ func runLoads(ctx context.Context, o Options, prof Profile, sw *switchUnderTest,
 
 	// Per-script calls, counted on the switch's own Redis client.
 	counter := newSHACounter()
-	sw.app.Redis.AddHook(counter)
+	sw.Redis.AddHook(counter)
 	names := map[string]string{}
 	for _, sc := range scripts {
 		names[sc.SHA] = sc.Name
@@ -48,18 +48,18 @@ func runLoads(ctx context.Context, o Options, prof Profile, sw *switchUnderTest,
 	settle(ctx, sw)
 
 	// Closed loop.
-	wb, err := pgstore.NewWriteBehind(pgstore.Options{Redis: sw.app.Redis, Keys: sw.app.Ledger.Keys(), Pool: sw.app.Pool})
+	wb, err := pgstore.NewWriteBehind(pgstore.Options{Redis: sw.Redis, Keys: sw.Ledger.Keys(), Pool: sw.Pool})
 	if err != nil {
 		return err
 	}
-	statsBefore, _ := commandStats(ctx, sw.app.Redis)
+	statsBefore, _ := commandStats(ctx, sw.Redis)
 	metricsBefore := journalMetrics(sw)
 	counter.take()
 	lagCtx, stopLag := context.WithCancel(ctx)
 	lags := sampleLag(lagCtx, wb)
 	rep := d.closedLoop(ctx, o.InFlight, o.ClosedLoop, fmt.Sprintf("closed loop, %d in flight", o.InFlight))
 	stopLag()
-	statsAfter, _ := commandStats(ctx, sw.app.Redis)
+	statsAfter, _ := commandStats(ctx, sw.Redis)
 	metricsAfter := journalMetrics(sw)
 	calls := counter.take()
 	res.ClosedLoop = loadResult(rep.Label, 0, rep, prof)
@@ -150,7 +150,7 @@ func runLoads(ctx context.Context, o Options, prof Profile, sw *switchUnderTest,
 func settle(ctx context.Context, sw *switchUnderTest) {
 	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	_ = sw.app.FlushJournal(fctx)
+	_ = sw.FlushJournal(fctx)
 	time.Sleep(500 * time.Millisecond)
 }
 
@@ -196,7 +196,7 @@ type journalSnapshot struct {
 
 func journalMetrics(sw *switchUnderTest) journalSnapshot {
 	var s journalSnapshot
-	mfs, err := sw.app.Registry.Gather()
+	mfs, err := sw.Metrics.Gather()
 	if err != nil {
 		return s
 	}
@@ -287,7 +287,7 @@ func measureCPU(ctx context.Context, o Options, prof Profile, sw *switchUnderTes
 		}
 		gen = []string{exe, "sim"}
 	}
-	args := append(slices.Clone(gen[1:]), "load", "--iso-addr", sw.app.ISOAddr(), "--links", strconv.Itoa(o.Links),
+	args := append(slices.Clone(gen[1:]), "load", "--iso-addr", sw.ISOAddr, "--links", strconv.Itoa(o.Links),
 		"--cards", cardsPath, "--keys-dir", filepath.Join(dir, "no-keys"), "--pin-share", "0",
 		"--rate", strconv.FormatFloat(o.CPURate, 'f', -1, 64), "--duration", o.CPUDuration.String(), "--timeout", o.Timeout.String(),
 		"--mix", prof.Mix.String(), "--min-amount", strconv.FormatInt(prof.MinAmount, 10), "--max-amount", strconv.FormatInt(prof.MaxAmount, 10),
@@ -296,7 +296,7 @@ func measureCPU(ctx context.Context, o Options, prof Profile, sw *switchUnderTes
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 
-	meter := startCPUMeter(ctx, sw.app.Redis, sw.dbURL)
+	meter := startCPUMeter(ctx, sw.Redis, sw.dbURL)
 	runErr := cmd.Run()
 	switchUS, redisUS, pgUS, wall := meter.stop(ctx)
 	if runErr != nil {
@@ -336,10 +336,10 @@ func audit(ctx context.Context, sw *switchUnderTest, refs []string) (*AuditResul
 	began := time.Now()
 	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := sw.app.FlushJournal(fctx); err != nil {
+	if err := sw.FlushJournal(fctx); err != nil {
 		return nil, err
 	}
-	rep, err := pgstore.Audit(fctx, sw.app.Redis, sw.app.Ledger.Keys(), sw.app.Pool)
+	rep, err := pgstore.Audit(fctx, sw.Redis, sw.Ledger.Keys(), sw.Pool)
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +348,7 @@ func audit(ctx context.Context, sw *switchUnderTest, refs []string) (*AuditResul
 	if len(a.Summary) > 2000 {
 		a.Summary = a.Summary[:2000] + "..."
 	}
-	rows, err := sw.app.Pool.Query(fctx, `SELECT r FROM unnest($1::text[]) AS r
+	rows, err := sw.Pool.Query(fctx, `SELECT r FROM unnest($1::text[]) AS r
 		WHERE NOT EXISTS (SELECT 1 FROM holds h WHERE h.reference = r)`, refs)
 	if err != nil {
 		return nil, fmt.Errorf("looking approvals up: %w", err)

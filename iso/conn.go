@@ -165,8 +165,14 @@ func (c *serverConn) readLoop() string {
 			return "unreadable MTI"
 		}
 
-		// A frame once read is always handled, draining or not; the
-		// wait for a slot is bounded by RequestTimeout.
+		// A frame once read is always handled, draining or not. With
+		// every slot taken the reader waits, and TCP pushes back on the
+		// peer, until a request in flight on this link is answered. That
+		// wait is not bounded by RequestTimeout: a decision is cut off at
+		// its deadline, but writing its answer (WriteTimeout per write)
+		// and undoing an approval that could not be sent come on top. The
+		// deadline of this frame runs from received, so one that waited
+		// past it is answered issuer unavailable.
 		c.slots <- struct{}{}
 		c.inflight.Add(1)
 		c.srv.m.inflight.Inc()

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/antaca/antaca/authz/issuing"
 )
 
 // Funding models of a partner program.
@@ -16,17 +18,9 @@ const (
 	FundingCredit  = "CREDIT"
 )
 
-// Partner is a card program: its BIN, currency and funding model.
-type Partner struct {
-	ID           string
-	Name         string
-	BIN          string
-	Currency     string
-	FundingModel string
-	// DigitalFirst lets the program print digital-first plastic copies
-	// of its virtual cards.
-	DigitalFirst bool
-}
+// Partner is a card program: its BIN, currency and funding model
+// (issuing.Partner).
+type Partner = issuing.Partner
 
 // CreatePartner creates a partner; ErrAlreadyExists when the id is taken,
 // ErrBINInUse when another partner owns the BIN. The BIN is claimed first
@@ -70,6 +64,19 @@ func (l *Ledger) CreatePartner(ctx context.Context, p Partner) error {
 		return fmt.Errorf("registering partner: %w", err)
 	}
 	return nil
+}
+
+// Partner reads a partner; ErrNotFound when absent.
+func (l *Ledger) Partner(ctx context.Context, id string) (Partner, error) {
+	m, err := l.row(ctx, id, "partners", id)
+	if err != nil {
+		return Partner{}, err
+	}
+	f := fields{what: "partner " + id}
+	return Partner{
+		ID: id, Name: m["name"], BIN: m["bin"], Currency: m["currency"], FundingModel: m["funding_model"],
+		DigitalFirst: m["digital_first"] == "true", CreatedAt: f.time("created_at", m["created_at"]),
+	}, f.err
 }
 
 // PartnerByBIN finds the partner whose program BIN prefixes pan (8, 7 then
@@ -149,20 +156,24 @@ func (l *Ledger) ReloadPartnerBalance(ctx context.Context, partnerID, id string,
 		return BalanceChange{}, mapScriptError("reloading partner balance", err)
 	}
 	r := toStrings(v)
-	return BalanceChange{PartnerBalanceID: id, Before: atoi(r[0]), After: atoi(r[1]), LowThreshold: atoi(r[2])}, nil
+	f := fields{what: "reload_partner_balance reply"}
+	c := BalanceChange{PartnerBalanceID: id, Before: f.int("before", r[0]), After: f.int("after", r[1]), LowThreshold: f.int("low_threshold", r[2])}
+	return c, f.err
 }
 
 // PartnerBalance reads a partner balance.
 func (l *Ledger) PartnerBalance(ctx context.Context, partnerID, id string) (PartnerBalance, error) {
-	m, err := l.Row(ctx, partnerID, "partner_balances", id)
+	m, err := l.row(ctx, partnerID, "partner_balances", id)
 	if err != nil {
 		return PartnerBalance{}, err
 	}
-	return PartnerBalance{
+	f := fields{what: "partner balance " + id}
+	b := PartnerBalance{
 		ID: id, PartnerID: partnerID, Type: m["type"], Currency: m["currency"],
-		Available: atoi(m["available"]), Reserved: atoi(m["reserved"]), Settled: atoi(m["settled"]),
-		LowThreshold: atoi(m["low_threshold"]), State: m["state"],
-	}, nil
+		Available: f.int("available", m["available"]), Reserved: f.int("reserved", m["reserved"]), Settled: f.int("settled", m["settled"]),
+		LowThreshold: f.int("low_threshold", m["low_threshold"]), State: m["state"],
+	}
+	return b, f.err
 }
 
 // PartnerBalanceIDs lists a partner's balance ids by type and currency.
@@ -185,6 +196,22 @@ func (l *Ledger) PartnerBalanceIDs(ctx context.Context, partnerID string) ([]str
 // Customer is a user of a partner program.
 type Customer struct {
 	ID, PartnerID, ExternalID, FirstName, LastName, Email, Phone, KYCStatus string
+	// CreatedAt is when the customer was registered (zero for one not
+	// read from the store).
+	CreatedAt time.Time
+}
+
+// Customer reads a customer; ErrNotFound when absent.
+func (l *Ledger) Customer(ctx context.Context, partnerID, id string) (Customer, error) {
+	m, err := l.row(ctx, partnerID, "customers", id)
+	if err != nil {
+		return Customer{}, err
+	}
+	f := fields{what: "customer " + id}
+	return Customer{
+		ID: id, PartnerID: partnerID, ExternalID: m["external_id"], FirstName: m["first_name"], LastName: m["last_name"],
+		Email: m["email"], Phone: m["phone"], KYCStatus: m["kyc_status"], CreatedAt: f.time("created_at", m["created_at"]),
+	}, f.err
 }
 
 // CreateCustomer registers a customer with KYC status NONE.
@@ -224,27 +251,36 @@ func (l *Ledger) ReloadUserBalance(ctx context.Context, partnerID, id string, am
 		return UserBalance{}, BalanceChange{}, mapScriptError("reloading user balance", err)
 	}
 	r := toStrings(v)
+	f := fields{what: "reload_user_balance reply"}
+	c := BalanceChange{PartnerBalanceID: r[1], Before: f.int("before", r[2]), After: f.int("after", r[3]), LowThreshold: f.int("low_threshold", r[4])}
+	if f.err != nil {
+		return UserBalance{}, BalanceChange{}, f.err
+	}
 	b, err := l.UserBalance(ctx, partnerID, id)
 	if err != nil {
 		return UserBalance{}, BalanceChange{}, err
 	}
-	return b, BalanceChange{PartnerBalanceID: r[1], Before: atoi(r[2]), After: atoi(r[3]), LowThreshold: atoi(r[4])}, nil
+	return b, c, nil
 }
 
 // UserBalance reads a user balance.
 func (l *Ledger) UserBalance(ctx context.Context, partnerID, id string) (UserBalance, error) {
-	m, err := l.Row(ctx, partnerID, "user_balances", id)
+	m, err := l.row(ctx, partnerID, "user_balances", id)
 	if err != nil {
 		return UserBalance{}, err
 	}
-	return userBalance(partnerID, id, m), nil
+	b, _, err := userBalance(partnerID, id, m)
+	return b, err
 }
 
-func userBalance(partnerID, id string, m map[string]string) UserBalance {
-	return UserBalance{
+// userBalance reads a user balance row, and when it was created.
+func userBalance(partnerID, id string, m map[string]string) (UserBalance, int64, error) {
+	f := fields{what: "user balance " + id}
+	b := UserBalance{
 		ID: id, PartnerID: partnerID, CustomerID: m["customer_id"], Currency: m["currency"], State: m["state"],
-		Available: atoi(m["available"]), Held: atoi(m["held"]), Posted: atoi(m["posted"]),
+		Available: f.int("available", m["available"]), Held: f.int("held", m["held"]), Posted: f.int("posted", m["posted"]),
 	}
+	return b, f.int("created_at", m["created_at"]), f.err
 }
 
 // CustomerBalances returns a customer's user balances, oldest first.
@@ -270,8 +306,12 @@ func (l *Ledger) CustomerBalances(ctx context.Context, partnerID, customerID str
 		if len(m) == 0 {
 			return nil, fmt.Errorf("balance %s of %s: %w", id, customerID, ErrNotFound)
 		}
-		out = append(out, userBalance(partnerID, id, m))
-		created[id] = atoi(m["created_at"])
+		b, at, err := userBalance(partnerID, id, m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+		created[id] = at
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
@@ -308,6 +348,7 @@ func (l *Ledger) Funding(ctx context.Context, partnerID, currency string) (int64
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return 0, fmt.Errorf("reading funding: %w", err)
 	}
-	n, _ := strconv.ParseInt(s, 10, 64)
-	return n, nil
+	f := fields{what: "funding " + partnerID + ":" + currency}
+	n := f.int("total_in", s)
+	return n, f.err
 }

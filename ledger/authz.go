@@ -322,7 +322,9 @@ func (e *Engine) RecordDecline(ctx context.Context, partnerID, key string, amoun
 		return authz.PriorAnswer{}, storeErr(mapScriptError("recording decline", err))
 	}
 	s := toStrings(v)
-	return authz.PriorAnswer{Reason: authz.Reason(s[0]), HoldID: s[1], Approved: atoi(s[2]), Available: atoi(s[3]), ApprovalCode: s[4]}, nil
+	f := fields{what: "record_decline reply"}
+	a := authz.PriorAnswer{Reason: authz.Reason(s[0]), HoldID: s[1], Approved: f.int("approved", s[2]), Available: f.int("available", s[3]), ApprovalCode: s[4]}
+	return a, storeErr(f.err)
 }
 
 // RecordPIN counts a PIN check on the card as read at version.

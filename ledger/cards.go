@@ -4,44 +4,26 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/antaca/antaca/authz/issuing"
 )
 
-// Card is a card row. It holds no PAN, CVV or PIN in clear: PANEnc and
-// CVVEnc are ciphertexts, PANHash the lookup token, PINVerifier one-way.
-type Card struct {
-	ID, PartnerID, CustomerID, BalanceID string
-	Type, Status                         string
-	LockReason                           int
-	LockSource                           string
-	PANEnc, PANHash, BIN, Last4, Expiry  string
-	CVVEnc, PINVerifier                  string
-	PINTries                             int
-	CopyOf                               string
-	Delivery                             string
-	// DeliveryState is ORDERED while a digital-first plastic waits for
-	// the bureau and PRODUCED once it is made ("" for other cards).
-	DeliveryState string
-	// LockRef is the requester's reference of a lock from outside.
-	LockRef string
-	// Replaces is the card this one replaces; ReplacedBy, on the old
-	// card, its replacement.
-	Replaces, ReplacedBy string
-	// BalanceCurrency is filled by CardByPANHash.
-	BalanceCurrency string
-	// Version is the row's version (v), bumped by every change.
-	Version int64
-}
+// Card is a card row (the card record package issuing declares, which
+// the ledger stores).
+type Card = issuing.CardRecord
 
-func cardFromMap(partnerID string, m map[string]string) Card {
-	return Card{
+func cardFromMap(partnerID string, m map[string]string) (Card, error) {
+	f := fields{what: "card " + m["id"]}
+	c := Card{
 		ID: m["id"], PartnerID: partnerID, CustomerID: m["customer_id"], BalanceID: m["balance_id"],
-		Type: m["type"], Status: m["status"], LockReason: int(atoi(m["lock_reason"])), LockSource: m["lock_source"],
+		Type: m["type"], Status: m["status"], LockReason: int(f.int("lock_reason", m["lock_reason"])), LockSource: m["lock_source"],
 		PANEnc: m["pan_enc"], PANHash: m["pan_hash"], BIN: m["bin"], Last4: m["last4"], Expiry: m["expiry"],
-		CVVEnc: m["cvv_enc"], PINVerifier: m["pin_verifier"], PINTries: int(atoi(m["pin_tries"])),
+		CVVEnc: m["cvv_enc"], PINVerifier: m["pin_verifier"], PINTries: int(f.int("pin_tries", m["pin_tries"])),
 		CopyOf: m["copy_of"], Delivery: m["delivery"], BalanceCurrency: m["balance_currency"],
 		DeliveryState: m["delivery_state"], LockRef: m["lock_ref"], Replaces: m["replaces"], ReplacedBy: m["replaced_by"],
-		Version: atoi(m["v"]),
+		Version: f.int("v", m["v"]),
 	}
+	return c, f.err
 }
 
 // CreateCard stores a new card under a customer's balance. A card with
@@ -65,7 +47,7 @@ func (l *Ledger) Card(ctx context.Context, partnerID, id string) (Card, error) {
 	if len(m) == 0 {
 		return Card{}, fmt.Errorf("reading card: %w", ErrCardNotFound)
 	}
-	return cardFromMap(partnerID, m), nil
+	return cardFromMap(partnerID, m)
 }
 
 // CardByPANHash finds the card a PAN lookup token belongs to, with its
@@ -83,17 +65,12 @@ func (l *Ledger) CardByPANHash(ctx context.Context, partnerID, panHash string) (
 	for i := 0; i+1 < len(s); i += 2 {
 		m[s[i]] = s[i+1]
 	}
-	return cardFromMap(partnerID, m), nil
+	return cardFromMap(partnerID, m)
 }
 
 // CardUpdate moves a card through its life cycle and/or sets columns
-// (cvv_enc, pin_verifier, pin_tries, delivery, expiry).
-type CardUpdate struct {
-	From  []string // allowed current statuses; empty: any but REMOVED
-	To    string   // new status; empty: unchanged
-	Event string   // journal event type
-	Set   map[string]string
-}
+// (issuing.CardUpdate).
+type CardUpdate = issuing.CardUpdate
 
 // UpdateCard applies u atomically and returns the previous status.
 func (l *Ledger) UpdateCard(ctx context.Context, partnerID, id string, u CardUpdate) (string, error) {
@@ -165,7 +142,9 @@ func (l *Ledger) RecordPINAt(ctx context.Context, partnerID, cardID string, corr
 		return 0, 0, 0, mapScriptError("recording PIN check", err)
 	}
 	s := toStrings(v)
-	return int(atoi(s[0])), int(atoi(s[1])), atoi(s[2]), nil
+	f := fields{what: "pin_result reply"}
+	tries, lock, after = int(f.int("tries", s[0])), int(f.int("lock", s[1])), f.int("version", s[2])
+	return tries, lock, after, f.err
 }
 
 // CardsOfBalance lists the cards issued under a balance.

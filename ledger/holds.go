@@ -65,12 +65,14 @@ func (l *Ledger) Reserve(ctx context.Context, r Reservation) (ReservationResult,
 		return ReservationResult{}, mapScriptError("reserving funds", err)
 	}
 	s := toStrings(v)
+	f := fields{what: "reserve reply"}
 	res := ReservationResult{
-		Reason: s[0], HoldID: s[1], Approved: atoi(s[2]), Available: atoi(s[3]), ApprovalCode: s[4],
+		Reason: s[0], HoldID: s[1], Approved: f.int("approved", s[2]), Available: f.int("available", s[3]), ApprovalCode: s[4],
 		Duplicate: s[5] == "1",
-		Partner:   BalanceChange{PartnerBalanceID: s[6], Before: atoi(s[7]), After: atoi(s[8]), LowThreshold: atoi(s[9])},
+		Partner: BalanceChange{PartnerBalanceID: s[6], Before: f.int("partner before", s[7]), After: f.int("partner after", s[8]),
+			LowThreshold: f.int("low_threshold", s[9])},
 	}
-	return res, nil
+	return res, f.err
 }
 
 // ForcePost posts an amount the network already approved (a stand-in
@@ -83,7 +85,8 @@ func (l *Ledger) ForcePost(ctx context.Context, r Reservation) (ReservationResul
 		return ReservationResult{}, mapScriptError("posting advice", err)
 	}
 	s := toStrings(v)
-	return ReservationResult{Reason: "ADVICE_ACCEPTED", HoldID: s[0], Approved: r.Amount, Available: atoi(s[1]), Duplicate: s[2] == "1", ApprovalCode: r.ApprovalCode}, nil
+	f := fields{what: "force_post reply"}
+	return ReservationResult{Reason: "ADVICE_ACCEPTED", HoldID: s[0], Approved: r.Amount, Available: f.int("available", s[1]), Duplicate: s[2] == "1", ApprovalCode: r.ApprovalCode}, f.err
 }
 
 // Settlement is the result of a capture or a void.
@@ -108,7 +111,8 @@ func (l *Ledger) Capture(ctx context.Context, partnerID, holdID string, amount i
 		return Settlement{}, mapScriptError("capturing hold", err)
 	}
 	s := toStrings(v)
-	return Settlement{Captured: atoi(s[0]), Released: atoi(s[1]), Available: atoi(s[2]), State: "CAPTURED", Duplicate: s[3] == "1"}, nil
+	d := fields{what: "capture reply"}
+	return Settlement{Captured: d.int("captured", s[0]), Released: d.int("released", s[1]), Available: d.int("available", s[2]), State: "CAPTURED", Duplicate: s[3] == "1"}, d.err
 }
 
 // Void releases amount of an open hold (0: all that remains). With
@@ -124,7 +128,8 @@ func (l *Ledger) Void(ctx context.Context, partnerID, holdID string, amount int6
 		return Settlement{}, mapScriptError("voiding hold", err)
 	}
 	s := toStrings(v)
-	return Settlement{Released: atoi(s[0]), Available: atoi(s[1]), State: s[2], Duplicate: s[3] == "1"}, nil
+	f := fields{what: "void reply"}
+	return Settlement{Released: f.int("released", s[0]), Available: f.int("available", s[1]), State: s[2], Duplicate: s[3] == "1"}, f.err
 }
 
 // Refund credits a user balance with money from outside.
@@ -136,7 +141,8 @@ func (l *Ledger) Refund(ctx context.Context, r Reservation) (ReservationResult, 
 		return ReservationResult{}, mapScriptError("refunding", err)
 	}
 	s := toStrings(v)
-	return ReservationResult{Reason: "APPROVED", Available: atoi(s[0]), Duplicate: s[1] == "1", HoldID: s[2], Approved: r.Amount, ApprovalCode: r.ApprovalCode}, nil
+	f := fields{what: "refund reply"}
+	return ReservationResult{Reason: "APPROVED", Available: f.int("available", s[0]), Duplicate: s[1] == "1", HoldID: s[2], Approved: r.Amount, ApprovalCode: r.ApprovalCode}, f.err
 }
 
 // ExpireHolds releases a partner's open holds older than maxAge, at most
@@ -168,20 +174,22 @@ func (h Hold) Remaining() int64 {
 
 // Hold reads a hold.
 func (l *Ledger) Hold(ctx context.Context, partnerID, id string) (Hold, error) {
-	m, err := l.Row(ctx, partnerID, "holds", id)
+	m, err := l.row(ctx, partnerID, "holds", id)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return Hold{}, fmt.Errorf("reading hold %q: %w", id, ErrHoldNotFound)
 		}
 		return Hold{}, err
 	}
-	return Hold{
+	f := fields{what: "hold " + id}
+	h := Hold{
 		ID: id, PartnerID: partnerID, BalanceID: m["balance_id"], CardID: m["card_id"],
 		PartnerBalanceID: m["partner_balance_id"], Currency: m["currency"], State: m["state"],
 		IdempotencyKey: m["idem_key"], ApprovalCode: m["approval_code"], TxnType: m["txn_type"],
-		Amount: atoi(m["amount"]), Captured: atoi(m["captured"]), Released: atoi(m["released"]),
-		CreatedMS: atoi(m["created_ms"]), ClosedMS: atoi(m["closed_ms"]),
-	}, nil
+		Amount: f.int("amount", m["amount"]), Captured: f.int("captured", m["captured"]), Released: f.int("released", m["released"]),
+		CreatedMS: f.int("created_ms", m["created_ms"]), ClosedMS: f.int("closed_ms", m["closed_ms"]),
+	}
+	return h, f.err
 }
 
 // StoredAnswer is what an idempotency key holds.
@@ -199,10 +207,15 @@ func (l *Ledger) Answer(ctx context.Context, partnerID, key string) (StoredAnswe
 	if len(m) == 0 {
 		return StoredAnswer{}, false, nil
 	}
-	return StoredAnswer{
+	f := fields{what: "stored answer"}
+	a := StoredAnswer{
 		Kind: m["kind"], Reason: m["reason"], HoldID: m["hold"], ApprovalCode: m["approval"],
-		Amount: atoi(m["amount"]), Approved: atoi(m["approved"]), Available: atoi(m["available"]),
-	}, true, nil
+		Amount: f.int("amount", m["amount"]), Approved: f.int("approved", m["approved"]), Available: f.int("available", m["available"]),
+	}
+	if f.err != nil {
+		return StoredAnswer{}, false, f.err
+	}
+	return a, true, nil
 }
 
 // HoldByReference finds a hold by its second key (RRN + PAN token).

@@ -7,15 +7,15 @@ package ledger
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/antaca/antaca/authz"
 )
 
 // Ledger runs the scripts on one go-redis client. The client interface is
@@ -78,9 +78,6 @@ func New(rdb redis.UniversalClient, opts Options) (*Ledger, error) {
 // Keys returns the key layout.
 func (l *Ledger) Keys() Keys { return l.keys }
 
-// Client returns the Redis client.
-func (l *Ledger) Client() redis.UniversalClient { return l.rdb }
-
 // Preload loads every script into Redis so the first authorization does not
 // pay for it. Scripts survive a Redis restart anyway: go-redis falls back
 // from EVALSHA to EVAL on NOSCRIPT.
@@ -93,12 +90,9 @@ func (l *Ledger) Preload(ctx context.Context) error {
 	return nil
 }
 
-// NewID returns a random id with a type prefix, e.g. "hld_9f2c...".
-func NewID(prefix string) string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return prefix + "_" + hex.EncodeToString(b)
-}
+// NewID returns a random id with a type prefix, e.g. "hld_9f2c..."
+// (authz.NewID).
+func NewID(prefix string) string { return authz.NewID(prefix) }
 
 // run runs a script that changes state; its answer waits for durability
 // (see runWith).
@@ -136,18 +130,6 @@ func (l *Ledger) PartnerOf(ctx context.Context, id string) (string, error) {
 	return p, nil
 }
 
-// Row reads one row as a map of columns; ErrNotFound when absent.
-func (l *Ledger) Row(ctx context.Context, partnerID, table, id string) (map[string]string, error) {
-	m, err := l.rdb.HGetAll(ctx, l.keys.Row(partnerID, table, id)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("reading %s %q: %w", table, id, err)
-	}
-	if len(m) == 0 {
-		return nil, fmt.Errorf("reading %s %q: %w", table, id, ErrNotFound)
-	}
-	return m, nil
-}
-
 // Ready reports whether Redis holds the state (set on first use and after a rebuild).
 func (l *Ledger) Ready(ctx context.Context) (bool, error) {
 	n, err := l.rdb.Exists(ctx, l.keys.Ready()).Result()
@@ -159,9 +141,37 @@ func (l *Ledger) MarkReady(ctx context.Context) error {
 	return l.rdb.Set(ctx, l.keys.Ready(), l.now().UTC().Format(time.RFC3339), 0).Err()
 }
 
-func atoi(s string) int64 {
-	n, _ := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+// fields decodes the integer columns of a row, or the integers of a
+// script's reply. A field that holds anything but an integer is an error
+// (ErrMalformed, naming the field, never its value), not a silent 0: an
+// amount read as 0 would misstate a balance. An empty field, a column the
+// row does not have, is 0.
+type fields struct {
+	what string // the row or reply, for the error
+	err  error
+}
+
+// ErrMalformed says a row or a script's reply holds a field that is not
+// what it must be: a corrupt row, or a script out of step with this code.
+var ErrMalformed = errors.New("malformed field")
+
+func (f *fields) int(name, s string) int64 {
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil && f.err == nil {
+		f.err = fmt.Errorf("%s: %s: %w", f.what, name, ErrMalformed)
+	}
 	return n
+}
+
+// time reads a time column (Unix milliseconds); zero when empty.
+func (f *fields) time(name, s string) time.Time {
+	if s == "" {
+		return time.Time{}
+	}
+	return time.UnixMilli(f.int(name, s)).UTC()
 }
 
 // toStrings converts a script's array reply to strings.

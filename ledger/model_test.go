@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/ledger/ledgertest"
 )
 
 // refModel is a plain Go reference of the ledger's money rules.
@@ -110,8 +111,8 @@ func TestRandomizedAgainstModel(t *testing.T) {
 			t.Logf("seed %d", seed)
 			rng := rand.New(rand.NewPCG(seed, 7))
 			clock := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-			rdbLedger := newLedger(t)
-			l, err := ledger.New(rdbLedger.Client(), ledger.Options{Prefix: rdbLedger.Keys().Prefix, Now: func() time.Time { return clock }})
+			rdb, prefix := ledgertest.MustRedis(t)
+			l, err := ledger.New(rdb, ledger.Options{Prefix: prefix, Now: func() time.Time { return clock }})
 			must(t, err)
 			ctx := context.Background()
 			p := newProgram(t, l, model, 50_000, 0)

@@ -1,23 +1,14 @@
 package ledger
 
-import "context"
+import (
+	"context"
 
-// Replacement is a new card replacing an old one (ReplaceCard). The new
-// card's customer and balance are the old card's.
-type Replacement struct {
-	OldID string
-	// New is the new card: ID, Type (the old card's), Status, PAN and
-	// CVV2 ciphertexts and lookup token, BIN, Last4, Expiry, Delivery,
-	// DeliveryState. Its other fields are ignored.
-	New Card
-	// KeepOld leaves the old card working until the new one is activated
-	// (ActivateCard locks it then); otherwise it is locked with reason 8
-	// at once.
-	KeepOld bool
-	// Source is who ordered the replacement (CUSTOMER, PARTNER, ADMIN),
-	// recorded as the old card's lock source.
-	Source string
-}
+	"github.com/antaca/antaca/authz/issuing"
+)
+
+// Replacement is a new card replacing an old one (ReplaceCard); see
+// issuing.Replacement.
+type Replacement = issuing.Replacement
 
 // ReplaceCard issues r.New and marks the old card replaced (locked with
 // reason 8 unless r.KeepOld) in one atomic step. It returns the old card's

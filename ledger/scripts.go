@@ -7,6 +7,9 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/antaca/antaca/authz"
+	"github.com/antaca/antaca/authz/issuing"
 )
 
 //go:embed lua/*.lua
@@ -42,7 +45,9 @@ func loadScripts() (map[string]*redis.Script, error) {
 	return out, nil
 }
 
-// Errors the scripts return; callers branch on them with errors.Is.
+// Errors the scripts return; callers branch on them with errors.Is. The
+// card errors are package authz's and issuing's, so that the domain
+// branches on them without importing the ledger.
 var (
 	ErrNotFound                 = errors.New("not found")
 	ErrAlreadyExists            = errors.New("already exists")
@@ -55,11 +60,11 @@ var (
 	ErrHoldClosed               = errors.New("hold already resolved")
 	ErrAmountExceedsHold        = errors.New("amount exceeds what remains of the hold")
 	ErrCardNotFound             = errors.New("card not found")
-	ErrCardRemoved              = errors.New("card is removed")
-	ErrInvalidTransition        = errors.New("invalid card state transition")
-	ErrLockIrreversible         = errors.New("card lock is irreversible")
+	ErrCardRemoved              = issuing.ErrCardRemoved
+	ErrInvalidTransition        = authz.ErrInvalidTransition
+	ErrLockIrreversible         = authz.ErrLockIrreversible
 	ErrCardNotLocked            = errors.New("card is not locked")
-	ErrPANExists                = errors.New("PAN already issued")
+	ErrPANExists                = issuing.ErrPANExists
 	ErrPartnerNotFound          = errors.New("partner not found")
 	ErrBINInUse                 = errors.New("BIN belongs to another partner")
 	ErrCustomerNotFound         = errors.New("customer not found")
@@ -67,7 +72,7 @@ var (
 	ErrCardChanged              = errors.New("card changed since it was read")
 	ErrBalanceLimit             = errors.New("balance would exceed the largest amount the wire can carry")
 	ErrInvalidColumn            = errors.New("column cannot be set this way")
-	ErrCardReplaced             = errors.New("card already replaced")
+	ErrCardReplaced             = issuing.ErrCardReplaced
 )
 
 var scriptErrors = map[string]error{

@@ -10,7 +10,6 @@ import (
 
 	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/authz/issuing"
-	"github.com/antaca/antaca/ledger"
 )
 
 // BureauAPI is what the personalisation bureau needs from the platform:
@@ -124,32 +123,18 @@ func RunBureau(ctx context.Context, api BureauAPI, cfg BureauConfig) (int, error
 }
 
 // BureauOrders lists the plastics waiting for the bureau, of every partner,
-// by scanning the card rows in Redis (the in-process counterpart of the
-// API's bureau list): ordered physical cards, and digital-first copies not
-// yet produced (blank plastics).
+// read from the ledger (the in-process counterpart of the API's bureau
+// list): ordered physical cards, and digital-first copies not yet produced
+// (blank plastics).
 func (d *DirectIssuer) BureauOrders(ctx context.Context) ([]BureauOrder, error) {
-	rdb := d.Ledger.Client()
-	pattern := d.Ledger.Keys().Prefix + ":{p:*}:cards:*"
-	var out []BureauOrder
-	keys, err := ledger.ScanKeys(ctx, rdb, pattern, "hash")
+	cards, err := d.Ledger.ScanCards(ctx, issuing.WaitsForBureau)
 	if err != nil {
 		return nil, fmt.Errorf("listing ordered cards: %w", err)
 	}
-	for _, k := range keys {
-		vals, err := rdb.HMGet(ctx, k, "id", "partner_id", "customer_id", "type", "status", "delivery_state").Result()
-		if err != nil {
-			return nil, fmt.Errorf("listing ordered cards: %w", err)
-		}
-		s := make([]string, len(vals))
-		for i, v := range vals {
-			s[i], _ = v.(string)
-		}
-		switch {
-		case s[3] == string(authz.CardPhysical) && s[4] == string(authz.StatusOrdered):
-			out = append(out, BureauOrder{CardID: s[0], PartnerID: s[1], CustomerID: s[2], Status: s[4]})
-		case s[3] == string(authz.CardDigitalFirst) && s[4] != string(authz.StatusRemoved) && s[5] == issuing.DeliveryOrdered:
-			out = append(out, BureauOrder{CardID: s[0], PartnerID: s[1], CustomerID: s[2], Status: s[4], Blank: true})
-		}
+	out := make([]BureauOrder, 0, len(cards))
+	for _, c := range cards {
+		out = append(out, BureauOrder{CardID: c.ID, PartnerID: c.PartnerID, CustomerID: c.CustomerID, Status: c.Status,
+			Blank: c.Type == string(authz.CardDigitalFirst)})
 	}
 	return out, nil
 }

@@ -182,7 +182,7 @@ func (f *issuerFlags) issuer(keys *cardcrypto.Keys) (interface {
 			_ = rdb.Close()
 			return nil, nil, err
 		}
-		return &DirectIssuer{Ledger: l, Issuing: &issuing.Service{Ledger: l, Keys: keys}}, func() { _ = rdb.Close() }, nil
+		return &DirectIssuer{Ledger: l, Issuing: &issuing.Service{Store: l, Keys: keys}}, func() { _ = rdb.Close() }, nil
 	}
 	cfg := RESTConfig{BaseURL: f.apiURL, AdminUser: f.adminUser, AdminPassword: f.adminPassword, CertDir: f.certDir}
 	if f.apiCA != "" {

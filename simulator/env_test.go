@@ -5,10 +5,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/antaca/antaca/authz/cardcrypto"
 	"github.com/antaca/antaca/cmd/antaca/app"
@@ -139,23 +140,23 @@ func (s *testSwitch) audit(t testing.TB) {
 	if !rep.OK() {
 		t.Errorf("Redis and Postgres disagree after the run:\n%s", rep)
 	}
-	checkMoney(ctx, t, s.App.Ledger)
+	checkMoney(ctx, t, s.App.Redis, s.App.Ledger)
 }
 
 // checkMoney checks the money identity for every partner and currency of
-// l, reading balances and funding through the ledger. It fails when there
-// is no partner or no money at all, so that it cannot pass vacuously.
-func checkMoney(ctx context.Context, t testing.TB, l *ledger.Ledger) {
+// l, reading balances and funding through the ledger (the row ids from
+// their keys in rdb). It fails when there is no partner or no money at
+// all, so that it cannot pass vacuously.
+func checkMoney(ctx context.Context, t testing.TB, rdb redis.UniversalClient, l *ledger.Ledger) {
 	t.Helper()
-	rdb, keys := l.Client(), l.Keys()
-	partners, err := rdb.SMembers(ctx, keys.Partners()).Result()
+	keys := l.Keys()
+	partners, err := l.PartnerIDs(ctx)
 	if err != nil {
 		t.Fatalf("listing partners: %v", err)
 	}
 	if len(partners) == 0 {
 		t.Fatal("money check: the ledger has no partner")
 	}
-	sort.Strings(partners)
 	// ids lists the ids of a partner's rows of a table, from their keys.
 	ids := func(pid, table string) []string {
 		base := keys.Row(pid, table, "")

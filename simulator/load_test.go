@@ -202,7 +202,7 @@ func TestLoadTimeoutsAreReversed(t *testing.T) {
 		<-served
 	})
 
-	iss := &simulator.DirectIssuer{Ledger: l, Issuing: &issuing.Service{Ledger: l, Keys: keys}}
+	iss := &simulator.DirectIssuer{Ledger: l, Issuing: &issuing.Service{Store: l, Keys: keys}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cards, err := simulator.Seed(ctx, iss, simulator.SeedOptions{Customers: 2, Funds: 1_000_000, Virtual: 2, PartnerFunds: 1_000_000_000})

@@ -29,10 +29,9 @@ import (
 
 	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/authz/cardcrypto"
-	"github.com/antaca/antaca/ledger"
 )
 
-// Errors callers branch on (besides the ledger's).
+// Errors callers branch on (besides the Store's).
 var (
 	ErrWrongCardType = errors.New("operation not available for this card type")
 	ErrInvalidPIN    = errors.New("PIN must be 4 to 12 digits")
@@ -50,8 +49,8 @@ const (
 
 // Service issues and manages cards.
 type Service struct {
-	Ledger *ledger.Ledger
-	Keys   *cardcrypto.Keys
+	Store Store
+	Keys  *cardcrypto.Keys
 	// Rand is the randomness for PANs and CVV2s (crypto/rand when nil).
 	Rand io.Reader
 	// Now is the clock (time.Now when nil).
@@ -111,7 +110,7 @@ func (s *Service) now() time.Time {
 }
 
 // view builds the API view of a card row; for a copy, state comes from the original.
-func view(c, state ledger.Card) Card {
+func view(c, state CardRecord) Card {
 	v := Card{
 		ID: c.ID, Type: authz.CardType(c.Type), Status: authz.CardStatus(stateStatus(c, state)),
 		LockReason: state.LockReason, Last4: c.Last4, Expiry: expiryMonth(c.Expiry),
@@ -126,7 +125,7 @@ func view(c, state ledger.Card) Card {
 
 // deliveryState is where a plastic is: a physical card's follows its life
 // cycle, a digital-first copy's is on its row.
-func deliveryState(c ledger.Card) string {
+func deliveryState(c CardRecord) string {
 	switch authz.CardType(c.Type) {
 	case authz.CardPhysical:
 		if c.Status == string(authz.StatusOrdered) {
@@ -141,7 +140,7 @@ func deliveryState(c ledger.Card) string {
 
 // WaitsForBureau reports whether a card's plastic is still to be made: an
 // ordered physical card, or a digital-first copy not yet produced.
-func WaitsForBureau(c ledger.Card) bool {
+func WaitsForBureau(c CardRecord) bool {
 	switch authz.CardType(c.Type) {
 	case authz.CardPhysical:
 		return c.Status == string(authz.StatusOrdered)
@@ -151,7 +150,7 @@ func WaitsForBureau(c ledger.Card) bool {
 	return false
 }
 
-func stateStatus(c, state ledger.Card) string {
+func stateStatus(c, state CardRecord) string {
 	if c.Status == string(authz.StatusRemoved) || state.Status == string(authz.StatusRemoved) {
 		return string(authz.StatusRemoved)
 	}
@@ -187,10 +186,10 @@ func (s *Service) Get(ctx context.Context, partnerID, cardID string) (Card, erro
 }
 
 // View returns the view of a card row already read (e.g. listed under a balance).
-func (s *Service) View(ctx context.Context, c ledger.Card) (Card, error) {
+func (s *Service) View(ctx context.Context, c CardRecord) (Card, error) {
 	state := c
 	if c.CopyOf != "" {
-		o, err := s.Ledger.Card(ctx, c.PartnerID, c.CopyOf)
+		o, err := s.Store.Card(ctx, c.PartnerID, c.CopyOf)
 		if err != nil {
 			return Card{}, err
 		}
@@ -201,14 +200,14 @@ func (s *Service) View(ctx context.Context, c ledger.Card) (Card, error) {
 
 // load returns the card and the row that carries its state (itself, or the
 // original of a digital-first copy).
-func (s *Service) load(ctx context.Context, partnerID, cardID string) (card, state ledger.Card, err error) {
-	card, err = s.Ledger.Card(ctx, partnerID, cardID)
+func (s *Service) load(ctx context.Context, partnerID, cardID string) (card, state CardRecord, err error) {
+	card, err = s.Store.Card(ctx, partnerID, cardID)
 	if err != nil {
 		return card, card, err
 	}
 	state = card
 	if card.CopyOf != "" {
-		state, err = s.Ledger.Card(ctx, partnerID, card.CopyOf)
+		state, err = s.Store.Card(ctx, partnerID, card.CopyOf)
 		if err != nil {
 			return card, state, fmt.Errorf("reading original of digital-first card: %w", err)
 		}
@@ -217,11 +216,11 @@ func (s *Service) load(ctx context.Context, partnerID, cardID string) (card, sta
 }
 
 func (s *Service) newPAN(ctx context.Context, partnerID string) (pan, bin string, err error) {
-	p, err := s.Ledger.Row(ctx, partnerID, "partners", partnerID)
+	p, err := s.Store.Partner(ctx, partnerID)
 	if err != nil {
 		return "", "", fmt.Errorf("reading partner: %w", err)
 	}
-	bin = p["bin"]
+	bin = p.BIN
 	if bin == "" {
 		return "", "", ErrNoBIN
 	}
@@ -249,7 +248,7 @@ func (s *Service) expiry() string {
 
 // draw makes the card data of a new card: a fresh PAN under the partner's
 // BIN, a CVV2, their ciphertexts and lookup token, and the expiry.
-func (s *Service) draw(ctx context.Context, partnerID string) (c ledger.Card, pan, cvv string, err error) {
+func (s *Service) draw(ctx context.Context, partnerID string) (c CardRecord, pan, cvv string, err error) {
 	pan, bin, err := s.newPAN(ctx, partnerID)
 	if err != nil {
 		return c, "", "", err
@@ -265,29 +264,29 @@ func (s *Service) draw(ctx context.Context, partnerID string) (c ledger.Card, pa
 	if err != nil {
 		return c, "", "", err
 	}
-	return ledger.Card{PartnerID: partnerID, PANEnc: panEnc, PANHash: s.Keys.LookupToken(pan), BIN: bin,
+	return CardRecord{PartnerID: partnerID, PANEnc: panEnc, PANHash: s.Keys.LookupToken(pan), BIN: bin,
 		Last4: pan[len(pan)-4:], Expiry: s.expiry(), CVVEnc: cvvEnc}, pan, cvv, nil
 }
 
 // issue creates a card row with a fresh, unique PAN and CVV2 under the id
 // given (a new one when empty).
-func (s *Service) issue(ctx context.Context, id, partnerID, customerID, balanceID string, typ authz.CardType, status authz.CardStatus, delivery string) (ledger.Card, FullData, error) {
+func (s *Service) issue(ctx context.Context, id, partnerID, customerID, balanceID string, typ authz.CardType, status authz.CardStatus, delivery string) (CardRecord, FullData, error) {
 	if id == "" {
-		id = ledger.NewID("crd")
+		id = authz.NewID("crd")
 	}
 	for attempt := 0; ; attempt++ {
 		c, pan, cvv, err := s.draw(ctx, partnerID)
 		if err != nil {
-			return ledger.Card{}, FullData{}, err
+			return CardRecord{}, FullData{}, err
 		}
 		c.ID, c.CustomerID, c.BalanceID = id, customerID, balanceID
 		c.Type, c.Status, c.Delivery = string(typ), string(status), delivery
-		err = s.Ledger.CreateCard(ctx, c)
-		if errors.Is(err, ledger.ErrPANExists) && attempt < 5 {
+		err = s.Store.CreateCard(ctx, c)
+		if errors.Is(err, ErrPANExists) && attempt < 5 {
 			continue // a collision in the BIN's space: draw again
 		}
 		if err != nil {
-			return ledger.Card{}, FullData{}, err
+			return CardRecord{}, FullData{}, err
 		}
 		return c, FullData{ID: c.ID, Type: c.Type, CardNo: pan, Exp: expiryDate(c.Expiry), CVV: cvv}, nil
 	}
@@ -320,17 +319,17 @@ func (s *Service) OrderPhysical(ctx context.Context, partnerID, customerID, bala
 }
 
 func (s *Service) transition(ctx context.Context, partnerID, cardID string, from, to authz.CardStatus, event string) (Card, error) {
-	c, err := s.Ledger.Card(ctx, partnerID, cardID)
+	c, err := s.Store.Card(ctx, partnerID, cardID)
 	if err != nil {
 		return Card{}, err
 	}
 	if err := authz.CheckTransition(authz.CardType(c.Type), authz.CardStatus(c.Status), to); err != nil {
 		if authz.CardStatus(c.Status) == authz.StatusRemoved {
-			return Card{}, ledger.ErrCardRemoved
+			return Card{}, ErrCardRemoved
 		}
-		return Card{}, fmt.Errorf("%w: %w", ledger.ErrInvalidTransition, err)
+		return Card{}, err
 	}
-	if _, err := s.Ledger.UpdateCard(ctx, partnerID, cardID, ledger.CardUpdate{From: []string{string(from)}, To: string(to), Event: event}); err != nil {
+	if _, err := s.Store.UpdateCard(ctx, partnerID, cardID, CardUpdate{From: []string{string(from)}, To: string(to), Event: event}); err != nil {
 		return Card{}, err
 	}
 	return s.Get(ctx, partnerID, cardID)
@@ -352,7 +351,7 @@ func (s *Service) Link(ctx context.Context, partnerID, cardID string) (Card, err
 // replaces one that was kept working until now, that card is locked with
 // reason 8 in the same step, with source (who activates) as its lock source.
 func (s *Service) Activate(ctx context.Context, partnerID, cardID, source string) (Card, error) {
-	c, err := s.Ledger.Card(ctx, partnerID, cardID)
+	c, err := s.Store.Card(ctx, partnerID, cardID)
 	if err != nil {
 		return Card{}, err
 	}
@@ -361,11 +360,11 @@ func (s *Service) Activate(ctx context.Context, partnerID, cardID, source string
 	}
 	if err := authz.CheckTransition(authz.CardType(c.Type), authz.CardStatus(c.Status), authz.StatusActive); err != nil {
 		if authz.CardStatus(c.Status) == authz.StatusRemoved {
-			return Card{}, ledger.ErrCardRemoved
+			return Card{}, ErrCardRemoved
 		}
-		return Card{}, fmt.Errorf("%w: %w", ledger.ErrInvalidTransition, err)
+		return Card{}, err
 	}
-	if _, err := s.Ledger.ActivateCard(ctx, partnerID, cardID, source); err != nil {
+	if _, err := s.Store.ActivateCard(ctx, partnerID, cardID, source); err != nil {
 		return Card{}, err
 	}
 	return s.Get(ctx, partnerID, cardID)
@@ -374,7 +373,7 @@ func (s *Service) Activate(ctx context.Context, partnerID, cardID, source string
 // Produced records the bureau's report that a digital-first plastic is
 // made (delivery state PRODUCED). Reporting it again changes nothing.
 func (s *Service) Produced(ctx context.Context, partnerID, cardID string) (Card, error) {
-	c, err := s.Ledger.Card(ctx, partnerID, cardID)
+	c, err := s.Store.Card(ctx, partnerID, cardID)
 	if err != nil {
 		return Card{}, err
 	}
@@ -382,10 +381,10 @@ func (s *Service) Produced(ctx context.Context, partnerID, cardID string) (Card,
 		return Card{}, fmt.Errorf("producing %s card as digital first: %w", c.Type, ErrWrongCardType)
 	}
 	if c.Status == string(authz.StatusRemoved) {
-		return Card{}, ledger.ErrCardRemoved
+		return Card{}, ErrCardRemoved
 	}
 	if c.DeliveryState == DeliveryOrdered {
-		if _, err := s.Ledger.UpdateCard(ctx, partnerID, cardID, ledger.CardUpdate{Event: "card_produce",
+		if _, err := s.Store.UpdateCard(ctx, partnerID, cardID, CardUpdate{Event: "card_produce",
 			Set: map[string]string{"delivery_state": DeliveryProduced}}); err != nil {
 			return Card{}, err
 		}
@@ -396,11 +395,11 @@ func (s *Service) Produced(ctx context.Context, partnerID, cardID string) (Card,
 // DigitalFirst reports whether a partner's program may print digital-first
 // copies.
 func (s *Service) DigitalFirst(ctx context.Context, partnerID string) (bool, error) {
-	p, err := s.Ledger.Row(ctx, partnerID, "partners", partnerID)
+	p, err := s.Store.Partner(ctx, partnerID)
 	if err != nil {
 		return false, fmt.Errorf("reading partner: %w", err)
 	}
-	return p["digital_first"] == "true", nil
+	return p.DigitalFirst, nil
 }
 
 // Print orders a digital-first plastic copy of a virtual card: same PAN,
@@ -408,7 +407,7 @@ func (s *Service) DigitalFirst(ctx context.Context, partnerID string) (bool, err
 // bureau (delivery state ORDERED). ErrNotDigitalFirst outside a
 // digital-first program.
 func (s *Service) Print(ctx context.Context, partnerID, cardID, deliveryJSON string) (Card, error) {
-	orig, err := s.Ledger.Card(ctx, partnerID, cardID)
+	orig, err := s.Store.Card(ctx, partnerID, cardID)
 	if err != nil {
 		return Card{}, err
 	}
@@ -423,26 +422,26 @@ func (s *Service) Print(ctx context.Context, partnerID, cardID, deliveryJSON str
 		return Card{}, fmt.Errorf("printing %s card: %w", orig.Type, ErrWrongCardType)
 	}
 	if orig.Status == string(authz.StatusRemoved) {
-		return Card{}, ledger.ErrCardRemoved
+		return Card{}, ErrCardRemoved
 	}
 	if authz.LockReason(orig.LockReason).Irreversible() {
 		// A lost, stolen, inactive or replaced card gets no new plastic.
-		return Card{}, fmt.Errorf("printing card locked with reason %d: %w", orig.LockReason, ledger.ErrLockIrreversible)
+		return Card{}, fmt.Errorf("printing card locked with reason %d: %w", orig.LockReason, authz.ErrLockIrreversible)
 	}
-	c := ledger.Card{
-		ID: ledger.NewID("crd"), PartnerID: partnerID, CustomerID: orig.CustomerID, BalanceID: orig.BalanceID,
+	c := CardRecord{
+		ID: authz.NewID("crd"), PartnerID: partnerID, CustomerID: orig.CustomerID, BalanceID: orig.BalanceID,
 		Type: string(authz.CardDigitalFirst), Status: string(authz.StatusActive), PANEnc: orig.PANEnc,
 		PANHash: orig.PANHash, BIN: orig.BIN, Last4: orig.Last4, Expiry: orig.Expiry, CopyOf: orig.ID,
 		Delivery: deliveryJSON, DeliveryState: DeliveryOrdered,
 	}
-	if err := s.Ledger.CreateCard(ctx, c); err != nil {
+	if err := s.Store.CreateCard(ctx, c); err != nil {
 		return Card{}, fmt.Errorf("printing virtual card: %w", err)
 	}
 	return view(c, orig), nil
 }
 
 // stateID is the card whose row carries the shared state.
-func stateID(c ledger.Card) string {
+func stateID(c CardRecord) string {
 	if c.CopyOf != "" {
 		return c.CopyOf
 	}
@@ -461,29 +460,29 @@ func (s *Service) LockFrom(ctx context.Context, partnerID, cardID string, reason
 	if !reason.Valid() {
 		return Card{}, fmt.Errorf("locking card: reason %d not in 1-8", int(reason))
 	}
-	c, err := s.Ledger.Card(ctx, partnerID, cardID)
+	c, err := s.Store.Card(ctx, partnerID, cardID)
 	if err != nil {
 		return Card{}, err
 	}
 	if c.Status == string(authz.StatusRemoved) {
-		return Card{}, ledger.ErrCardRemoved
+		return Card{}, ErrCardRemoved
 	}
-	if _, err := s.Ledger.LockCardFrom(ctx, partnerID, stateID(c), int(reason), source, reference); err != nil {
+	if _, err := s.Store.LockCardFrom(ctx, partnerID, stateID(c), int(reason), source, reference); err != nil {
 		return Card{}, err
 	}
 	return s.Get(ctx, partnerID, cardID)
 }
 
-// Unlock removes a reversible lock (ledger.ErrLockIrreversible for 1, 2, 5, 8).
+// Unlock removes a reversible lock (authz.ErrLockIrreversible for 1, 2, 5, 8).
 func (s *Service) Unlock(ctx context.Context, partnerID, cardID string) (Card, error) {
-	c, err := s.Ledger.Card(ctx, partnerID, cardID)
+	c, err := s.Store.Card(ctx, partnerID, cardID)
 	if err != nil {
 		return Card{}, err
 	}
 	if c.Status == string(authz.StatusRemoved) {
-		return Card{}, ledger.ErrCardRemoved
+		return Card{}, ErrCardRemoved
 	}
-	if _, err := s.Ledger.UnlockCard(ctx, partnerID, stateID(c)); err != nil {
+	if _, err := s.Store.UnlockCard(ctx, partnerID, stateID(c)); err != nil {
 		return Card{}, err
 	}
 	return s.Get(ctx, partnerID, cardID)
@@ -492,21 +491,21 @@ func (s *Service) Unlock(ctx context.Context, partnerID, cardID string) (Card, e
 // Remove removes a card for good. Removing a virtual card removes its
 // digital-first copies too, since they share its PAN.
 func (s *Service) Remove(ctx context.Context, partnerID, cardID string) error {
-	c, err := s.Ledger.Card(ctx, partnerID, cardID)
+	c, err := s.Store.Card(ctx, partnerID, cardID)
 	if err != nil {
 		return err
 	}
-	if err := s.Ledger.RemoveCard(ctx, partnerID, cardID); err != nil {
+	if err := s.Store.RemoveCard(ctx, partnerID, cardID); err != nil {
 		return err
 	}
 	if c.Type == string(authz.CardVirtual) {
-		siblings, err := s.Ledger.CardsOfBalance(ctx, partnerID, c.BalanceID)
+		siblings, err := s.Store.CardsOfBalance(ctx, partnerID, c.BalanceID)
 		if err != nil {
 			return err
 		}
 		for _, sib := range siblings {
 			if sib.CopyOf == c.ID && sib.Status != string(authz.StatusRemoved) {
-				if err := s.Ledger.RemoveCard(ctx, partnerID, sib.ID); err != nil {
+				if err := s.Store.RemoveCard(ctx, partnerID, sib.ID); err != nil {
 					return err
 				}
 			}
@@ -522,7 +521,7 @@ func (s *Service) FullData(ctx context.Context, partnerID, cardID string) (FullD
 		return FullData{}, err
 	}
 	if c.Status == string(authz.StatusRemoved) {
-		return FullData{}, ledger.ErrCardRemoved
+		return FullData{}, ErrCardRemoved
 	}
 	pan, err := s.Keys.DecryptPAN(c.PANEnc)
 	if err != nil {
@@ -543,7 +542,7 @@ func (s *Service) ResetCVV(ctx context.Context, partnerID, cardID string) (FullD
 		return FullData{}, err
 	}
 	if c.Status == string(authz.StatusRemoved) {
-		return FullData{}, ledger.ErrCardRemoved
+		return FullData{}, ErrCardRemoved
 	}
 	if !authz.CardType(c.Type).CanResetCVV() {
 		return FullData{}, fmt.Errorf("resetting CVV of %s card: %w", c.Type, ErrWrongCardType)
@@ -564,7 +563,7 @@ func (s *Service) ResetCVV(ctx context.Context, partnerID, cardID string) (FullD
 	if err != nil {
 		return FullData{}, err
 	}
-	if _, err := s.Ledger.UpdateCard(ctx, partnerID, stateID(c), ledger.CardUpdate{Event: "card_cvv_reset", Set: map[string]string{"cvv_enc": enc}}); err != nil {
+	if _, err := s.Store.UpdateCard(ctx, partnerID, stateID(c), CardUpdate{Event: "card_cvv_reset", Set: map[string]string{"cvv_enc": enc}}); err != nil {
 		return FullData{}, err
 	}
 	return s.FullData(ctx, partnerID, cardID)
@@ -576,12 +575,12 @@ func (s *Service) SetPIN(ctx context.Context, partnerID, cardID, pin string) err
 	if !cardcrypto.ValidPIN(pin) {
 		return ErrInvalidPIN
 	}
-	c, err := s.Ledger.Card(ctx, partnerID, cardID)
+	c, err := s.Store.Card(ctx, partnerID, cardID)
 	if err != nil {
 		return err
 	}
 	if c.Status == string(authz.StatusRemoved) {
-		return ledger.ErrCardRemoved
+		return ErrCardRemoved
 	}
 	if !authz.CardType(c.Type).CanSetPIN() {
 		return fmt.Errorf("setting PIN of %s card: %w", c.Type, ErrWrongCardType)
@@ -590,7 +589,7 @@ func (s *Service) SetPIN(ctx context.Context, partnerID, cardID, pin string) err
 	if err != nil {
 		return fmt.Errorf("setting PIN: %w", err)
 	}
-	_, err = s.Ledger.UpdateCard(ctx, partnerID, stateID(c), ledger.CardUpdate{Event: "card_pin_set",
+	_, err = s.Store.UpdateCard(ctx, partnerID, stateID(c), CardUpdate{Event: "card_pin_set",
 		Set: map[string]string{"pin_verifier": s.Keys.PINVerifier(pan, pin), "pin_tries": "0"}})
 	return err
 }
@@ -624,19 +623,19 @@ type Replaced struct {
 // goes through the bureau (deliveryJSON is its address; "" keeps the old
 // card's). A digital-first copy is not replaced (ErrWrongCardType):
 // replace its virtual card, whose copies share its PAN. Errors:
-// ledger.ErrCardReplaced when the card was replaced before, ErrCardRemoved.
+// ErrCardReplaced when the card was replaced before, ErrCardRemoved.
 func (s *Service) Replace(ctx context.Context, partnerID, cardID string, keepOld bool, deliveryJSON, source string) (Replaced, error) {
-	old, err := s.Ledger.Card(ctx, partnerID, cardID)
+	old, err := s.Store.Card(ctx, partnerID, cardID)
 	if err != nil {
 		return Replaced{}, err
 	}
 	switch {
 	case old.Status == string(authz.StatusRemoved):
-		return Replaced{}, ledger.ErrCardRemoved
+		return Replaced{}, ErrCardRemoved
 	case old.CopyOf != "" || old.Type == string(authz.CardDigitalFirst):
 		return Replaced{}, fmt.Errorf("replacing a digital-first copy (replace its virtual card): %w", ErrWrongCardType)
 	case old.ReplacedBy != "":
-		return Replaced{}, fmt.Errorf("replacing card: %w", ledger.ErrCardReplaced)
+		return Replaced{}, fmt.Errorf("replacing card: %w", ErrCardReplaced)
 	}
 	status := authz.StatusActive
 	if old.Type == string(authz.CardPhysical) {
@@ -648,7 +647,7 @@ func (s *Service) Replace(ctx context.Context, partnerID, cardID string, keepOld
 		deliveryJSON = ""
 		keepOld = false // a virtual card is active at once: nothing to wait for
 	}
-	id := ledger.NewID("crd")
+	id := authz.NewID("crd")
 	for attempt := 0; ; attempt++ {
 		c, pan, cvv, err := s.draw(ctx, partnerID)
 		if err != nil {
@@ -656,8 +655,8 @@ func (s *Service) Replace(ctx context.Context, partnerID, cardID string, keepOld
 		}
 		c.ID, c.CustomerID, c.BalanceID = id, old.CustomerID, old.BalanceID
 		c.Type, c.Status, c.Delivery = old.Type, string(status), deliveryJSON
-		_, err = s.Ledger.ReplaceCard(ctx, partnerID, ledger.Replacement{OldID: old.ID, New: c, KeepOld: keepOld, Source: source})
-		if errors.Is(err, ledger.ErrPANExists) && attempt < 5 {
+		_, err = s.Store.ReplaceCard(ctx, partnerID, Replacement{OldID: old.ID, New: c, KeepOld: keepOld, Source: source})
+		if errors.Is(err, ErrPANExists) && attempt < 5 {
 			continue // a collision in the BIN's space: draw again
 		}
 		if err != nil {

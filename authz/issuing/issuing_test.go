@@ -19,6 +19,7 @@ import (
 
 type fixture struct {
 	svc               *issuing.Service
+	ledger            *ledger.Ledger
 	partner, customer string
 	balance           string
 }
@@ -32,7 +33,8 @@ func setup(t *testing.T) fixture {
 	must(t, err)
 	ctx := context.Background()
 	f := fixture{
-		svc:     &issuing.Service{Ledger: l, Keys: keys, Now: func() time.Time { return time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC) }},
+		svc:     &issuing.Service{Store: l, Keys: keys, Now: func() time.Time { return time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC) }},
+		ledger:  l,
 		partner: ledgertest.UniqueName("prt"), customer: "cus_1", balance: "bal_1",
 	}
 	must(t, l.CreatePartner(ctx, ledger.Partner{ID: f.partner, Name: "P", BIN: "45678901", Currency: "EUR", FundingModel: ledger.FundingCredit, DigitalFirst: true}))
@@ -63,7 +65,7 @@ func TestVirtualCardData(t *testing.T) {
 	if c.Status != authz.StatusActive || c.Last4 != full.CardNo[12:] {
 		t.Fatalf("card %+v", c)
 	}
-	row, err := f.svc.Ledger.Card(ctx, f.partner, c.ID)
+	row, err := f.ledger.Card(ctx, f.partner, c.ID)
 	must(t, err)
 	if strings.Contains(row.PANEnc+row.PANHash+row.CVVEnc, full.CardNo) || cvvInClear(t, row.CVVEnc, full.CVV) {
 		t.Fatal("the stored card holds its PAN or CVV in clear")

@@ -15,7 +15,7 @@ import (
 func TestPrintOnlyInDigitalFirstPrograms(t *testing.T) {
 	f := setup(t)
 	ctx := context.Background()
-	l := f.svc.Ledger
+	l := f.ledger
 	other := f.partner + "x"
 	must(t, l.CreatePartner(ctx, ledger.Partner{ID: other, Name: "Q", BIN: "45678902", Currency: "EUR", FundingModel: ledger.FundingCredit}))
 	must(t, l.CreateCustomer(ctx, ledger.Customer{ID: "cus_q", PartnerID: other}))
@@ -49,7 +49,7 @@ func TestDigitalFirstGoesToTheBureau(t *testing.T) {
 	if df.Status != authz.StatusActive || df.DeliveryState != issuing.DeliveryOrdered {
 		t.Fatalf("copy %+v: want ACTIVE and ORDERED", df)
 	}
-	row, err := f.svc.Ledger.Card(ctx, f.partner, df.ID)
+	row, err := f.ledger.Card(ctx, f.partner, df.ID)
 	must(t, err)
 	if !issuing.WaitsForBureau(row) {
 		t.Fatal("an ordered copy does not wait for the bureau")
@@ -61,7 +61,7 @@ func TestDigitalFirstGoesToTheBureau(t *testing.T) {
 			t.Fatalf("after the bureau's report: %+v", got)
 		}
 	}
-	row, err = f.svc.Ledger.Card(ctx, f.partner, df.ID)
+	row, err = f.ledger.Card(ctx, f.partner, df.ID)
 	must(t, err)
 	if issuing.WaitsForBureau(row) {
 		t.Fatal("a produced copy still waits for the bureau")
@@ -80,7 +80,7 @@ func TestLockFromOutsideRecordsSourceAndReference(t *testing.T) {
 	must(t, err)
 	df, err := f.svc.Print(ctx, f.partner, v.ID, "")
 	must(t, err)
-	before, err := f.svc.Ledger.Card(ctx, f.partner, v.ID)
+	before, err := f.ledger.Card(ctx, f.partner, v.ID)
 	must(t, err)
 	got, err := f.svc.LockFrom(ctx, f.partner, df.ID, authz.LockFraud, "ACQUIRER", "ACQ-REF-1")
 	must(t, err)
@@ -92,7 +92,7 @@ func TestLockFromOutsideRecordsSourceAndReference(t *testing.T) {
 	if orig.LockReason != 7 || orig.LockSource != "ACQUIRER" || orig.LockReference != "ACQ-REF-1" {
 		t.Fatalf("virtual card after its copy was locked: %+v", orig)
 	}
-	after, err := f.svc.Ledger.Card(ctx, f.partner, v.ID)
+	after, err := f.ledger.Card(ctx, f.partner, v.ID)
 	must(t, err)
 	if after.Version <= before.Version {
 		t.Fatalf("the lock left the card's version at %d (was %d): cached reads would not see it", after.Version, before.Version)
@@ -108,7 +108,7 @@ func TestLockFromOutsideRecordsSourceAndReference(t *testing.T) {
 	if got.LockReason != 0 || got.LockSource != "" || got.LockReference != "" {
 		t.Fatalf("after unlock: %+v", got)
 	}
-	row, err := f.svc.Ledger.Card(ctx, f.partner, v.ID)
+	row, err := f.ledger.Card(ctx, f.partner, v.ID)
 	must(t, err)
 	if row.LockRef != "" || row.LockSource != "" {
 		t.Fatalf("unlock left lock_source %q lock_ref %q", row.LockSource, row.LockRef)
@@ -139,7 +139,7 @@ func TestReplaceVirtual(t *testing.T) {
 	if _, err := f.svc.Replace(ctx, f.partner, v.ID, false, "", "CUSTOMER"); !errors.Is(err, ledger.ErrCardReplaced) {
 		t.Fatalf("replacing twice: %v", err)
 	}
-	cards, err := f.svc.Ledger.CardsOfBalance(ctx, f.partner, f.balance)
+	cards, err := f.ledger.CardsOfBalance(ctx, f.partner, f.balance)
 	must(t, err)
 	if len(cards) != 2 {
 		t.Fatalf("%d cards under the balance, want the old and its replacement", len(cards))
@@ -191,7 +191,7 @@ func TestReplacePhysicalKeepOld(t *testing.T) {
 	if r.Card.Type != authz.CardPhysical || r.Card.Status != authz.StatusOrdered || r.Card.DeliveryState != issuing.DeliveryOrdered {
 		t.Fatalf("physical replacement %+v: want ORDERED for the bureau", r.Card)
 	}
-	row, err := f.svc.Ledger.Card(ctx, f.partner, r.Card.ID)
+	row, err := f.ledger.Card(ctx, f.partner, r.Card.ID)
 	must(t, err)
 	if row.Delivery != `{"city":"Warsaw"}` {
 		t.Fatalf("replacement delivery %q, want the old card's address", row.Delivery)
@@ -223,7 +223,7 @@ func TestReplacePhysicalKeepOld(t *testing.T) {
 	if r2.Old.LockReason != 8 || r2.Old.LockSource != "ADMIN" {
 		t.Fatalf("old card %+v: want locked 8 at once", r2.Old)
 	}
-	row, err = f.svc.Ledger.Card(ctx, f.partner, r2.Card.ID)
+	row, err = f.ledger.Card(ctx, f.partner, r2.Card.ID)
 	must(t, err)
 	if row.Delivery != `{"city":"Krakow"}` {
 		t.Fatalf("replacement delivery %q, want the new address", row.Delivery)

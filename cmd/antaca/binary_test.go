@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -26,8 +27,13 @@ var built struct {
 	out  []byte
 }
 
-// TestMain removes the binary the tests built.
+// TestMain removes the binary the tests built. It also lets this test
+// binary play `antaca sim` when `antaca bench` starts it as its load
+// generator child (`antaca.test sim load ...`), as the antaca binary does.
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "sim" {
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
 	code := m.Run()
 	if built.dir != "" {
 		_ = os.RemoveAll(built.dir)

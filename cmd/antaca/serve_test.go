@@ -149,7 +149,7 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	must(l.CreateUserBalance(ctx, "drain", "cus_drain", "bal_drain", "EUR"))
 	_, _, err = l.ReloadUserBalance(ctx, "drain", "bal_drain", 10_000_000, "")
 	must(err)
-	is := &issuing.Service{Ledger: l, Keys: keys}
+	is := &issuing.Service{Store: l, Keys: keys}
 	_, full, err := is.CreateVirtual(ctx, "drain", "cus_drain", "bal_drain")
 	must(err)
 

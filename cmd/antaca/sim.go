@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"io"
+	"log/slog"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/antaca/antaca/bench"
+	"github.com/antaca/antaca/cmd/antaca/app"
 	"github.com/antaca/antaca/simulator"
 )
 
@@ -14,7 +19,31 @@ func simCommand(stdout, stderr io.Writer) *ffcli.Command {
 	return simulator.CommandWithOutput(stdout, stderr)
 }
 
-// benchCommand is `antaca bench`: the end-to-end benchmark (package bench).
+// benchCommand is `antaca bench`: the end-to-end benchmark (package bench)
+// on a switch wired as `antaca serve` wires it.
 func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
-	return bench.CommandWithOutput(stdout, stderr)
+	return bench.Command(stdout, stderr, startBenchSwitch)
+}
+
+// startBenchSwitch starts a switch for `antaca bench`: the production
+// wiring on loopback ports, with a bootstrap admin of a random password
+// (the run creates nothing over the admin API, but the switch starts as a
+// deployment would).
+func startBenchSwitch(ctx context.Context, c bench.SwitchConfig) (*bench.Switch, error) {
+	cfg := app.DefaultConfig()
+	cfg.RedisURL, cfg.DatabaseURL, cfg.KeyPrefix, cfg.KeysDir = c.RedisURL, c.DatabaseURL, c.KeyPrefix, c.KeysDir
+	cfg.ISOAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	pw := make([]byte, 16)
+	_, _ = rand.Read(pw)
+	cfg.AdminUser, cfg.AdminPassword = "bench", hex.EncodeToString(pw)
+	cfg.AnswerAfter, cfg.DebugAddr = c.AnswerAfter, c.DebugAddr
+	a, err := app.New(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	a.Start(context.WithoutCancel(ctx))
+	return &bench.Switch{
+		ISOAddr: a.ISOAddr(), Ledger: a.Ledger, Issuing: a.Issuing, LookupToken: a.Keys.LookupToken,
+		Redis: a.Redis, Pool: a.Pool, Metrics: a.Registry, FlushJournal: a.FlushJournal, Shutdown: a.Shutdown,
+	}, nil
 }

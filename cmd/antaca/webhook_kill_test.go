@@ -68,7 +68,7 @@ func TestWebhookDeliveredAfterKill(t *testing.T) {
 	must(err)
 	_, _, err = l.ReloadUserBalance(ctx, "kill", "bal_kill", 100_000, "")
 	must(err)
-	_, full, err := (&issuing.Service{Ledger: l, Keys: keys}).CreateVirtual(ctx, "kill", "cus_kill", "bal_kill")
+	_, full, err := (&issuing.Service{Store: l, Keys: keys}).CreateVirtual(ctx, "kill", "cus_kill", "bal_kill")
 	must(err)
 
 	// The receiver: refuses until accept, then keeps what it verified.

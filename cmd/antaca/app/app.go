@@ -62,6 +62,9 @@ type App struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	errs     chan error
+
+	// expiryErrors counts the failures of the periodic hold expiry.
+	expiryErrors prometheus.Counter
 }
 
 // New prepares an App: it loads keys, migrates Postgres, connects to Redis,
@@ -77,7 +80,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Name: "antaca_ledger_rebuilds_total",
 		Help: "Times this instance rebuilt the Redis state from Postgres (at start or after Redis lost it).",
 	})
-	a.Registry.MustRegister(a.rebuilds)
+	a.expiryErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "antaca_hold_expiry_errors_total",
+		Help: "Failures of the periodic hold expiry (listing partners, or expiring one partner's holds); each is logged.",
+	})
+	a.Registry.MustRegister(a.rebuilds, a.expiryErrors)
 	ok := false
 	defer func() {
 		if !ok {
@@ -125,7 +132,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err := a.recover(ctx); err != nil {
 		return nil, err
 	}
-	a.Issuing = &issuing.Service{Ledger: a.Ledger, Keys: a.Keys}
+	a.Issuing = &issuing.Service{Store: a.Ledger, Keys: a.Keys}
 	ledgerEngine := &ledger.Engine{L: a.Ledger, Token: a.Keys.LookupToken, VelocityWindow: cfg.VelocityWindow, OnStateLost: a.wakeWatcher}
 	if mode == ledger.AnswerAfterPostgres {
 		// While Postgres cannot commit, answer issuer unavailable at once
@@ -418,19 +425,28 @@ func (a *App) expireHolds(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		partners, err := a.Redis.SMembers(ctx, a.Ledger.Keys().Partners()).Result()
-		if err != nil {
-			continue
-		}
-		for _, p := range partners {
-			for {
-				n, err := a.Ledger.ExpireHolds(ctx, p, a.cfg.HoldMaxAge, 500)
-				if err != nil {
-					a.log.Warn("expiring holds", "partner", p, "err", err)
-				}
-				if err != nil || n < 500 {
-					break
-				}
+		a.expireHoldsOnce(ctx)
+	}
+}
+
+// expireHoldsOnce is one round of the hold expiry. A failure is logged and
+// counted (antaca_hold_expiry_errors_total); the next round tries again.
+func (a *App) expireHoldsOnce(ctx context.Context) {
+	partners, err := a.Ledger.PartnerIDs(ctx)
+	if err != nil {
+		a.expiryErrors.Inc()
+		a.log.Warn("expiring holds: listing partners", "err", err)
+		return
+	}
+	for _, p := range partners {
+		for {
+			n, err := a.Ledger.ExpireHolds(ctx, p, a.cfg.HoldMaxAge, 500)
+			if err != nil {
+				a.expiryErrors.Inc()
+				a.log.Warn("expiring holds", "partner", p, "err", err)
+			}
+			if err != nil || n < 500 {
+				break
 			}
 		}
 	}
