@@ -88,6 +88,11 @@ type Options struct {
 	PGBenchSeconds, PGBenchClients int
 	SkipPostgres                   bool
 
+	// WebhookEndpoints subscribes this many webhook endpoints of the
+	// seeded partner to every event type, served by a receiver in this
+	// process, so that the run measures the switch while it sends events.
+	WebhookEndpoints int
+
 	// Progress receives one line per phase; nil is silent.
 	Progress func(format string, args ...any)
 
@@ -107,6 +112,9 @@ type SwitchConfig struct {
 	// AnswerAfter is the switch's mode (postgres or redis); DebugAddr
 	// serves its pprof when set.
 	AnswerAfter, DebugAddr string
+	// WebhookAllowPrivate lets webhook endpoints be http on loopback (the
+	// run's own receiver).
+	WebhookAllowPrivate bool
 }
 
 // Switch is a running switch under test: where it listens and the parts
@@ -231,6 +239,8 @@ type Result struct {
 	RedisStats *CommandStats `json:"redis_commandstats,omitempty"`
 	// Audit is pgstore.Audit after the overload, and the approvals found.
 	Audit *AuditResult `json:"audit,omitempty"`
+	// Webhooks is what the run's webhook receiver got (--webhook-endpoints).
+	Webhooks *WebhookResult `json:"webhooks,omitempty"`
 
 	// Switch keeps the latency-against-rate view of the open-loop steps
 	// (including the CPU step): SustainedRate is the highest step that
@@ -425,6 +435,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("seeding: %w", err)
 	}
 	o.Progress("seeded %d cards, one customer and balance each", len(cards.Cards))
+	if o.WebhookEndpoints > 0 {
+		recv, err := subscribeWebhooks(ctx, sw.Switch, cards, o.WebhookEndpoints)
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			recv.Close()
+			res.Webhooks = &WebhookResult{Endpoints: o.WebhookEndpoints, Deliveries: recv.deliveries.Load()}
+		}()
+		o.Progress("%d webhook endpoints subscribed to every event type", o.WebhookEndpoints)
+	}
 
 	var scripts []scriptCommand
 	if !o.SkipRedis {
@@ -572,7 +593,8 @@ func startSwitch(ctx context.Context, o Options) (*switchUnderTest, error) {
 		return nil, err
 	}
 	running, err := o.Start(ctx, SwitchConfig{RedisURL: o.RedisURL, DatabaseURL: sw.dbURL, KeyPrefix: sw.prefix,
-		KeysDir: filepath.Join(sw.keysDir, "keys"), AnswerAfter: o.AnswerAfter, DebugAddr: o.DebugAddr})
+		KeysDir: filepath.Join(sw.keysDir, "keys"), AnswerAfter: o.AnswerAfter, DebugAddr: o.DebugAddr,
+		WebhookAllowPrivate: o.WebhookEndpoints > 0})
 	if err != nil {
 		sw.cleanup()
 		return nil, fmt.Errorf("starting switch: %w", err)

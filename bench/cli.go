@@ -48,6 +48,7 @@ func Command(stdout, stderr io.Writer, start StartSwitch) *ffcli.Command {
 	fs.IntVar(&o.PGBenchSeconds, "pgbench-seconds", 10, "pgbench duration")
 	fs.IntVar(&o.PGBenchClients, "pgbench-clients", 16, "pgbench connections")
 	fs.BoolVar(&o.SkipPostgres, "skip-pgbench", false, "leave out pgbench")
+	fs.IntVar(&o.WebhookEndpoints, "webhook-endpoints", 0, "webhook endpoints of the seeded partner subscribed to every event type, served by a receiver in the run (the switch sends its events meanwhile)")
 	return &ffcli.Command{
 		Name:       "bench",
 		ShortUsage: "antaca bench [flags]",

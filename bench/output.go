@@ -106,6 +106,9 @@ func (r *Result) WriteTable(w io.Writer) {
 		}
 		fmt.Fprintf(tw, "audit after the overload\t\t\t%s; %d of %d approvals lost\t\n", verdict, a.Lost, a.Approvals)
 	}
+	if wh := r.Webhooks; wh != nil {
+		fmt.Fprintf(tw, "webhooks sent during the run\t\t\t%d endpoints subscribed to every event type; %d deliveries received\t\n", wh.Endpoints, wh.Deliveries)
+	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "host: %d CPUs, %s, Redis %s, Postgres %s; switch, load generator and stores share the machine; load average %.1f at the start, %.1f at the end; %.0f s\n",
 		r.Host.CPUs, r.Host.GoVersion, r.Host.Redis, r.Host.Postgres, r.Host.LoadAvgStart, r.Host.LoadAvgEnd, r.Seconds)

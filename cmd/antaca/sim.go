@@ -37,6 +37,7 @@ func startBenchSwitch(ctx context.Context, c bench.SwitchConfig) (*bench.Switch,
 	_, _ = rand.Read(pw)
 	cfg.AdminUser, cfg.AdminPassword = "bench", hex.EncodeToString(pw)
 	cfg.AnswerAfter, cfg.DebugAddr = c.AnswerAfter, c.DebugAddr
+	cfg.WebhookAllowPrivate = c.WebhookAllowPrivate
 	a, err := app.New(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, err
