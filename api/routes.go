@@ -93,6 +93,8 @@ func (s *Server) routes() []route {
 		{pattern: "GET /admin/partners/{partnerId}/balances/{balanceId}", ch: adminCh, roles: managers, h: s.getPartnerBalance},
 		{pattern: "POST /admin/partners/{partnerId}/balances/{balanceId}/reload", ch: adminCh, roles: adminOnly, h: s.reloadPartnerBalance},
 		{pattern: "POST /admin/partners/{partnerId}/customers", create: true, ch: adminCh, roles: managers, h: s.createCustomer},
+		{pattern: "GET /admin/partners/{partnerId}/notice-emails", ch: adminCh, roles: managers, h: s.getNoticeEmails},
+		{pattern: "PUT /admin/partners/{partnerId}/notice-emails", ch: adminCh, roles: adminOnly, h: s.setNoticeEmails},
 		{pattern: "GET /admin/partners/{partnerId}/webhooks", ch: adminCh, roles: managers, h: s.listWebhooks},
 		{pattern: "POST /admin/partners/{partnerId}/webhooks", ch: adminCh, roles: adminOnly, h: s.createWebhook},
 		{pattern: "DELETE /admin/partners/{partnerId}/webhooks/{endpointId}", ch: adminCh, roles: adminOnly, h: s.deleteWebhook},

@@ -71,18 +71,26 @@ type Config struct {
 	LoginMaxDelay            time.Duration
 	LoginWindow              time.Duration
 
-	// LowBalanceWebhook, when set, receives a POST when a partner balance
-	// falls below its threshold; WebhookTimeout bounds each attempt
-	// (default 5 s). A failed delivery (network error, 5xx, 408, 429) is
-	// tried again up to WebhookAttempts times in all (default 5), waiting
-	// WebhookBackoff (default 1 s) and doubling it each time.
-	LowBalanceWebhook string
-	WebhookTimeout    time.Duration
-	WebhookAttempts   int
-	WebhookBackoff    time.Duration
-	// HTTPClient sends the low-balance webhook (a client with
-	// WebhookTimeout when nil).
-	HTTPClient *http.Client
+	// LowBalanceWebhook, when set, is the operator's webhook endpoint for
+	// partner_balance.low of every partner (notify.go): delivered through
+	// the outbox like partner endpoints, signed with
+	// LowBalanceWebhookSecret (unsigned when empty). It is the operator's
+	// own URL, so private addresses are allowed.
+	LowBalanceWebhook       string
+	LowBalanceWebhookSecret string
+	// WebhookTimeout bounds each webhook attempt (default 5 s);
+	// WebhookBackoff is the first pause after a failed attempt (default
+	// 1 s), also of notice e-mails.
+	WebhookTimeout time.Duration
+	WebhookBackoff time.Duration
+
+	// Mailer sends the partners' notice e-mails (none when nil: no e-mail
+	// is made). NoticeCheckInterval is how often every partner balance is
+	// looked at (default 1 minute). OutboxRetention is how long finished
+	// webhook deliveries, events and e-mails are kept (default 30 days).
+	Mailer              Mailer
+	NoticeCheckInterval time.Duration
+	OutboxRetention     time.Duration
 
 	// Partner webhook endpoints (webhooks.go). WebhookAllowPrivate allows
 	// http URLs and loopback, link-local and private addresses (for
@@ -132,6 +140,13 @@ type Server struct {
 	hookClient *http.Client
 	hooks      *hookMetrics
 	hookWake   chan struct{}
+	// opClient sends to the operator's own endpoints (LowBalanceWebhook):
+	// private addresses allowed.
+	opClient *http.Client
+	// Notices (notify.go): the low-balance state, addresses and e-mails.
+	notices    *pgstore.Notices
+	notes      *noticeMetrics
+	noticeWake chan struct{}
 	// dummyHash is verified against when a login names no admin, so that
 	// unknown and known usernames take the same time.
 	dummyHash string
@@ -180,9 +195,6 @@ func New(cfg Config) (*Server, error) {
 	if cfg.WebhookTimeout <= 0 {
 		cfg.WebhookTimeout = 5 * time.Second
 	}
-	if cfg.WebhookAttempts <= 0 {
-		cfg.WebhookAttempts = 5
-	}
 	if cfg.WebhookBackoff <= 0 {
 		cfg.WebhookBackoff = time.Second
 	}
@@ -204,8 +216,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.WebhookGapTimeout <= 0 {
 		cfg.WebhookGapTimeout = time.Minute
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: cfg.WebhookTimeout}
+	if cfg.NoticeCheckInterval <= 0 {
+		cfg.NoticeCheckInterval = time.Minute
+	}
+	if cfg.OutboxRetention <= 0 {
+		cfg.OutboxRetention = 30 * 24 * time.Hour
 	}
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
@@ -224,6 +239,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	nm, err := newNoticeMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	dummy, err := hashPassword("not a password", cfg.PasswordIterations)
 	if err != nil {
 		return nil, err
@@ -233,10 +252,16 @@ func New(cfg Config) (*Server, error) {
 		keys: redisKeys{prefix: cfg.RedisPrefix}, dummyHash: dummy, stopping: make(chan struct{}),
 		txns: pgstore.NewTransactions(cfg.DB), outbox: pgstore.NewOutbox(cfg.DB), hooks: hm,
 		hookClient: webhookClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivate), hookWake: make(chan struct{}, 1),
+		opClient: webhookClient(cfg.WebhookTimeout, true), notices: pgstore.NewNotices(cfg.DB), notes: nm,
+		noticeWake: make(chan struct{}, 1),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.outbox.SetOperatorEndpoint(ctx, operatorLowBalanceEndpoint, cfg.LowBalanceWebhook, cfg.LowBalanceWebhookSecret,
+		[]string{"partner_balance.low"}); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
 	}
 	if cfg.BootstrapAdminUser != "" || cfg.BootstrapAdminPassword != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
 		if err := s.bootstrapAdmin(ctx, cfg.BootstrapAdminUser, cfg.BootstrapAdminPassword); err != nil {
 			return nil, err
 		}

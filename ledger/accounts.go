@@ -113,6 +113,9 @@ type PartnerBalance struct {
 	Settled      int64
 	LowThreshold int64
 	State        string
+	// Version counts the row's changes: of two reads, the one with the
+	// higher version is the later state.
+	Version int64
 }
 
 // CreatePartnerBalance creates the partner's balance of a type and currency
@@ -161,7 +164,7 @@ func (l *Ledger) PartnerBalance(ctx context.Context, partnerID, id string) (Part
 	return PartnerBalance{
 		ID: id, PartnerID: partnerID, Type: m["type"], Currency: m["currency"],
 		Available: atoi(m["available"]), Reserved: atoi(m["reserved"]), Settled: atoi(m["settled"]),
-		LowThreshold: atoi(m["low_threshold"]), State: m["state"],
+		LowThreshold: atoi(m["low_threshold"]), State: m["state"], Version: atoi(m["v"]),
 	}, nil
 }
 

@@ -83,7 +83,8 @@ func (l *Ledger) ForcePost(ctx context.Context, r Reservation) (ReservationResul
 		return ReservationResult{}, mapScriptError("posting advice", err)
 	}
 	s := toStrings(v)
-	return ReservationResult{Reason: "ADVICE_ACCEPTED", HoldID: s[0], Approved: r.Amount, Available: atoi(s[1]), Duplicate: s[2] == "1", ApprovalCode: r.ApprovalCode}, nil
+	return ReservationResult{Reason: "ADVICE_ACCEPTED", HoldID: s[0], Approved: r.Amount, Available: atoi(s[1]), Duplicate: s[2] == "1", ApprovalCode: r.ApprovalCode,
+		Partner: partnerChange(s, 3)}, nil
 }
 
 // Settlement is the result of a capture or a void.
@@ -93,6 +94,9 @@ type Settlement struct {
 	Available int64
 	State     string
 	Duplicate bool
+	// Partner is the partner deposit's change (a capture above the hold
+	// lowers it), empty for a duplicate and outside the DEPOSIT model.
+	Partner BalanceChange
 }
 
 // Capture posts amount of an open hold (0: all of it) and releases the
@@ -108,7 +112,8 @@ func (l *Ledger) Capture(ctx context.Context, partnerID, holdID string, amount i
 		return Settlement{}, mapScriptError("capturing hold", err)
 	}
 	s := toStrings(v)
-	return Settlement{Captured: atoi(s[0]), Released: atoi(s[1]), Available: atoi(s[2]), State: "CAPTURED", Duplicate: s[3] == "1"}, nil
+	return Settlement{Captured: atoi(s[0]), Released: atoi(s[1]), Available: atoi(s[2]), State: "CAPTURED", Duplicate: s[3] == "1",
+		Partner: partnerChange(s, 4)}, nil
 }
 
 // Void releases amount of an open hold (0: all that remains). With
@@ -224,4 +229,13 @@ func (l *Ledger) OpenHolds(ctx context.Context, partnerID string) ([]string, err
 		return nil, fmt.Errorf("listing open holds: %w", err)
 	}
 	return ids, nil
+}
+
+// partnerChange reads the partner balance change a script returns from
+// index i on (id, before, after, threshold); a duplicate's answer has none.
+func partnerChange(s []string, i int) BalanceChange {
+	if len(s) < i+4 {
+		return BalanceChange{}
+	}
+	return BalanceChange{PartnerBalanceID: s[i], Before: atoi(s[i+1]), After: atoi(s[i+2]), LowThreshold: atoi(s[i+3])}
 }
