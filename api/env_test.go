@@ -133,8 +133,8 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		BootstrapAdminUser: rootUser, BootstrapAdminPassword: rootPassword,
 		PasswordIterations: 1000, // fast tests; production uses the 600 000 default
 		Registerer:         e.reg,
-		Logger: slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:    func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
+		Logger:             slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:                func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
 	}
 	for _, o := range opts {
 		o(&cfg)

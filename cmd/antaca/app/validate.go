@@ -5,12 +5,14 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/antaca/antaca/api"
 	"github.com/antaca/antaca/iso"
 	"github.com/antaca/antaca/ledger"
 )
@@ -134,6 +136,29 @@ var settingChecks = []settingCheck{
 		}
 		return ""
 	}},
+	{"low-balance-check-interval", func(c *Config) string { return positive(c.LowBalanceCheckInterval) }},
+	{"smtp-addr", func(c *Config) string {
+		if c.SMTPAddr == "" {
+			return ""
+		}
+		if _, err := smtpConfig(c); err != nil {
+			return strings.TrimPrefix(err.Error(), "smtp: ")
+		}
+		return ""
+	}},
+	{"smtp-security", func(c *Config) string {
+		if !slices.Contains(api.SMTPSecurities, c.SMTPSecurity) {
+			return fmt.Sprintf("got %q, want %s", c.SMTPSecurity, strings.Join(api.SMTPSecurities, ", "))
+		}
+		return ""
+	}},
+	{"smtp-auth", func(c *Config) string {
+		if !slices.Contains(api.SMTPAuths, c.SMTPAuth) {
+			return fmt.Sprintf("got %q, want %s or empty", c.SMTPAuth, strings.Join(api.SMTPAuths[1:], ", "))
+		}
+		return ""
+	}},
+	{"outbox-retention", func(c *Config) string { return positive(c.OutboxRetention) }},
 	{"webhook-retry-for", func(c *Config) string { return positive(c.WebhookRetryFor) }},
 	{"webhook-timeout", func(c *Config) string { return positive(c.WebhookTimeout) }},
 	{"log-level", func(c *Config) string {
