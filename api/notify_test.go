@@ -666,3 +666,38 @@ func TestOperatorLowBalanceWebhook(t *testing.T) {
 		t.Errorf("operator endpoints after the setting was removed: %d (%v)", n, err)
 	}
 }
+
+// TestOutboxRetention: the prune removes what is finished and older than
+// the retention, and counts it per table.
+func TestOutboxRetention(t *testing.T) {
+	t.Parallel()
+	hook := newLowBalanceHook(t, "")
+	e := newEnv(t, withLowBalanceWebhook(hook.url, ""), func(c *api.Config) { c.OutboxRetention = time.Hour })
+	e.runWebhooks()
+	crossWithAddresses(t, e, "retbank", "46700088")
+	ev := <-hook.got
+	waitFor(t, "the delivery recorded", func() bool {
+		var state string
+		err := e.pool.QueryRow(context.Background(), `SELECT state FROM webhook_deliveries WHERE event_id = $1`, ev.ID).Scan(&state)
+		return err == nil && state == "DELIVERED"
+	})
+	e.srv.PruneOutbox(context.Background()) // nothing old yet
+	if got := e.metric("antaca_outbox_pruned_rows_total", map[string]string{"table": "webhook_deliveries"}); got != 0 {
+		t.Fatalf("pruned %v deliveries younger than the retention", got)
+	}
+	if _, err := e.pool.Exec(context.Background(), `UPDATE webhook_deliveries SET created_at = now() - interval '2 hours', last_attempt_at = now() - interval '2 hours'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pool.Exec(context.Background(), `UPDATE webhook_events SET created_at = now() - interval '2 hours'`); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.PruneOutbox(context.Background())
+	if d, ev := e.metric("antaca_outbox_pruned_rows_total", map[string]string{"table": "webhook_deliveries"}),
+		e.metric("antaca_outbox_pruned_rows_total", map[string]string{"table": "webhook_events"}); d != 1 || ev != 1 {
+		t.Errorf("pruned %v deliveries and %v events, want 1 and 1", d, ev)
+	}
+	var n int
+	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM webhook_events`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d events left (%v)", n, err)
+	}
+}
