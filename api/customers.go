@@ -86,9 +86,10 @@ func (s *Server) getCustomer(c *call) (int, any, error) {
 }
 
 // POST /customers/me/register, /secure/customers/{customerId}/register:
-// starts KYC (status PENDING, 202). The verification itself is outside
-// Antaca; its result arrives with PUT .../kyc. A verified customer stays
-// verified (409 KYC_ALREADY_VERIFIED).
+// starts KYC (status PENDING, 202). With a KYC provider configured the
+// customer's data goes to it (kyc.go) and the answer shows the check;
+// without one, or besides it, the result arrives with PUT .../kyc. A
+// verified customer stays verified (409 KYC_ALREADY_VERIFIED).
 func (s *Server) startKYC(c *call) (int, any, error) {
 	pid, row, err := c.customer()
 	if err != nil {
@@ -101,7 +102,17 @@ func (s *Server) startKYC(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	row["kyc_status"] = "PENDING"
-	return http.StatusAccepted, customerOf(pid, row), nil
+	out := registerView{customerView: customerOf(pid, row)}
+	if s.cfg.KYCProviderURL != "" {
+		if out.KYCCheck, err = s.startProviderKYC(c, pid, row); err != nil {
+			return 0, nil, err
+		}
+		// The provider may have answered at once.
+		if r, err := s.cfg.Ledger.Row(c.ctx, pid, "customers", row["id"]); err == nil {
+			out.KYCStatus = r["kyc_status"]
+		}
+	}
+	return http.StatusAccepted, out, nil
 }
 
 // PUT /secure/customers/{customerId}/kyc, /admin/customers/{customerId}/kyc
@@ -120,6 +131,10 @@ func (s *Server) setKYC(c *call) (int, any, error) {
 		return 0, nil, invalid("status", "status must be VERIFIED, REJECTED or PENDING")
 	}
 	if err := s.cfg.Ledger.SetKYC(c.ctx, pid, row["id"], in.Status); err != nil {
+		return 0, nil, err
+	}
+	// The status is set here: a check open at the provider no longer decides.
+	if err := s.kyc.CancelOpen(c.ctx, pid, row["id"]); err != nil {
 		return 0, nil, err
 	}
 	row["kyc_status"] = in.Status

@@ -133,8 +133,9 @@ func (s *Server) wakeNotices() {
 	}
 }
 
-// RunNotices runs, until ctx ends, what partner notices need in the
-// background: it sends due e-mails (every WebhookPoll, or when woken),
+// RunNotices runs, until ctx ends, what partner notices and KYC checks
+// need in the background: it sends due e-mails and KYC requests (every
+// WebhookPoll, or when woken),
 // looks at every partner balance every NoticeCheckInterval, and prunes
 // the outbox tables of what is older than OutboxRetention. Run it on
 // every switch: the e-mails are claimed with row locks.
@@ -144,6 +145,7 @@ func (s *Server) RunNotices(ctx context.Context) error {
 	var lastCheck, lastPrune, lastBacklog time.Time
 	for {
 		s.sendEmails(ctx)
+		s.sendKYC(ctx, "")
 		if time.Since(lastCheck) >= s.cfg.NoticeCheckInterval {
 			s.CheckPartnerBalances(ctx)
 			lastCheck = time.Now()

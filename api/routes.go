@@ -20,6 +20,7 @@ func (s *Server) routes() []route {
 		{pattern: "GET /.well-known/jwks.json", ch: public, h: s.jwks},
 		{pattern: "GET /public-key", ch: public, h: s.publicKey},
 		{pattern: "POST /admin/login", ch: public, h: s.login},
+		{pattern: "POST /kyc/callback", ch: public, h: s.kycCallback},
 
 		// Mobile application: /customers/me, customer session token.
 		{pattern: "GET /customers/me", ch: customerCh, h: s.getCustomer},
@@ -50,6 +51,7 @@ func (s *Server) routes() []route {
 		{pattern: "GET /secure/customers/{customerId}", ch: partnerCh, h: s.getCustomer},
 		{pattern: "POST /secure/customers/{customerId}/register", ch: partnerCh, h: s.startKYC},
 		{pattern: "PUT /secure/customers/{customerId}/kyc", ch: partnerCh, h: s.setKYC},
+		{pattern: "GET /secure/customers/{customerId}/kyc-checks", ch: partnerCh, h: s.listKYCChecks},
 		{pattern: "POST /secure/customers/{customerId}/sessions", ch: partnerCh, h: s.createCustomerSession},
 		{pattern: "POST /secure/customers/{customerId}/balances", create: true, ch: partnerCh, h: s.createBalance},
 		{pattern: "GET /secure/customers/{customerId}/balances", ch: partnerCh, h: s.listBalances},
@@ -105,6 +107,7 @@ func (s *Server) routes() []route {
 		{pattern: "GET /admin/customers/{customerId}", ch: adminCh, roles: staff, h: s.getCustomer},
 		{pattern: "GET /admin/customers/{customerId}/cards", ch: adminCh, roles: staff, h: s.customerCards},
 		{pattern: "PUT /admin/customers/{customerId}/kyc", ch: adminCh, roles: managers, h: s.setKYC},
+		{pattern: "GET /admin/customers/{customerId}/kyc-checks", ch: adminCh, roles: staff, h: s.listKYCChecks},
 		{pattern: "GET /admin/customers/{customerId}/balances", ch: adminCh, roles: staff, h: s.listBalances},
 		{pattern: "POST /admin/customers/{customerId}/cards/virtual", create: true, ch: adminCh, roles: managers, jwe: true, h: s.createVirtual},
 		{pattern: "POST /admin/customers/{customerId}/cards/physical", create: true, ch: adminCh, roles: staff, jwe: true, h: s.orderPhysical},

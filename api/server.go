@@ -92,6 +92,15 @@ type Config struct {
 	NoticeCheckInterval time.Duration
 	OutboxRetention     time.Duration
 
+	// KYCProviderURL, when set, is where starting KYC sends the customer's
+	// data (kyc.go), signed with KYCProviderSecret, which also signs the
+	// provider's callbacks to POST /kyc/callback. KYCCallbackURL, when
+	// set, is that callback's public URL, told to the provider in every
+	// request. A request is retried for WebhookRetryFor.
+	KYCProviderURL    string
+	KYCProviderSecret string
+	KYCCallbackURL    string
+
 	// Partner webhook endpoints (webhooks.go). WebhookAllowPrivate allows
 	// http URLs and loopback, link-local and private addresses (for
 	// development and tests; off by default). A delivery is tried for
@@ -147,6 +156,9 @@ type Server struct {
 	notices    *pgstore.Notices
 	notes      *noticeMetrics
 	noticeWake chan struct{}
+	// KYC at the provider (kyc.go).
+	kyc  *pgstore.KYCChecks
+	kycm *kycMetrics
 	// dummyHash is verified against when a login names no admin, so that
 	// unknown and known usernames take the same time.
 	dummyHash string
@@ -243,6 +255,19 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	km, err := newKYCMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.KYCProviderURL != "" {
+		u, err := url.Parse(cfg.KYCProviderURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, errors.New("api: the KYC provider URL is not an http(s) URL")
+		}
+		if cfg.KYCProviderSecret == "" {
+			return nil, errors.New("api: a KYC provider needs a secret (it signs requests and callbacks)")
+		}
+	}
 	dummy, err := hashPassword("not a password", cfg.PasswordIterations)
 	if err != nil {
 		return nil, err
@@ -253,7 +278,7 @@ func New(cfg Config) (*Server, error) {
 		txns: pgstore.NewTransactions(cfg.DB), outbox: pgstore.NewOutbox(cfg.DB), hooks: hm,
 		hookClient: webhookClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivate), hookWake: make(chan struct{}, 1),
 		opClient: webhookClient(cfg.WebhookTimeout, true), notices: pgstore.NewNotices(cfg.DB), notes: nm,
-		noticeWake: make(chan struct{}, 1),
+		noticeWake: make(chan struct{}, 1), kyc: pgstore.NewKYCChecks(cfg.DB), kycm: km,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -41,6 +41,7 @@ func (a *App) mountAPI(mux *http.ServeMux, le *ledger.Engine) error {
 		BootstrapAdminUser: a.cfg.AdminUser, BootstrapAdminPassword: a.cfg.AdminPassword,
 		LowBalanceWebhook: a.cfg.LowBalanceWebhook, LowBalanceWebhookSecret: a.cfg.LowBalanceWebhookSecret,
 		NoticeCheckInterval: a.cfg.LowBalanceCheckInterval, OutboxRetention: a.cfg.OutboxRetention, Mailer: mailer,
+		KYCProviderURL: a.cfg.KYCProviderURL, KYCProviderSecret: a.cfg.KYCProviderSecret, KYCCallbackURL: a.cfg.KYCCallbackURL,
 		Registerer: a.Registry, Logger: a.log,
 		Ready: a.restReady,
 		ActionCode: func(r authz.Reason) string {

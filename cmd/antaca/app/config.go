@@ -69,6 +69,13 @@ type Config struct {
 	SMTPCA                  string
 	OutboxRetention         time.Duration
 
+	// KYC provider (docs/kyc.md): where starting KYC sends the customer,
+	// the secret signing requests and callbacks, and the callback's
+	// public URL told to the provider.
+	KYCProviderURL    string
+	KYCProviderSecret string
+	KYCCallbackURL    string
+
 	// Partner webhooks: http and private addresses allowed (development
 	// only), how long a delivery is retried, and each attempt's timeout.
 	WebhookAllowPrivate bool
@@ -173,6 +180,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.SMTPPassword, "smtp-password", "SMTP password")
 	str(&c.SMTPCA, "smtp-ca", "PEM CA bundle verifying the SMTP server's certificate (system roots when empty)")
 	dur(&c.OutboxRetention, "outbox-retention", "how long finished webhook deliveries, events and notice e-mails are kept")
+	str(&c.KYCProviderURL, "kyc-provider-url", "KYC provider URL: starting KYC POSTs the customer's data there (optional; without it the partner sets the KYC status)")
+	str(&c.KYCProviderSecret, "kyc-provider-secret", "secret signing the KYC requests and verifying the provider's callbacks (required with --kyc-provider-url)")
+	str(&c.KYCCallbackURL, "kyc-callback-url", "public URL of POST /kyc/callback, sent to the provider in every request (optional)")
 	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", c.WebhookAllowPrivate,
 		env("webhook-allow-private", "allow partner webhook URLs over http and to loopback, link-local and private addresses (development and tests only)"))
 	dur(&c.WebhookRetryFor, "webhook-retry-for", "how long a partner webhook delivery is retried before its endpoint is marked failing")

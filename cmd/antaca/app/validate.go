@@ -159,6 +159,14 @@ var settingChecks = []settingCheck{
 		return ""
 	}},
 	{"outbox-retention", func(c *Config) string { return positive(c.OutboxRetention) }},
+	{"kyc-provider-url", func(c *Config) string { return optionalHTTPURL(c.KYCProviderURL) }},
+	{"kyc-provider-secret", func(c *Config) string {
+		if c.KYCProviderURL != "" && c.KYCProviderSecret == "" {
+			return "missing: a KYC provider needs a shared secret (it signs the requests and the provider's callbacks)"
+		}
+		return ""
+	}},
+	{"kyc-callback-url", func(c *Config) string { return optionalHTTPURL(c.KYCCallbackURL) }},
 	{"webhook-retry-for", func(c *Config) string { return positive(c.WebhookRetryFor) }},
 	{"webhook-timeout", func(c *Config) string { return positive(c.WebhookTimeout) }},
 	{"log-level", func(c *Config) string {
@@ -243,4 +251,17 @@ func redactURL(s string) string {
 		return s
 	}
 	return u.Redacted()
+}
+
+// optionalHTTPURL checks a URL that may be empty; its value is never
+// shown (it may hold a token).
+func optionalHTTPURL(v string) string {
+	if v == "" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "want an http or https URL (the value is not shown: it may hold a token)"
+	}
+	return ""
 }
