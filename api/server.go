@@ -163,10 +163,9 @@ type Server struct {
 	// unknown and known usernames take the same time.
 	dummyHash string
 
-	bg       sync.WaitGroup // webhooks and async card creation
-	mu       sync.Mutex
-	closed   bool
-	stopping chan struct{} // closed by Close: background retries give up
+	bg     sync.WaitGroup // async card creation
+	mu     sync.Mutex
+	closed bool
 }
 
 // New checks cfg, creates the bootstrap admin when absent and builds the routes.
@@ -274,7 +273,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now, metrics: m,
-		keys: redisKeys{prefix: cfg.RedisPrefix}, dummyHash: dummy, stopping: make(chan struct{}),
+		keys: redisKeys{prefix: cfg.RedisPrefix}, dummyHash: dummy,
 		txns: pgstore.NewTransactions(cfg.DB), outbox: pgstore.NewOutbox(cfg.DB), hooks: hm,
 		hookClient: webhookClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivate), hookWake: make(chan struct{}, 1),
 		opClient: webhookClient(cfg.WebhookTimeout, true), notices: pgstore.NewNotices(cfg.DB), notes: nm,
@@ -331,16 +330,14 @@ func (s *Server) unmatched(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Close waits for background work (async card creation, webhooks) to
-// finish, or for ctx. Webhook deliveries waiting to retry give up (each is
-// logged and counted as dropped). Call it after the HTTP server stopped
+// Close waits for background work (async card creation) to finish, or
+// for ctx. Webhook deliveries, notice e-mails and KYC requests need no
+// waiting: they are rows in Postgres, sent by RunWebhooks and RunNotices
+// on whichever switch runs next. Call it after the HTTP server stopped
 // accepting.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
-	if !s.closed {
-		s.closed = true
-		close(s.stopping)
-	}
+	s.closed = true
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.bg.Wait(); close(done) }()
