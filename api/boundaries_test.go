@@ -327,6 +327,8 @@ func TestAdminRoles(t *testing.T) {
 		{"GET", "/admin/partners"},
 		{"POST", "/admin/users"},
 		{"GET", "/admin/bureau/orders"},
+		{"GET", "/admin/partners/acme/notice-emails"},
+		{"PUT", "/admin/partners/acme/notice-emails"},
 	} {
 		if r := employee.do(c.method, c.path, nil, invalidRequest); r.status != 403 || r.code() != "FORBIDDEN" {
 			t.Errorf("employee %s %s: %d %s", c.method, c.path, r.status, r.body)
@@ -342,6 +344,16 @@ func TestAdminRoles(t *testing.T) {
 	manager.json("POST", "/admin/cards/"+card.ID+"/unlock", nil, 200, nil)
 	manager.json("GET", "/admin/summaries", nil, 200, nil)
 	manager.encryptedJSON("POST", "/admin/cards/"+card.ID+"/replace", nil, 201, nil)
+	// KYC checks: every staff role reads them, the bureau does not.
+	employee.json("GET", "/admin/customers/"+cid+"/kyc-checks", nil, 200, nil)
+	if r := bureauUser.do("GET", "/admin/customers/"+cid+"/kyc-checks", nil); r.status != 403 {
+		t.Errorf("bureau reading KYC checks: %d %s", r.status, r.body)
+	}
+	// Notice addresses: a Manager reads them, only an Admin sets them.
+	manager.json("GET", "/admin/partners/acme/notice-emails", nil, 200, nil)
+	if r := manager.do("PUT", "/admin/partners/acme/notice-emails", map[string]any{"addresses": []string{"ops@acme.test"}}); r.status != 403 {
+		t.Errorf("manager setting notice addresses: %d %s", r.status, r.body)
+	}
 
 	// Admin users: list, duplicate, delete (their session dies), not oneself.
 	var users struct {

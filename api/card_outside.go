@@ -91,6 +91,9 @@ func (s *Server) replaceCard(c *call) (int, any, error) {
 	if c.rt.ch == adminCh && card.Type == string(authz.CardVirtual) && !slices.Contains(managers, c.admin.Role) {
 		return 0, nil, errForbidden // creating a virtual card is for Admin and Manager
 	}
+	if err := c.ownerVerified(card); err != nil {
+		return 0, nil, err
+	}
 	r, err := s.cfg.Issuing.Replace(c.ctx, card.PartnerID, card.ID, in.KeepOld, delivery, lockSource(c.rt.ch))
 	if err != nil {
 		return 0, nil, err

@@ -227,6 +227,9 @@ func (s *Server) printCard(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := c.ownerVerified(card); err != nil {
+		return 0, nil, err
+	}
 	cp, err := s.cfg.Issuing.Print(c.ctx, card.PartnerID, card.ID, delivery)
 	if err != nil {
 		return 0, nil, err

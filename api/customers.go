@@ -85,9 +85,10 @@ func (s *Server) getCustomer(c *call) (int, any, error) {
 }
 
 // POST /customers/me/register, /secure/customers/{customerId}/register:
-// starts KYC (status PENDING, 202). The verification itself is outside
-// Antaca; its result arrives with PUT .../kyc. A verified customer stays
-// verified (409 KYC_ALREADY_VERIFIED).
+// starts KYC (status PENDING, 202). With a KYC provider configured the
+// customer's data goes to it (kyc.go) and the answer shows the check;
+// without one, or besides it, the result arrives with PUT .../kyc. A
+// verified customer stays verified (409 KYC_ALREADY_VERIFIED).
 func (s *Server) startKYC(c *call) (int, any, error) {
 	cust, err := c.customer()
 	if err != nil {
@@ -100,7 +101,17 @@ func (s *Server) startKYC(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	cust.KYCStatus = "PENDING"
-	return http.StatusAccepted, customerOf(cust), nil
+	out := registerView{customerView: customerOf(cust)}
+	if s.cfg.KYCProviderURL != "" {
+		if out.KYCCheck, err = s.startProviderKYC(c, cust); err != nil {
+			return 0, nil, err
+		}
+		// The provider may have answered at once.
+		if now, err := s.cfg.Ledger.Customer(c.ctx, cust.PartnerID, cust.ID); err == nil {
+			out.KYCStatus = now.KYCStatus
+		}
+	}
+	return http.StatusAccepted, out, nil
 }
 
 // PUT /secure/customers/{customerId}/kyc, /admin/customers/{customerId}/kyc
@@ -119,6 +130,10 @@ func (s *Server) setKYC(c *call) (int, any, error) {
 		return 0, nil, invalid("status", "status must be VERIFIED, REJECTED or PENDING")
 	}
 	if err := s.cfg.Ledger.SetKYC(c.ctx, cust.PartnerID, cust.ID, in.Status); err != nil {
+		return 0, nil, err
+	}
+	// The status is set here: a check open at the provider no longer decides.
+	if err := s.kyc.CancelOpen(c.ctx, cust.PartnerID, cust.ID); err != nil {
 		return 0, nil, err
 	}
 	cust.KYCStatus = in.Status

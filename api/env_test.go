@@ -92,7 +92,6 @@ type env struct {
 	keys     *cardcrypto.Keys
 	reg      *prometheus.Registry
 	offset   atomic.Int64 // the API's clock runs this far ahead
-	webhooks chan api.LowBalanceEvent
 	pool     *pgxpool.Pool
 	apiKeys  string // the API's Redis prefix
 	serverPK *rsa.PublicKey
@@ -125,15 +124,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, ledger: l, rdb: rdb, keys: keys, issuing: &issuing.Service{Store: l, Keys: keys},
-		reg: prometheus.NewRegistry(), webhooks: make(chan api.LowBalanceEvent, 16), pool: pool, apiKeys: prefix + ":api"}
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var ev api.LowBalanceEvent
-		if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
-			t.Errorf("webhook body: %v", err)
-		}
-		e.webhooks <- ev
-	}))
-	t.Cleanup(hook.Close)
+		reg: prometheus.NewRegistry(), pool: pool, apiKeys: prefix + ":api"}
 
 	var logOut io.Writer = &e.logs
 	if testing.Verbose() {
@@ -143,9 +134,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		Ledger: l, Issuing: e.issuing, Keys: keys, Redis: rdb, RedisPrefix: e.apiKeys, DB: pool,
 		BootstrapAdminUser: rootUser, BootstrapAdminPassword: rootPassword,
 		PasswordIterations: 1000, // fast tests; production uses the 600 000 default
-		LowBalanceWebhook:  hook.URL, Registerer: e.reg,
-		Logger: slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:    func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
+		Registerer:         e.reg,
+		Logger:             slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:                func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
 	}
 	for _, o := range opts {
 		o(&cfg)

@@ -18,7 +18,6 @@ type metrics struct {
 	latency   *prometheus.HistogramVec // route
 	available *prometheus.GaugeVec     // partner, type, currency
 	low       *prometheus.CounterVec   // partner, type, currency
-	webhooks  *prometheus.CounterVec   // result
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -38,12 +37,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"partner", "type", "currency"}),
 		low: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "antaca_partner_balance_low_total",
-			Help: "Times a partner balance fell below its low-balance threshold.",
+			Help: "Low-balance notices: times a partner balance was seen below its low-balance threshold after being at or above it.",
 		}, []string{"partner", "type", "currency"}),
-		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "antaca_api_webhook_deliveries_total",
-			Help: "Low-balance webhook delivery attempts by result (ok; retry: failed, tried again; error: given up; dropped: abandoned at shutdown).",
-		}, []string{"result"}),
 	}
 	var err error
 	m.requests, err = register(reg, m.requests)
@@ -55,9 +50,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if err == nil {
 		m.low, err = register(reg, m.low)
-	}
-	if err == nil {
-		m.webhooks, err = register(reg, m.webhooks)
 	}
 	return m, err
 }

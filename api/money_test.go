@@ -17,7 +17,9 @@ type summaryJSON struct {
 // model's refusal, the low-balance alert, and summaries that add up.
 func TestMoney(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	hook := newLowBalanceHook(t, "")
+	e := newEnv(t, withLowBalanceWebhook(hook.url, ""))
+	e.runWebhooks()
 	ctx := context.Background()
 	dep := e.newProgram("dep", "411111", "DEPOSIT", 100_000)
 	cred := e.newProgram("cred", "422222", "CREDIT", 0) // no credit at all
@@ -69,8 +71,9 @@ func TestMoney(t *testing.T) {
 	}
 	reload(low, l1, l1b, 15_000, 200, "") // 30 000 -> 15 000: below 20 000
 	select {
-	case ev := <-e.webhooks:
-		if ev.PartnerID != "low" || ev.BalanceID != low.pbal || ev.Type != "CREDIT" || ev.Currency != "EUR" || ev.Available != 15_000 || ev.Threshold != 20_000 {
+	case ev := <-hook.got:
+		if ev.Type != "partner_balance.low" || ev.PartnerID != "low" || ev.Data.BalanceID != low.pbal || ev.Data.Type != "CREDIT" ||
+			ev.Data.Currency != "EUR" || ev.Data.Available != 15_000 || ev.Data.Threshold != 20_000 {
 			t.Errorf("webhook event = %+v", ev)
 		}
 	case <-time.After(5 * time.Second):
@@ -91,7 +94,7 @@ func TestMoney(t *testing.T) {
 		t.Errorf("antaca_partner_balance_low_total = %v after staying below, want still 1", got)
 	}
 	select {
-	case ev := <-e.webhooks:
+	case ev := <-hook.got:
 		t.Errorf("a second webhook while staying below: %+v", ev)
 	case <-time.After(100 * time.Millisecond):
 	}

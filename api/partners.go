@@ -147,7 +147,7 @@ func (s *Server) createPartnerBalance(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	s.metrics.setAvailable(b)
+	s.notePartnerBalance(c.ctx, b, false)
 	return http.StatusCreated, partnerBalanceOf(b), nil
 }
 
@@ -195,7 +195,7 @@ func (s *Server) reloadPartnerBalance(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	s.metrics.setAvailable(nb)
+	s.notePartnerBalance(c.ctx, nb, false)
 	s.log.InfoContext(c.ctx, "partner balance reloaded", "partner", b.PartnerID, "balance", b.ID, "amount", *in.Amount, "by", c.admin.Username)
 	return http.StatusOK, partnerBalanceOf(nb), nil
 }

@@ -20,6 +20,7 @@ func (s *Server) routes() []route {
 		{pattern: "GET /.well-known/jwks.json", ch: public, h: s.jwks},
 		{pattern: "GET /public-key", ch: public, h: s.publicKey},
 		{pattern: "POST /admin/login", ch: public, h: s.login},
+		{pattern: "POST /kyc/callback", ch: public, h: s.kycCallback},
 
 		// Mobile application: /customers/me, customer session token.
 		{pattern: "GET /customers/me", ch: customerCh, h: s.getCustomer},
@@ -51,6 +52,7 @@ func (s *Server) routes() []route {
 		{pattern: "GET /secure/customers/{customerId}", ch: partnerCh, h: s.getCustomer},
 		{pattern: "POST /secure/customers/{customerId}/register", ch: partnerCh, h: s.startKYC},
 		{pattern: "PUT /secure/customers/{customerId}/kyc", ch: partnerCh, h: s.setKYC},
+		{pattern: "GET /secure/customers/{customerId}/kyc-checks", ch: partnerCh, h: s.listKYCChecks},
 		{pattern: "POST /secure/customers/{customerId}/sessions", ch: partnerCh, h: s.createCustomerSession},
 		{pattern: "POST /secure/customers/{customerId}/balances", create: true, ch: partnerCh, h: s.createBalance},
 		{pattern: "GET /secure/customers/{customerId}/balances", ch: partnerCh, h: s.listBalances},
@@ -97,6 +99,8 @@ func (s *Server) routes() []route {
 		{pattern: "GET /admin/partners/{partnerId}/balances/{balanceId}", ch: adminCh, roles: managers, h: s.getPartnerBalance},
 		{pattern: "POST /admin/partners/{partnerId}/balances/{balanceId}/reload", ch: adminCh, roles: adminOnly, h: s.reloadPartnerBalance},
 		{pattern: "POST /admin/partners/{partnerId}/customers", create: true, ch: adminCh, roles: managers, h: s.createCustomer},
+		{pattern: "GET /admin/partners/{partnerId}/notice-emails", ch: adminCh, roles: managers, h: s.getNoticeEmails},
+		{pattern: "PUT /admin/partners/{partnerId}/notice-emails", ch: adminCh, roles: adminOnly, h: s.setNoticeEmails},
 		{pattern: "GET /admin/partners/{partnerId}/webhooks", ch: adminCh, roles: managers, h: s.listWebhooks},
 		{pattern: "POST /admin/partners/{partnerId}/webhooks", ch: adminCh, roles: adminOnly, h: s.createWebhook},
 		{pattern: "DELETE /admin/partners/{partnerId}/webhooks/{endpointId}", ch: adminCh, roles: adminOnly, h: s.deleteWebhook},
@@ -109,6 +113,7 @@ func (s *Server) routes() []route {
 		{pattern: "GET /admin/customers/{customerId}", ch: adminCh, roles: staff, h: s.getCustomer},
 		{pattern: "GET /admin/customers/{customerId}/cards", ch: adminCh, roles: staff, h: s.customerCards},
 		{pattern: "PUT /admin/customers/{customerId}/kyc", ch: adminCh, roles: managers, h: s.setKYC},
+		{pattern: "GET /admin/customers/{customerId}/kyc-checks", ch: adminCh, roles: staff, h: s.listKYCChecks},
 		{pattern: "GET /admin/customers/{customerId}/balances", ch: adminCh, roles: staff, h: s.listBalances},
 		{pattern: "POST /admin/customers/{customerId}/cards/virtual", create: true, ch: adminCh, roles: managers, jwe: true, h: s.createVirtual},
 		{pattern: "POST /admin/customers/{customerId}/cards/physical", create: true, ch: adminCh, roles: staff, jwe: true, h: s.orderPhysical},

@@ -129,3 +129,21 @@ func (c *call) verifiedCustomer() (partnerID, customerID string, err error) {
 	}
 	return cust.PartnerID, cust.ID, nil
 }
+
+// ownerVerified refuses a new card for an existing one (a digital-first
+// copy, a replacement) when the card's customer is not KYC VERIFIED (409
+// KYC_NOT_VERIFIED), as for any new card.
+func (c *call) ownerVerified(card ledger.Card) error {
+	b, err := c.s.cfg.Ledger.UserBalance(c.ctx, card.PartnerID, card.BalanceID)
+	if err != nil {
+		return err
+	}
+	cust, err := c.s.cfg.Ledger.Customer(c.ctx, card.PartnerID, b.CustomerID)
+	if err != nil {
+		return err
+	}
+	if cust.KYCStatus != "VERIFIED" {
+		return ledger.ErrKYCNotVerified
+	}
+	return nil
+}

@@ -71,18 +71,35 @@ type Config struct {
 	LoginMaxDelay            time.Duration
 	LoginWindow              time.Duration
 
-	// LowBalanceWebhook, when set, receives a POST when a partner balance
-	// falls below its threshold; WebhookTimeout bounds each attempt
-	// (default 5 s). A failed delivery (network error, 5xx, 408, 429) is
-	// tried again up to WebhookAttempts times in all (default 5), waiting
-	// WebhookBackoff (default 1 s) and doubling it each time.
-	LowBalanceWebhook string
-	WebhookTimeout    time.Duration
-	WebhookAttempts   int
-	WebhookBackoff    time.Duration
-	// HTTPClient sends the low-balance webhook (a client with
-	// WebhookTimeout when nil).
-	HTTPClient *http.Client
+	// LowBalanceWebhook, when set, is the operator's webhook endpoint for
+	// partner_balance.low of every partner (notify.go): delivered through
+	// the outbox like partner endpoints, signed with
+	// LowBalanceWebhookSecret (unsigned when empty). It is the operator's
+	// own URL, so private addresses are allowed.
+	LowBalanceWebhook       string
+	LowBalanceWebhookSecret string
+	// WebhookTimeout bounds each webhook attempt (default 5 s);
+	// WebhookBackoff is the first pause after a failed attempt (default
+	// 1 s), also of notice e-mails.
+	WebhookTimeout time.Duration
+	WebhookBackoff time.Duration
+
+	// Mailer sends the partners' notice e-mails (none when nil: no e-mail
+	// is made). NoticeCheckInterval is how often every partner balance is
+	// looked at (default 1 minute). OutboxRetention is how long finished
+	// webhook deliveries, events and e-mails are kept (default 30 days).
+	Mailer              Mailer
+	NoticeCheckInterval time.Duration
+	OutboxRetention     time.Duration
+
+	// KYCProviderURL, when set, is where starting KYC sends the customer's
+	// data (kyc.go), signed with KYCProviderSecret, which also signs the
+	// provider's callbacks to POST /kyc/callback. KYCCallbackURL, when
+	// set, is that callback's public URL, told to the provider in every
+	// request. A request is retried for WebhookRetryFor.
+	KYCProviderURL    string
+	KYCProviderSecret string
+	KYCCallbackURL    string
 
 	// Partner webhook endpoints (webhooks.go). WebhookAllowPrivate allows
 	// http URLs and loopback, link-local and private addresses (for
@@ -132,14 +149,23 @@ type Server struct {
 	hookClient *http.Client
 	hooks      *hookMetrics
 	hookWake   chan struct{}
+	// opClient sends to the operator's own endpoints (LowBalanceWebhook):
+	// private addresses allowed.
+	opClient *http.Client
+	// Notices (notify.go): the low-balance state, addresses and e-mails.
+	notices    *pgstore.Notices
+	notes      *noticeMetrics
+	noticeWake chan struct{}
+	// KYC at the provider (kyc.go).
+	kyc  *pgstore.KYCChecks
+	kycm *kycMetrics
 	// dummyHash is verified against when a login names no admin, so that
 	// unknown and known usernames take the same time.
 	dummyHash string
 
-	bg       sync.WaitGroup // webhooks and async card creation
-	mu       sync.Mutex
-	closed   bool
-	stopping chan struct{} // closed by Close: background retries give up
+	bg     sync.WaitGroup // async card creation
+	mu     sync.Mutex
+	closed bool
 }
 
 // New checks cfg, creates the bootstrap admin when absent and builds the routes.
@@ -180,9 +206,6 @@ func New(cfg Config) (*Server, error) {
 	if cfg.WebhookTimeout <= 0 {
 		cfg.WebhookTimeout = 5 * time.Second
 	}
-	if cfg.WebhookAttempts <= 0 {
-		cfg.WebhookAttempts = 5
-	}
 	if cfg.WebhookBackoff <= 0 {
 		cfg.WebhookBackoff = time.Second
 	}
@@ -204,8 +227,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.WebhookGapTimeout <= 0 {
 		cfg.WebhookGapTimeout = time.Minute
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: cfg.WebhookTimeout}
+	if cfg.NoticeCheckInterval <= 0 {
+		cfg.NoticeCheckInterval = time.Minute
+	}
+	if cfg.OutboxRetention <= 0 {
+		cfg.OutboxRetention = 30 * 24 * time.Hour
 	}
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
@@ -224,19 +250,42 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	nm, err := newNoticeMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	km, err := newKYCMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.KYCProviderURL != "" {
+		u, err := url.Parse(cfg.KYCProviderURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, errors.New("api: the KYC provider URL is not an http(s) URL")
+		}
+		if cfg.KYCProviderSecret == "" {
+			return nil, errors.New("api: a KYC provider needs a secret (it signs requests and callbacks)")
+		}
+	}
 	dummy, err := hashPassword("not a password", cfg.PasswordIterations)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now, metrics: m,
-		keys: redisKeys{prefix: cfg.RedisPrefix}, dummyHash: dummy, stopping: make(chan struct{}),
+		keys: redisKeys{prefix: cfg.RedisPrefix}, dummyHash: dummy,
 		txns: pgstore.NewTransactions(cfg.DB), outbox: pgstore.NewOutbox(cfg.DB), hooks: hm,
 		hookClient: webhookClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivate), hookWake: make(chan struct{}, 1),
+		opClient: webhookClient(cfg.WebhookTimeout, true), notices: pgstore.NewNotices(cfg.DB), notes: nm,
+		noticeWake: make(chan struct{}, 1), kyc: pgstore.NewKYCChecks(cfg.DB), kycm: km,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.outbox.SetOperatorEndpoint(ctx, operatorLowBalanceEndpoint, cfg.LowBalanceWebhook, cfg.LowBalanceWebhookSecret,
+		[]string{"partner_balance.low"}); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
 	}
 	if cfg.BootstrapAdminUser != "" || cfg.BootstrapAdminPassword != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
 		if err := s.bootstrapAdmin(ctx, cfg.BootstrapAdminUser, cfg.BootstrapAdminPassword); err != nil {
 			return nil, err
 		}
@@ -281,16 +330,14 @@ func (s *Server) unmatched(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Close waits for background work (async card creation, webhooks) to
-// finish, or for ctx. Webhook deliveries waiting to retry give up (each is
-// logged and counted as dropped). Call it after the HTTP server stopped
+// Close waits for background work (async card creation) to finish, or
+// for ctx. Webhook deliveries, notice e-mails and KYC requests need no
+// waiting: they are rows in Postgres, sent by RunWebhooks and RunNotices
+// on whichever switch runs next. Call it after the HTTP server stopped
 // accepting.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
-	if !s.closed {
-		s.closed = true
-		close(s.stopping)
-	}
+	s.closed = true
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.bg.Wait(); close(done) }()

@@ -595,7 +595,11 @@ func (s *Server) postDelivery(ctx context.Context, d pgstore.Delivery) (int, err
 	if d.Secret != "" {
 		h.Set(SignatureHeader, Sign(d.Secret, s.now(), d.Body))
 	}
-	resp, err := s.hookClient.Do(req)
+	client := s.hookClient
+	if d.PartnerID == pgstore.OperatorPartner {
+		client = s.opClient
+	}
+	resp, err := client.Do(req)
 	var uerr *url.Error
 	if errors.As(err, &uerr) {
 		err = uerr.Err // without the URL, which may carry a token
@@ -784,29 +788,4 @@ func (s *Server) customerEventData(ctx context.Context, partnerID string, c pgst
 		out["externalId"] = v
 	}
 	return out
-}
-
-// lowBalanceData is partner_balance.low's data.
-type lowBalanceData struct {
-	BalanceID string `json:"balanceId"`
-	Type      string `json:"type"`
-	Currency  string `json:"currency"`
-	Available int64  `json:"available"`
-	Threshold int64  `json:"threshold"`
-}
-
-// enqueueLowBalance records partner_balance.low for the partner's
-// subscribed endpoints.
-func (s *Server) enqueueLowBalance(ctx context.Context, ev LowBalanceEvent) {
-	body, err := json.Marshal(envelopeOf(ev.ID, "partner_balance.low", ev.At, ev.PartnerID,
-		lowBalanceData{BalanceID: ev.BalanceID, Type: ev.Type, Currency: ev.Currency, Available: ev.Available, Threshold: ev.Threshold}))
-	if err == nil {
-		err = s.outbox.Enqueue(ctx, ev.PartnerID, []pgstore.NewEvent{{ID: ev.ID, Type: "partner_balance.low", OrderKey: ev.BalanceID, Body: body}},
-			s.cfg.WebhookRetryFor)
-	}
-	if err != nil {
-		s.log.WarnContext(ctx, "webhooks: recording partner_balance.low", "partner", ev.PartnerID, "err", err)
-		return
-	}
-	s.wakeWebhooks()
 }

@@ -120,6 +120,9 @@ type PartnerBalance struct {
 	Settled      int64
 	LowThreshold int64
 	State        string
+	// Version counts the row's changes: of two reads, the one with the
+	// higher version is the later state.
+	Version int64
 }
 
 // CreatePartnerBalance creates the partner's balance of a type and currency
@@ -171,7 +174,7 @@ func (l *Ledger) PartnerBalance(ctx context.Context, partnerID, id string) (Part
 	b := PartnerBalance{
 		ID: id, PartnerID: partnerID, Type: m["type"], Currency: m["currency"],
 		Available: f.int("available", m["available"]), Reserved: f.int("reserved", m["reserved"]), Settled: f.int("settled", m["settled"]),
-		LowThreshold: f.int("low_threshold", m["low_threshold"]), State: m["state"],
+		LowThreshold: f.int("low_threshold", m["low_threshold"]), State: m["state"], Version: f.int("v", m["v"]),
 	}
 	return b, f.err
 }

@@ -24,7 +24,8 @@ type Engine struct {
 	// (default one hour).
 	VelocityWindow time.Duration
 	// OnPartnerBelowThreshold, when set, is called (in its own goroutine,
-	// off the authorization path) when an authorization took a partner
+	// off the authorization path) when an authorization, a stand-in
+	// advice (forced post) or a completion above its hold took a partner
 	// deposit below its low-balance threshold.
 	OnPartnerBelowThreshold func(ctx context.Context, partnerID string, ch BalanceChange)
 	// OnStateLost, when set, is called when an authorization found Redis
@@ -213,10 +214,17 @@ func (e *Engine) Reserve(ctx context.Context, f authz.Funds) (authz.FundsResult,
 	if errors.Is(err, ErrNotDurable) {
 		e.undoNotDurable(ctx, f)
 	}
-	if err == nil && e.OnPartnerBelowThreshold != nil && r.Partner.CrossedBelow() {
-		go e.OnPartnerBelowThreshold(context.WithoutCancel(ctx), f.PartnerID, r.Partner)
+	if err == nil {
+		e.crossed(ctx, f.PartnerID, r.Partner)
 	}
 	return fundsResult(r), e.checkState(err)
+}
+
+// crossed reports a partner deposit that fell below its threshold.
+func (e *Engine) crossed(ctx context.Context, partnerID string, ch BalanceChange) {
+	if e.OnPartnerBelowThreshold != nil && ch.CrossedBelow() {
+		go e.OnPartnerBelowThreshold(context.WithoutCancel(ctx), partnerID, ch)
+	}
 }
 
 // undoNotDurable undoes a change whose journal entry could not be committed
@@ -240,6 +248,9 @@ func (e *Engine) undoNotDurable(ctx context.Context, f authz.Funds) {
 // ForcePost posts a stand-in advice.
 func (e *Engine) ForcePost(ctx context.Context, f authz.Funds) (authz.FundsResult, error) {
 	r, err := e.L.ForcePost(ctx, reservation(f))
+	if err == nil {
+		e.crossed(ctx, f.PartnerID, r.Partner)
+	}
 	return fundsResult(r), e.checkState(err)
 }
 
@@ -255,6 +266,9 @@ func (e *Engine) Refund(ctx context.Context, f authz.Funds) (authz.FundsResult, 
 // Capture completes a hold, allowing more than it holds (an advice).
 func (e *Engine) Capture(ctx context.Context, partnerID, holdID string, amount int64, idemKey, meta string) (authz.Release, error) {
 	s, err := e.L.Capture(ctx, partnerID, holdID, amount, true, idemKey, meta)
+	if err == nil {
+		e.crossed(ctx, partnerID, s.Partner)
+	}
 	return authz.Release{Amount: s.Captured, Available: s.Available}, e.checkState(err)
 }
 

@@ -86,7 +86,8 @@ func (l *Ledger) ForcePost(ctx context.Context, r Reservation) (ReservationResul
 	}
 	s := toStrings(v)
 	f := fields{what: "force_post reply"}
-	return ReservationResult{Reason: "ADVICE_ACCEPTED", HoldID: s[0], Approved: r.Amount, Available: f.int("available", s[1]), Duplicate: s[2] == "1", ApprovalCode: r.ApprovalCode}, f.err
+	return ReservationResult{Reason: "ADVICE_ACCEPTED", HoldID: s[0], Approved: r.Amount, Available: f.int("available", s[1]), Duplicate: s[2] == "1", ApprovalCode: r.ApprovalCode,
+		Partner: partnerChange(&f, s, 3)}, f.err
 }
 
 // Settlement is the result of a capture or a void.
@@ -96,6 +97,9 @@ type Settlement struct {
 	Available int64
 	State     string
 	Duplicate bool
+	// Partner is the partner deposit's change (a capture above the hold
+	// lowers it), empty for a duplicate and outside the DEPOSIT model.
+	Partner BalanceChange
 }
 
 // Capture posts amount of an open hold (0: all of it) and releases the
@@ -112,7 +116,8 @@ func (l *Ledger) Capture(ctx context.Context, partnerID, holdID string, amount i
 	}
 	s := toStrings(v)
 	d := fields{what: "capture reply"}
-	return Settlement{Captured: d.int("captured", s[0]), Released: d.int("released", s[1]), Available: d.int("available", s[2]), State: "CAPTURED", Duplicate: s[3] == "1"}, d.err
+	return Settlement{Captured: d.int("captured", s[0]), Released: d.int("released", s[1]), Available: d.int("available", s[2]), State: "CAPTURED", Duplicate: s[3] == "1",
+		Partner: partnerChange(&d, s, 4)}, d.err
 }
 
 // Void releases amount of an open hold (0: all that remains). With
@@ -237,4 +242,14 @@ func (l *Ledger) OpenHolds(ctx context.Context, partnerID string) ([]string, err
 		return nil, fmt.Errorf("listing open holds: %w", err)
 	}
 	return ids, nil
+}
+
+// partnerChange reads the partner balance change a script returns from
+// index i on (id, before, after, threshold); a duplicate's answer has none.
+func partnerChange(f *fields, s []string, i int) BalanceChange {
+	if len(s) < i+4 {
+		return BalanceChange{}
+	}
+	return BalanceChange{PartnerBalanceID: s[i], Before: f.int("partner before", s[i+1]), After: f.int("partner after", s[i+2]),
+		LowThreshold: f.int("low threshold", s[i+3])}
 }

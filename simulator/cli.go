@@ -33,8 +33,8 @@ func Command() *ffcli.Command {
 func CommandWithOutput(stdout, stderr io.Writer) *ffcli.Command {
 	return &ffcli.Command{
 		Name:       "sim",
-		ShortUsage: "antaca sim <seed|run|load|bureau> [flags]",
-		ShortHelp:  "the bundled card network: provisioning, scenarios, load, bureau",
+		ShortUsage: "antaca sim <seed|run|load|bureau|kyc-provider> [flags]",
+		ShortHelp:  "the bundled card network: provisioning, scenarios, load, bureau, KYC provider",
 		LongHelp: "The simulator connects to the switch as a processor does (sign-on, echo on idle,\n" +
 			"reconnect with backoff, several links, optional TLS, either ISO profile and framing)\n" +
 			"and provisions through the REST API (or in process with --direct).\n" +
@@ -42,6 +42,7 @@ func CommandWithOutput(stdout, stderr io.Writer) *ffcli.Command {
 		FlagSet: flag.NewFlagSet("antaca sim", flag.ContinueOnError),
 		Subcommands: []*ffcli.Command{
 			seedCommand(stdout, stderr), runCommand(stdout, stderr), loadCommand(stdout, stderr), bureauCommand(stdout, stderr),
+			kycProviderCommand(stdout, stderr),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}
@@ -463,6 +464,50 @@ func bureauCommand(stdout, stderr io.Writer) *ffcli.Command {
 			n, err := RunBureau(ctx, is, cfg)
 			fmt.Fprintf(stdout, "bureau: %d card(s) personalised\n", n)
 			return err
+		},
+	}
+}
+
+func kycProviderCommand(stdout, _ io.Writer) *ffcli.Command {
+	fs := flag.NewFlagSet("antaca sim kyc-provider", flag.ContinueOnError)
+	addr := fs.String("kyc-addr", "127.0.0.1:8091", "listen address (the switch's ANTACA_KYC_PROVIDER_URL is http://<this>/)")
+	p := &KYCProvider{}
+	fs.StringVar(&p.Secret, "kyc-secret", "", "shared secret: the switch's ANTACA_KYC_PROVIDER_SECRET")
+	lastNames := fs.String("reject-last-names", "", "comma-separated last names to reject (case-insensitive)")
+	holdNames := fs.String("hold-last-names", "", "comma-separated last names never answered (the check stays open)")
+	fs.IntVar(&p.Rule.RejectPercent, "reject-percent", 0, "share of the other customers to reject, 0-100 (stable per customer id)")
+	fs.BoolVar(&p.Rule.Sync, "sync", false, "answer the result in the answer to the request instead of a callback")
+	fs.DurationVar(&p.Delay, "delay", time.Second, "time between a request and its callback")
+	fs.StringVar(&p.CallbackURL, "callback-url", "", "callback URL (default: the request's callbackUrl, from the switch's ANTACA_KYC_CALLBACK_URL)")
+	return &ffcli.Command{
+		Name:       "kyc-provider",
+		ShortUsage: "antaca sim kyc-provider --kyc-secret S [flags]",
+		ShortHelp:  "play the KYC provider: verify or reject customers by a rule, and call the switch back",
+		LongHelp: "Takes the switch's signed KYC requests (POST /), answers 202 with a reference and,\n" +
+			"after --delay, POSTs {id, reference, status} signed with the same secret to the callback URL.\n" +
+			"Customers whose last name is in --reject-last-names, and --reject-percent of the others, are REJECTED.",
+		FlagSet: fs,
+		Options: envOptions,
+		Exec: func(ctx context.Context, _ []string) error {
+			if p.Secret == "" {
+				return errors.New("kyc-provider: --kyc-secret is required (the switch's ANTACA_KYC_PROVIDER_SECRET)")
+			}
+			if p.Rule.RejectPercent < 0 || p.Rule.RejectPercent > 100 {
+				return errors.New("kyc-provider: --reject-percent must be 0 to 100")
+			}
+			for _, n := range strings.Split(*lastNames, ",") {
+				if n = strings.TrimSpace(n); n != "" {
+					p.Rule.RejectLastNames = append(p.Rule.RejectLastNames, n)
+				}
+			}
+			for _, n := range strings.Split(*holdNames, ",") {
+				if n = strings.TrimSpace(n); n != "" {
+					p.Rule.HoldLastNames = append(p.Rule.HoldLastNames, n)
+				}
+			}
+			p.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			fmt.Fprintf(stdout, "kyc-provider: listening on %s (reject last names %v, %d%% of the others)\n", *addr, p.Rule.RejectLastNames, p.Rule.RejectPercent)
+			return ServeKYCProvider(ctx, *addr, p)
 		},
 	}
 }

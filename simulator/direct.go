@@ -89,9 +89,12 @@ func (d *DirectIssuer) ReloadPartnerBalance(ctx context.Context, p Partner, amou
 }
 
 // CreateCustomer implements Issuer.
-func (d *DirectIssuer) CreateCustomer(ctx context.Context, p Partner, externalID string, verified bool) (Customer, error) {
+func (d *DirectIssuer) CreateCustomer(ctx context.Context, p Partner, externalID, lastName string, verified bool) (Customer, error) {
+	if lastName == "" {
+		lastName = "User"
+	}
 	c := ledger.Customer{ID: ledger.NewID("cus"), PartnerID: p.ID, ExternalID: externalID,
-		FirstName: "Sim", LastName: "User", Email: externalID + "@sim.invalid", Phone: "+4915100000000"}
+		FirstName: "Sim", LastName: lastName, Email: externalID + "@sim.invalid", Phone: "+4915100000000"}
 	if err := d.Ledger.CreateCustomer(ctx, c); err != nil {
 		return Customer{}, directErr("creating customer", err)
 	}
@@ -103,6 +106,32 @@ func (d *DirectIssuer) CreateCustomer(ctx context.Context, p Partner, externalID
 		out.KYCStatus = "VERIFIED"
 	}
 	return out, nil
+}
+
+// StartKYC implements Issuer. In process there is no KYC provider: the
+// customer becomes PENDING, as the API does without one.
+func (d *DirectIssuer) StartKYC(ctx context.Context, p Partner, customerID string) (Customer, error) {
+	c, err := d.GetCustomer(ctx, p, customerID)
+	if err != nil {
+		return Customer{}, err
+	}
+	if c.KYCStatus == "VERIFIED" {
+		return Customer{}, &APIError{Status: http.StatusConflict, Code: "KYC_ALREADY_VERIFIED", Message: "the customer's KYC is already verified", Op: "starting KYC"}
+	}
+	if err := d.Ledger.SetKYC(ctx, p.ID, customerID, "PENDING"); err != nil {
+		return Customer{}, directErr("starting KYC", err)
+	}
+	c.KYCStatus = "PENDING"
+	return c, nil
+}
+
+// GetCustomer implements Issuer.
+func (d *DirectIssuer) GetCustomer(ctx context.Context, p Partner, customerID string) (Customer, error) {
+	cust, err := d.Ledger.Customer(ctx, p.ID, customerID)
+	if err != nil {
+		return Customer{}, directErr("reading customer", err)
+	}
+	return Customer{ID: customerID, ExternalID: cust.ExternalID, KYCStatus: cust.KYCStatus}, nil
 }
 
 // CreateBalance implements Issuer.

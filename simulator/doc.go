@@ -4,7 +4,7 @@
 // provisions test programs through the REST API, runs scripted scenarios
 // with expected action codes and balances, generates open-model load with
 // latency measured from the scheduled send time, and plays the
-// personalisation bureau for physical cards.
+// personalisation bureau for physical cards and the KYC provider.
 //
 // Commands (antaca sim ...):
 //
@@ -12,6 +12,7 @@
 //	run      run scenario files and report pass/fail per step
 //	load     fixed-rate (optionally ramped) load with a latency report and plot
 //	bureau   personalise ordered physical cards so that they get linked
+//	kyc-provider  play the KYC provider: verify or reject customers by a rule, call the switch back
 //
 // The cards file written by seed is the one place where PANs appear in
 // clear: they are test data. Everything else (logs, reports, failure

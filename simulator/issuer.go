@@ -17,9 +17,14 @@ type Issuer interface {
 	CreatePartner(ctx context.Context, p PartnerSpec) (Partner, error)
 	// ReloadPartnerBalance adds money from outside to a partner balance.
 	ReloadPartnerBalance(ctx context.Context, p Partner, amount int64) error
-	// CreateCustomer registers a customer and, with verified, marks its
-	// own KYC as VERIFIED.
-	CreateCustomer(ctx context.Context, p Partner, externalID string, verified bool) (Customer, error)
+	// CreateCustomer registers a customer (last name "User" when empty)
+	// and, with verified, marks its own KYC as VERIFIED.
+	CreateCustomer(ctx context.Context, p Partner, externalID, lastName string, verified bool) (Customer, error)
+	// StartKYC starts the customer's KYC (POST .../register): PENDING, and
+	// with a KYC provider configured on the switch, sent to it.
+	StartKYC(ctx context.Context, p Partner, customerID string) (Customer, error)
+	// GetCustomer reads a customer (its KYC status).
+	GetCustomer(ctx context.Context, p Partner, customerID string) (Customer, error)
 	CreateBalance(ctx context.Context, p Partner, customerID, currency string) (Balance, error)
 	Reload(ctx context.Context, p Partner, customerID, balanceID string, amount int64) error
 	GetBalance(ctx context.Context, p Partner, customerID, balanceID string) (Balance, error)

@@ -452,10 +452,13 @@ func (r *RESTIssuer) ReloadPartnerBalance(ctx context.Context, p Partner, amount
 }
 
 // CreateCustomer implements Issuer.
-func (r *RESTIssuer) CreateCustomer(ctx context.Context, p Partner, externalID string, verified bool) (Customer, error) {
+func (r *RESTIssuer) CreateCustomer(ctx context.Context, p Partner, externalID, lastName string, verified bool) (Customer, error) {
 	var c Customer
+	if lastName == "" {
+		lastName = "User"
+	}
 	err := r.do(ctx, call{op: "registering customer", method: http.MethodPost, path: "/secure/customers", partner: &p,
-		body: map[string]string{"externalId": externalID, "firstName": "Sim", "lastName": "User",
+		body: map[string]string{"externalId": externalID, "firstName": "Sim", "lastName": lastName,
 			"email": externalID + "@sim.invalid", "phone": "+4915100000000"}}, &c)
 	if err != nil {
 		return Customer{}, err
@@ -469,6 +472,20 @@ func (r *RESTIssuer) CreateCustomer(ctx context.Context, p Partner, externalID s
 		c.KYCStatus = "VERIFIED"
 	}
 	return c, nil
+}
+
+// StartKYC implements Issuer.
+func (r *RESTIssuer) StartKYC(ctx context.Context, p Partner, customerID string) (Customer, error) {
+	var c Customer
+	err := r.do(ctx, call{op: "starting KYC", method: http.MethodPost, path: secure(customerID, "register"), partner: &p}, &c)
+	return c, err
+}
+
+// GetCustomer implements Issuer.
+func (r *RESTIssuer) GetCustomer(ctx context.Context, p Partner, customerID string) (Customer, error) {
+	var c Customer
+	err := r.do(ctx, call{op: "reading customer", method: http.MethodGet, path: secure(customerID), partner: &p}, &c)
+	return c, err
 }
 
 // CreateBalance implements Issuer.

@@ -266,6 +266,8 @@ var actions = []action{
 	{name: "create_balance", do: (*run).createBalanceAction},
 	{name: "reload", do: (*run).reload},
 	{name: "check_balance", do: (*run).checkBalance},
+	{name: "start_kyc", do: (*run).startKYC},
+	{name: "wait_kyc", do: (*run).waitKYC},
 	{name: "issue_virtual", do: issueCard(Issuer.IssueVirtual)},
 	{name: "order_physical", do: issueCard(Issuer.OrderPhysical)},
 	{name: "personalise", do: cardAction(func(r *run, ctx context.Context, _ *Step, c Card, p Partner) error {
@@ -382,7 +384,7 @@ func (r *run) customer(ctx context.Context, st *Step) (custRef, error) {
 	if err != nil {
 		return custRef{}, err
 	}
-	c, err := r.cfg.Issuer.CreateCustomer(ctx, p, "sim-"+randomDigits(12), st.Verified != "false")
+	c, err := r.cfg.Issuer.CreateCustomer(ctx, p, "sim-"+randomDigits(12), st.LastName, st.Verified != "false")
 	if err != nil {
 		return custRef{}, err
 	}
@@ -415,6 +417,63 @@ func (r *run) createBalanceAction(ctx context.Context, st *Step) (string, error)
 		return "", fmt.Errorf("unknown customer %q", st.Customer)
 	}
 	return r.createBalance(ctx, st, c)
+}
+
+// startKYC starts a customer's KYC; expect.kyc checks the status answered.
+func (r *run) startKYC(ctx context.Context, st *Step) (string, error) {
+	c, ok := r.customers[st.Customer]
+	if !ok {
+		return "", fmt.Errorf("unknown customer %q", st.Customer)
+	}
+	got, err := r.cfg.Issuer.StartKYC(ctx, c.partner, c.ID)
+	if err != nil {
+		return "", err
+	}
+	r.set(st.As, "kyc", got.KYCStatus)
+	if st.Expect.KYC != "" && got.KYCStatus != st.Expect.KYC {
+		return "", fmt.Errorf("KYC status: want %s, got %s", st.Expect.KYC, got.KYCStatus)
+	}
+	return "KYC started: " + got.KYCStatus, nil
+}
+
+// waitKYC waits (up to timeout, default 30s) for a customer's KYC status
+// to become expect.kyc, as a provider's callback sets it.
+func (r *run) waitKYC(ctx context.Context, st *Step) (string, error) {
+	c, ok := r.customers[st.Customer]
+	if !ok {
+		return "", fmt.Errorf("unknown customer %q", st.Customer)
+	}
+	if st.Expect.KYC == "" {
+		return "", errors.New("wait_kyc needs expect: {kyc: STATUS}")
+	}
+	wait := 30 * time.Second
+	if st.Timeout != "" {
+		d, err := time.ParseDuration(st.Timeout)
+		if err != nil {
+			return "", fmt.Errorf("timeout %q: %w", st.Timeout, err)
+		}
+		wait = d
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		got, err := r.cfg.Issuer.GetCustomer(ctx, c.partner, c.ID)
+		if err != nil {
+			return "", err
+		}
+		if got.KYCStatus == st.Expect.KYC {
+			r.set(st.As, "kyc", got.KYCStatus)
+			return "KYC " + got.KYCStatus, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("KYC status: want %s within %s, still %s (is the switch's ANTACA_KYC_PROVIDER_URL the simulator's kyc-provider?)",
+				st.Expect.KYC, wait, got.KYCStatus)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func (r *run) reload(ctx context.Context, st *Step) (string, error) {

@@ -51,6 +51,9 @@ type Step struct {
 	Funds    string `yaml:"funds"`
 	BIN      string `yaml:"bin"`
 	Verified string `yaml:"verified"`
+	// LastName of create_customer and new_account (default "User"): the
+	// simulator's KYC provider decides by it.
+	LastName string `yaml:"lastName"`
 	Duration string `yaml:"duration"`
 	// DigitalFirst "false" creates a program not registered for digital
 	// first (create_partner; default true).
@@ -112,6 +115,9 @@ type Expect struct {
 	// HTTP status and error code.
 	Status string `yaml:"status"`
 	Error  string `yaml:"error"`
+	// KYC is the customer's KYC status start_kyc answers or wait_kyc
+	// waits for (NONE, PENDING, VERIFIED, REJECTED).
+	KYC string `yaml:"kyc"`
 }
 
 // LoadScenarios reads scenario files; a directory contributes its *.yaml

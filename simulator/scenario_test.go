@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -183,6 +185,55 @@ func TestTLSLink(t *testing.T) {
 	}
 	if sum, out := runSuite(t, sw, sw.Direct, n, sc); !sum.OK() {
 		t.Fatalf("over TLS:\n%s", out)
+	}
+	sw.audit(t)
+}
+
+// TestKYCProviderScenario runs scenarios/kyc against a switch whose KYC
+// provider is the simulator's: start, the provider's callback over HTTPS,
+// VERIFIED or REJECTED by last name, balances and cards refused until
+// VERIFIED.
+func TestKYCProviderScenario(t *testing.T) {
+	prov := &simulator.KYCProvider{Secret: "kyc-scenario-secret", Delay: 100 * time.Millisecond,
+		Rule: simulator.KYCRule{RejectLastNames: []string{"Reject"}}}
+	srv := httptest.NewServer(prov)
+	t.Cleanup(func() { srv.Close(); prov.Close() })
+	sw := startSwitch(t, func(c *app.Config) {
+		c.KYCProviderURL, c.KYCProviderSecret = srv.URL+"/", prov.Secret
+	})
+	prov.Client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: sw.CA.Pool()}}}
+	prov.SetCallbackURL(sw.HTTPBase + "/kyc/callback")
+	rest := sw.rest(t)
+	n := sw.connect(t, 1)
+	sc, err := simulator.LoadScenarios("scenarios/kyc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, out := runSuite(t, sw, rest, n, sc)
+	if !sum.OK() || sum.StepsPassed != 13 {
+		t.Fatalf("KYC scenario (%d passed, %d failed):\n%s", sum.StepsPassed, sum.StepsFailed, out)
+	}
+	// The last callback's answer may reach the provider just after the
+	// scenario saw its effect.
+	var ds []simulator.KYCDecision
+	var verified, rejected int
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		ds, verified, rejected = prov.Decisions(), 0, 0
+		for _, d := range ds {
+			switch {
+			case d.Status == "VERIFIED" && d.Delivered:
+				verified++
+			case d.Status == "REJECTED" && d.Delivered:
+				rejected++
+			}
+		}
+		if verified == 1 && rejected == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if verified != 1 || rejected != 2 || len(ds) != 3 {
+		t.Errorf("provider decisions %+v: want 1 verified and 2 rejected, all called back", ds)
 	}
 	sw.audit(t)
 }

@@ -116,7 +116,7 @@ func Seed(ctx context.Context, iss Issuer, o SeedOptions) (*CardsFile, error) {
 
 func seedCustomer(ctx context.Context, iss Issuer, p Partner, o SeedOptions, n int) (SeededCustomer, []Card, error) {
 	ext := fmt.Sprintf("%s-user-%04d", p.ID, n)
-	c, err := iss.CreateCustomer(ctx, p, ext, true)
+	c, err := iss.CreateCustomer(ctx, p, ext, "", true)
 	if err != nil {
 		return SeededCustomer{}, nil, err
 	}

@@ -3,7 +3,8 @@
 -- posted amount may exceed the hold; the excess is taken without a funds check.
 -- ARGV: 3 hold id, 4 amount (0 = the whole remaining hold), 5 force 0/1,
 --       6 idem key, 7 idem ttl ms, 8 meta
--- Returns {captured, released, user available, duplicate}
+-- Returns {captured, released, user available, duplicate, partner balance id,
+--          partner before, partner after, low threshold}
 local hid, amount, force, key = ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1', ARGV[6]
 local prev = idem_get(key, amount)
 if prev == 'MISMATCH' then return fail('IDEMPOTENCY_MISMATCH') end
@@ -29,6 +30,9 @@ if u == nil then return missing('NOT_FOUND') end
 addf('user_balances', h.balance_id, 'held', -remaining)
 addf('user_balances', h.balance_id, 'posted', amount)
 addf('user_balances', h.balance_id, 'available', rest - extra)
+local pb = cols('partner_balances', h.partner_balance_id, 'available', 'low_threshold')
+local pbefore, pafter, thr = '0', '0', '0'
+if pb then pbefore, pafter, thr = pb.available, fmt(int(pb.available) + rest - extra), pb.low_threshold or '0' end
 if h.partner_balance_id ~= '' then
   addf('partner_balances', h.partner_balance_id, 'reserved', -remaining)
   addf('partner_balances', h.partner_balance_id, 'settled', amount)
@@ -44,4 +48,4 @@ if not expired_force then redis.call('ZREM', base .. ':holds:open', hid) end
 local after = fmt(int(u.available) + rest - extra)
 idem_put(key, tonumber(ARGV[7]), { amount = ARGV[4], captured = fmt(amount), released = fmt(rest), available = after, kind = 'capture' })
 emit('capture', 'APPROVED', ARGV[8])
-return { fmt(amount), fmt(rest), after, 0 }
+return { fmt(amount), fmt(rest), after, 0, h.partner_balance_id, pbefore, pafter, thr }

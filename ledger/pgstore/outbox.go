@@ -163,6 +163,29 @@ func (o *Outbox) SetDisabled(ctx context.Context, partnerID, id string, disabled
 	return e, nil
 }
 
+// OperatorPartner is the partner id of the operator's endpoints: they
+// receive the events of every partner they subscribe to, and are set by
+// configuration, not over the API.
+const OperatorPartner = "*"
+
+// SetOperatorEndpoint makes id an operator endpoint for events at url,
+// signed with secret (unsigned when empty), or removes it (and its
+// deliveries) when url is empty.
+func (o *Outbox) SetOperatorEndpoint(ctx context.Context, id, url, secret string, events []string) error {
+	var err error
+	if url == "" {
+		_, err = o.pool.Exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1 AND partner_id = $2`, id, OperatorPartner)
+	} else {
+		_, err = o.pool.Exec(ctx, `INSERT INTO webhook_endpoints (id, partner_id, url, events, secret) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, events = EXCLUDED.events, secret = EXCLUDED.secret
+			WHERE webhook_endpoints.partner_id = EXCLUDED.partner_id`, id, OperatorPartner, url, events, secret)
+	}
+	if err != nil {
+		return fmt.Errorf("setting operator webhook endpoint: %w", err)
+	}
+	return nil
+}
+
 // NewEvent is an event to deliver to the endpoints subscribed to its type.
 type NewEvent struct {
 	ID       string
@@ -302,7 +325,8 @@ func (o *Outbox) advance(ctx context.Context, partnerID string, opt AdvanceOptio
 }
 
 // insertEvents stores events and a delivery for every enabled endpoint of
-// the partner subscribed to each event's type.
+// the partner, and every enabled operator endpoint, subscribed to each
+// event's type.
 func insertEvents(ctx context.Context, tx pgx.Tx, partnerID string, evs []NewEvent, retryFor time.Duration) error {
 	if len(evs) == 0 {
 		return nil
@@ -320,7 +344,7 @@ func insertEvents(ctx context.Context, tx pgx.Tx, partnerID string, evs []NewEve
 		)
 		INSERT INTO webhook_deliveries (endpoint_id, event_id, order_key, retry_until)
 		SELECT ep.id, ev.id, ev.key, now() + $6 * interval '1 microsecond'
-		FROM ev JOIN webhook_endpoints ep ON ep.partner_id = $1 AND ev.type = ANY (ep.events) AND ep.disabled_at IS NULL
+		FROM ev JOIN webhook_endpoints ep ON ep.partner_id IN ($1, '`+OperatorPartner+`') AND ev.type = ANY (ep.events) AND ep.disabled_at IS NULL
 		ORDER BY ev.n, ep.id
 		ON CONFLICT (endpoint_id, event_id) DO NOTHING`,
 		partnerID, ids, types, keys, bodies, retryFor.Microseconds()); err != nil {

@@ -2,8 +2,11 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/antaca/antaca/api"
@@ -21,12 +24,25 @@ func (a *App) mountAPI(mux *http.ServeMux, le *ledger.Engine) error {
 	if err != nil {
 		return err
 	}
+	var mailer api.Mailer
+	if a.cfg.SMTPAddr != "" {
+		sc, err := smtpConfig(&a.cfg)
+		if err != nil {
+			return err
+		}
+		if mailer, err = api.NewSMTPMailer(sc); err != nil {
+			return err
+		}
+	}
 	srv, err := api.New(api.Config{
 		Ledger: a.Ledger, Issuing: a.Issuing, Keys: a.Keys, Redis: a.Redis, RedisPrefix: a.cfg.KeyPrefix + "-api",
 		DB: a.Pool, SessionTTL: a.cfg.SessionTTL, AdminSessionTTL: a.cfg.AdminSessionTTL,
 		PasswordIterations: a.cfg.AdminPasswordIterations,
 		BootstrapAdminUser: a.cfg.AdminUser, BootstrapAdminPassword: a.cfg.AdminPassword,
-		LowBalanceWebhook: a.cfg.LowBalanceWebhook, Registerer: a.Registry, Logger: a.log,
+		LowBalanceWebhook: a.cfg.LowBalanceWebhook, LowBalanceWebhookSecret: a.cfg.LowBalanceWebhookSecret,
+		NoticeCheckInterval: a.cfg.LowBalanceCheckInterval, OutboxRetention: a.cfg.OutboxRetention, Mailer: mailer,
+		KYCProviderURL: a.cfg.KYCProviderURL, KYCProviderSecret: a.cfg.KYCProviderSecret, KYCCallbackURL: a.cfg.KYCCallbackURL,
+		Registerer: a.Registry, Logger: a.log,
 		Ready: a.restReady,
 		ActionCode: func(r authz.Reason) string {
 			c, _ := profile.Code(r)
@@ -98,4 +114,25 @@ func (a *App) wakeWatcher() {
 	case a.recheck <- struct{}{}:
 	default:
 	}
+}
+
+// smtpConfig is the notice e-mails' SMTP configuration, checked.
+func smtpConfig(c *Config) (api.SMTPConfig, error) {
+	sc := api.SMTPConfig{Addr: c.SMTPAddr, From: c.SMTPFrom, Security: c.SMTPSecurity, Auth: c.SMTPAuth,
+		Username: c.SMTPUsername, Password: c.SMTPPassword}
+	if c.SMTPCA != "" {
+		b, err := os.ReadFile(c.SMTPCA)
+		if err != nil {
+			return sc, fmt.Errorf("smtp: reading the CA bundle: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(b) {
+			return sc, fmt.Errorf("smtp: %s holds no PEM certificate", c.SMTPCA)
+		}
+		sc.TLS = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	if _, err := api.NewSMTPMailer(sc); err != nil {
+		return sc, err
+	}
+	return sc, nil
 }

@@ -387,6 +387,7 @@ func (a *App) Start(ctx context.Context) {
 	})
 	a.goBackground(func() error { a.expireHolds(ctx); return nil })
 	a.goBackground(func() error { return a.api.RunWebhooks(ctx) })
+	a.goBackground(func() error { return a.api.RunNotices(ctx) })
 	if a.cfg.DebugAddr != "" {
 		a.goBackground(func() error { return a.serveDebug(ctx) })
 	}

@@ -49,13 +49,35 @@ type Config struct {
 
 	KeysDir string
 
-	HoldMaxAge        time.Duration
-	MaxAmount         int64
-	MaxCashAmount     int64
-	AllowPartial      bool
-	VelocityMax       int64
-	VelocityWindow    time.Duration
-	LowBalanceWebhook string
+	HoldMaxAge     time.Duration
+	MaxAmount      int64
+	MaxCashAmount  int64
+	AllowPartial   bool
+	VelocityMax    int64
+	VelocityWindow time.Duration
+
+	// Partner notices (docs/notifications.md): the operator's low-balance
+	// webhook and its signing secret, how often every partner balance is
+	// looked at, the SMTP server of the notice e-mails, and how long the
+	// outbox keeps finished deliveries and e-mails.
+	LowBalanceWebhook       string
+	LowBalanceWebhookSecret string
+	LowBalanceCheckInterval time.Duration
+	SMTPAddr                string
+	SMTPFrom                string
+	SMTPSecurity            string
+	SMTPAuth                string
+	SMTPUsername            string
+	SMTPPassword            string
+	SMTPCA                  string
+	OutboxRetention         time.Duration
+
+	// KYC provider (docs/kyc.md): where starting KYC sends the customer,
+	// the secret signing requests and callbacks, and the callback's
+	// public URL told to the provider.
+	KYCProviderURL    string
+	KYCProviderSecret string
+	KYCCallbackURL    string
 
 	// Partner webhooks: http and private addresses allowed (development
 	// only), how long a delivery is retried, and each attempt's timeout.
@@ -99,6 +121,9 @@ func DefaultConfig() Config {
 		MaxAmount:               500_000,
 		MaxCashAmount:           100_000,
 		VelocityWindow:          time.Hour,
+		LowBalanceCheckInterval: time.Minute,
+		SMTPSecurity:            "starttls",
+		OutboxRetention:         30 * 24 * time.Hour,
 		WebhookRetryFor:         24 * time.Hour,
 		WebhookTimeout:          5 * time.Second,
 		LogLevel:                "info",
@@ -149,7 +174,20 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AllowPartial, "allow-partial", c.AllowPartial, env("allow-partial", "approve partial amounts of purchases when funds are short"))
 	fs.Int64Var(&c.VelocityMax, "velocity-max", c.VelocityMax, env("velocity-max", "most authorizations per card per velocity window (0: no limit)"))
 	dur(&c.VelocityWindow, "velocity-window", "window of the per-card frequency limit")
-	str(&c.LowBalanceWebhook, "low-balance-webhook", "URL called when a partner balance falls below its threshold (optional)")
+	str(&c.LowBalanceWebhook, "low-balance-webhook", "the operator's webhook URL for partner_balance.low of every partner, delivered through the webhook outbox (optional)")
+	str(&c.LowBalanceWebhookSecret, "low-balance-webhook-secret", "secret signing the low-balance webhook's deliveries (Antaca-Signature); unsigned when empty")
+	dur(&c.LowBalanceCheckInterval, "low-balance-check-interval", "how often every partner balance is looked at for the low-balance notice")
+	str(&c.SMTPAddr, "smtp-addr", "SMTP server host:port of the partners' notice e-mails (no e-mail when empty)")
+	str(&c.SMTPFrom, "smtp-from", "sender address of the notice e-mails")
+	str(&c.SMTPSecurity, "smtp-security", "starttls (required), starttls-optional, tls (implicit, port 465) or none")
+	str(&c.SMTPAuth, "smtp-auth", "SMTP authentication: plain, login, cram-md5, scram-sha-256, auto or none (empty: plain with a username, else none)")
+	str(&c.SMTPUsername, "smtp-username", "SMTP user name")
+	str(&c.SMTPPassword, "smtp-password", "SMTP password")
+	str(&c.SMTPCA, "smtp-ca", "PEM CA bundle verifying the SMTP server's certificate (system roots when empty)")
+	dur(&c.OutboxRetention, "outbox-retention", "how long finished webhook deliveries, events and notice e-mails are kept")
+	str(&c.KYCProviderURL, "kyc-provider-url", "KYC provider URL: starting KYC POSTs the customer's data there (optional; without it the partner sets the KYC status)")
+	str(&c.KYCProviderSecret, "kyc-provider-secret", "secret signing the KYC requests and verifying the provider's callbacks (required with --kyc-provider-url)")
+	str(&c.KYCCallbackURL, "kyc-callback-url", "public URL of POST /kyc/callback, sent to the provider in every request (optional)")
 	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", c.WebhookAllowPrivate,
 		env("webhook-allow-private", "allow partner webhook URLs over http and to loopback, link-local and private addresses (development and tests only)"))
 	dur(&c.WebhookRetryFor, "webhook-retry-for", "how long a partner webhook delivery is retried before its endpoint is marked failing")

@@ -5,12 +5,14 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/antaca/antaca/api"
 	"github.com/antaca/antaca/iso"
 	"github.com/antaca/antaca/ledger"
 )
@@ -134,6 +136,37 @@ var settingChecks = []settingCheck{
 		}
 		return ""
 	}},
+	{"low-balance-check-interval", func(c *Config) string { return positive(c.LowBalanceCheckInterval) }},
+	{"smtp-addr", func(c *Config) string {
+		if c.SMTPAddr == "" {
+			return ""
+		}
+		if _, err := smtpConfig(c); err != nil {
+			return strings.TrimPrefix(err.Error(), "smtp: ")
+		}
+		return ""
+	}},
+	{"smtp-security", func(c *Config) string {
+		if !slices.Contains(api.SMTPSecurities, c.SMTPSecurity) {
+			return fmt.Sprintf("got %q, want %s", c.SMTPSecurity, strings.Join(api.SMTPSecurities, ", "))
+		}
+		return ""
+	}},
+	{"smtp-auth", func(c *Config) string {
+		if !slices.Contains(api.SMTPAuths, c.SMTPAuth) {
+			return fmt.Sprintf("got %q, want %s or empty", c.SMTPAuth, strings.Join(api.SMTPAuths[1:], ", "))
+		}
+		return ""
+	}},
+	{"outbox-retention", func(c *Config) string { return positive(c.OutboxRetention) }},
+	{"kyc-provider-url", func(c *Config) string { return optionalHTTPURL(c.KYCProviderURL) }},
+	{"kyc-provider-secret", func(c *Config) string {
+		if c.KYCProviderURL != "" && c.KYCProviderSecret == "" {
+			return "missing: a KYC provider needs a shared secret (it signs the requests and the provider's callbacks)"
+		}
+		return ""
+	}},
+	{"kyc-callback-url", func(c *Config) string { return optionalHTTPURL(c.KYCCallbackURL) }},
 	{"webhook-retry-for", func(c *Config) string { return positive(c.WebhookRetryFor) }},
 	{"webhook-timeout", func(c *Config) string { return positive(c.WebhookTimeout) }},
 	{"log-level", func(c *Config) string {
@@ -224,4 +257,17 @@ func redactURL(s string) string {
 		return s
 	}
 	return u.Redacted()
+}
+
+// optionalHTTPURL checks a URL that may be empty; its value is never
+// shown (it may hold a token).
+func optionalHTTPURL(v string) string {
+	if v == "" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "want an http or https URL (the value is not shown: it may hold a token)"
+	}
+	return ""
 }
