@@ -36,6 +36,13 @@ type CardInfo struct {
 	// Cached says the card came from the ledger's in-process cache: a
 	// decline decided on it is decided again on a fresh read.
 	Cached bool
+	// ProgramID is the card's program ("": the partner's default one).
+	ProgramID string
+	// Controls are the card's own spend controls (JSON, "": its
+	// program's apply). The reservation applies them atomically; the
+	// engine reads them only to spare a partner's backend a request the
+	// controls decline anyway.
+	Controls string
 }
 
 // Funds asks the ledger for one atomic reservation (see ledger.Reserve).
@@ -53,6 +60,16 @@ type Funds struct {
 	// CardInfo.Version), else the ledger refuses with ErrCardChanged and
 	// changes nothing.
 	CardVersion int64
+	// ProgramID is the card's program: its controls apply when the card
+	// has none, in its time zone.
+	ProgramID string
+	// Facts are what the spend controls look at (the amount is Amount).
+	Facts Facts
+	// Fund funds the user balance just in time before the hold, charged
+	// to the partner as a reload: an amount, "shortfall", or "".
+	Fund string
+	// Cap is a partial approval by the partner: at most this much (0: none).
+	Cap int64
 }
 
 // FundsResult is the ledger's answer to a reservation, a post or a refund.
@@ -137,6 +154,11 @@ type Ledger interface {
 	// CancelLate undoes what the answer stored under key moved and stores
 	// reason instead, atomically; it returns the amount released.
 	CancelLate(ctx context.Context, partnerID, key string, reason Reason, meta string) (int64, error)
+}
+
+// Programs reads a card's program (it may answer from a cache).
+type Programs interface {
+	Program(ctx context.Context, partnerID, programID string) (Program, error)
 }
 
 // PINChecker verifies a DE52 PIN block against a card's PIN verifier.
@@ -561,6 +583,7 @@ func (e *Engine) funds(req *Request, card CardInfo, amount int64, key, meta stri
 		PartnerID: card.PartnerID, BalanceID: card.BalanceID, CardID: card.ID, Amount: amount,
 		IdempotencyKey: key, ApprovalCode: newApprovalCode(), TxnType: req.TxnType,
 		Reference: reference(req, card), Meta: meta, CardVersion: card.Version,
+		ProgramID: card.ProgramID, Facts: FactsOf(req, amount),
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/antaca/antaca/authz"
 )
 
 // Funding models of a partner program.
@@ -35,7 +37,30 @@ func (l *Ledger) CreatePartner(ctx context.Context, p Partner) error {
 	if p.FundingModel != FundingDeposit && p.FundingModel != FundingCredit {
 		return fmt.Errorf("creating partner: unknown funding model %q", p.FundingModel)
 	}
+	if n, err := l.rdb.Exists(ctx, l.keys.Row(p.ID, "partners", p.ID)).Result(); err != nil {
+		return fmt.Errorf("creating partner: %w", err)
+	} else if n > 0 {
+		return fmt.Errorf("creating partner: %w", ErrAlreadyExists)
+	}
 	claimed := false
+	rangeClaimed := false
+	if p.BIN != "" {
+		// The BIN becomes the range of the partner's default program; no
+		// other program's range may cover it.
+		err := l.claim(ctx, p.ID, DefaultProgramID(p.ID), []authz.BINRange{{From: p.BIN, To: p.BIN}})
+		if errors.Is(err, ErrRangeInUse) {
+			return fmt.Errorf("creating partner: %w: %w", ErrBINInUse, err)
+		}
+		if err != nil {
+			return err
+		}
+		rangeClaimed = true
+	}
+	unclaim := func() {
+		if rangeClaimed {
+			_ = l.claim(ctx, p.ID, DefaultProgramID(p.ID), nil)
+		}
+	}
 	if p.BIN != "" {
 		ok, err := l.rdb.HSetNX(ctx, l.keys.BINs(), p.BIN, p.ID).Result()
 		if err != nil {
@@ -47,6 +72,7 @@ func (l *Ledger) CreatePartner(ctx context.Context, p Partner) error {
 				return fmt.Errorf("claiming BIN: %w", err)
 			}
 			if owner != p.ID {
+				unclaim()
 				return fmt.Errorf("creating partner: %w", ErrBINInUse)
 			}
 		}
@@ -61,6 +87,7 @@ func (l *Ledger) CreatePartner(ctx context.Context, p Partner) error {
 		if claimed {
 			l.rdb.HDel(ctx, l.keys.BINs(), p.BIN)
 		}
+		unclaim()
 		return mapScriptError("creating partner", err)
 	}
 	pipe := l.rdb.Pipeline()
@@ -68,6 +95,9 @@ func (l *Ledger) CreatePartner(ctx context.Context, p Partner) error {
 	pipe.HSet(ctx, l.keys.Index(), p.ID, p.ID)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("registering partner: %w", err)
+	}
+	if _, err := l.ensureDefaultProgram(ctx, p.ID); err != nil {
+		return fmt.Errorf("creating partner: %w", err)
 	}
 	return nil
 }

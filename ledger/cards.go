@@ -26,6 +26,10 @@ type Card struct {
 	// Replaces is the card this one replaces; ReplacedBy, on the old
 	// card, its replacement.
 	Replaces, ReplacedBy string
+	// ProgramID is the card's program ("": the partner's default program,
+	// DefaultProgramID); Controls its own spend controls (JSON, "": the
+	// program's).
+	ProgramID, Controls string
 	// BalanceCurrency is filled by CardByPANHash.
 	BalanceCurrency string
 	// Version is the row's version (v), bumped by every change.
@@ -40,7 +44,7 @@ func cardFromMap(partnerID string, m map[string]string) Card {
 		CVVEnc: m["cvv_enc"], PINVerifier: m["pin_verifier"], PINTries: int(atoi(m["pin_tries"])),
 		CopyOf: m["copy_of"], Delivery: m["delivery"], BalanceCurrency: m["balance_currency"],
 		DeliveryState: m["delivery_state"], LockRef: m["lock_ref"], Replaces: m["replaces"], ReplacedBy: m["replaced_by"],
-		Version: atoi(m["v"]),
+		Version: atoi(m["v"]), ProgramID: m["program_id"], Controls: m["controls"],
 	}
 }
 
@@ -49,7 +53,7 @@ func cardFromMap(partnerID string, m map[string]string) Card {
 // otherwise the PAN token must be new (ErrPANExists).
 func (l *Ledger) CreateCard(ctx context.Context, c Card) error {
 	err := l.run(ctx, "create_card", c.PartnerID, c.ID, c.CustomerID, c.BalanceID, c.Type, c.Status,
-		c.PANEnc, c.PANHash, c.BIN, c.Last4, c.Expiry, c.CVVEnc, c.CopyOf, c.Delivery, c.DeliveryState).Err()
+		c.PANEnc, c.PANHash, c.BIN, c.Last4, c.Expiry, c.CVVEnc, c.CopyOf, c.Delivery, c.DeliveryState, c.ProgramID).Err()
 	if err != nil {
 		return mapScriptError("creating card", err)
 	}

@@ -370,6 +370,7 @@ func (a *App) Start(ctx context.Context) {
 	a.logStartup(ctx)
 	a.ready.Store(true)
 	a.goBackground(func() error { return a.writeBehind.Run(ctx) })
+	a.goBackground(func() error { a.ensureDefaultPrograms(ctx); return nil })
 	a.goBackground(func() error { return a.iso.Serve(ctx) })
 	a.goBackground(func() error {
 		if err := a.http.Serve(a.httpLn); !errors.Is(err, http.ErrServerClosed) {
@@ -384,6 +385,22 @@ func (a *App) Start(ctx context.Context) {
 	}
 	a.goBackground(func() error { a.watchRedis(ctx); return nil })
 	a.log.Info("antaca serving", "iso", a.ISOAddr(), "http", a.HTTPAddr(), "profile", a.cfg.ISOProfile)
+}
+
+// ensureDefaultPrograms gives partners that predate programs, in a Redis
+// that kept its state, the default program migration 0020 gave them in
+// Postgres. Until it has, their cards route by the partner's BIN.
+func (a *App) ensureDefaultPrograms(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	n, err := a.Ledger.EnsureDefaultPrograms(ctx)
+	if err != nil {
+		a.log.Error("giving partners their default program failed; their cards still route by BIN", "err", err)
+		return
+	}
+	if n > 0 {
+		a.log.Info("default programs created for partners that predate programs", "programs", n)
+	}
 }
 
 func (a *App) goBackground(f func() error) {
