@@ -94,7 +94,7 @@ type Program struct {
 	StandIn           StandIn  `json:"standIn"`
 	// RemoteSecret signs the requests to RemoteURL (shown only when made).
 	RemoteSecret string `json:"remoteSecret,omitempty"`
-	CreatedAt         string   `json:"createdAt,omitempty"`
+	CreatedAt    string `json:"createdAt,omitempty"`
 	// Version is the program row's version.
 	Version int64 `json:"-"`
 }

@@ -32,7 +32,7 @@ var NumericColumns = map[string][]string{
 
 // Columns lists the columns of each table besides id, partner_id and v.
 var Columns = map[string][]string{
-	"partners":         {"name", "bin", "currency", "funding_model", "created_at", "digital_first"},
+	"partners": {"name", "bin", "currency", "funding_model", "created_at", "digital_first"},
 	"programs": {"name", "currency", "bin_ranges", "card_types", "digital_first", "time_zone", "controls",
 		"remote_url", "decision_timeout_ms", "stand_in", "created_at", "remote_secret"},
 	"partner_balances": {"type", "currency", "available", "reserved", "settled", "low_threshold", "state", "created_at"},
