@@ -27,6 +27,8 @@ type CardInfo struct {
 	PINTries    int
 	// CVVEnc is the encrypted CVV2 (compared when a request carries one).
 	CVVEnc string
+	// CustomerID is the card holder's id (told to a program's backend).
+	CustomerID string
 	// Currency is the alpha ISO 4217 code of the card's balance.
 	Currency string
 	// Version is the card row's version when it was read; the reservation
@@ -205,6 +207,10 @@ type Engine struct {
 	Locks CardLocks
 	// MaxPerWindow is the velocity limit (0: none).
 	MaxPerWindow int64
+	// Programs and Decider, both set, let a program's backend take part
+	// in its authorizations (Program.RemoteURL; docs/decisioning.md).
+	Programs Programs
+	Decider  Decider
 	Logger       *slog.Logger
 	Now          func() time.Time
 }
@@ -391,6 +397,9 @@ func (e *Engine) decideOnce(ctx context.Context, req *Request, retry bool) (Deci
 	f := e.funds(req, card, amount, key, meta)
 	f.Capture = req.Kind == KindFinancial
 	f.AllowPartial = e.Limits.AllowPartial && req.TxnType == TxnPurchase
+	if declined, d, err := e.askPartner(ctx, req, card, base, amount, key, &f); err != nil || declined {
+		return d, err
+	}
 	res, err := e.Ledger.Reserve(ctx, f)
 	if err != nil {
 		return e.fundsError(base, err)
@@ -703,15 +712,24 @@ type journalContext struct {
 	Txn      string `json:"txn"`
 	// MerchantName is DE43 (name, city, country), for transaction lists.
 	MerchantName string `json:"merchant_name,omitempty"`
+	// DecidedBy is who decided when a program's backend took part
+	// (partner, stand_in); absent: Antaca alone.
+	DecidedBy string `json:"decided_by,omitempty"`
+	// PartnerReason is the partner's own reason for a decline.
+	PartnerReason string `json:"partner_reason,omitempty"`
 }
 
 // journalMeta encodes the context once per request (a struct, not a map:
 // it is on the authorization path).
 func journalMeta(req *Request, card CardInfo) string {
+	return journalMetaBy(req, card, "", "")
+}
+
+func journalMetaBy(req *Request, card CardInfo, decidedBy, partnerReason string) string {
 	b, _ := json.Marshal(journalContext{
 		MTI: req.MTI, Card: card.ID, Amount: req.Amount, Currency: req.Currency, STAN: req.STAN, RRN: req.RRN,
 		Acquirer: req.AcquirerID, Terminal: req.TerminalID, Merchant: req.MerchantID, MCC: req.MCC, Txn: req.TxnType,
-		MerchantName: req.MerchantName,
+		MerchantName: req.MerchantName, DecidedBy: decidedBy, PartnerReason: partnerReason,
 	})
 	return string(b)
 }

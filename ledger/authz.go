@@ -147,7 +147,7 @@ func (e *Engine) FindCard(ctx context.Context, pan string) (authz.CardInfo, erro
 		ID: c.ID, PartnerID: partnerID, BalanceID: c.BalanceID, Type: authz.CardType(c.Type),
 		Status: authz.CardStatus(c.Status), Lock: authz.LockReason(c.LockReason), Expiry: c.Expiry,
 		PINVerifier: c.PINVerifier, PINTries: c.PINTries, Currency: c.BalanceCurrency, CVVEnc: c.CVVEnc,
-		Version: c.Version, ProgramID: ProgramOfCard(partnerID, c.ProgramID), Controls: c.Controls,
+		Version: c.Version, ProgramID: ProgramOfCard(partnerID, c.ProgramID), Controls: c.Controls, CustomerID: c.CustomerID,
 	}
 	if ttl > 0 && c.Version > 0 {
 		e.cards.Store(token, &cachedCard{info: info, at: time.Now()})

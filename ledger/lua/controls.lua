@@ -73,7 +73,8 @@ local function spend_charge(hid, charge, approved)
   for _, c in ipairs(charge) do
     redis.call('HINCRBY', c.k, 'amount', approved)
     redis.call('HINCRBY', c.k, 'count', 1)
-    if c.e > 0 then redis.call('PEXPIREAT', c.k, c.e + 86400000) end
+    -- Relative to the script's clock (ARGV[2]), not Redis's.
+    if c.e > 0 then redis.call('PEXPIRE', c.k, math.max(1, c.e - now) + 86400000) end
     spec[#spec + 1] = c.s
   end
   setf('holds', hid, 'spend', table.concat(spec, ','))

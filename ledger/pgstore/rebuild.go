@@ -342,7 +342,7 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 		key := keys.Spend(k.partner, k.card, k.window)
 		pw.pipe.HSet(ctx, key, "amount", w.amount, "count", w.count)
 		if w.end > 0 {
-			pw.pipe.PExpireAt(ctx, key, time.UnixMilli(w.end+24*time.Hour.Milliseconds()))
+			pw.pipe.PExpire(ctx, key, time.UnixMilli(w.end).Sub(cfg.now())+24*time.Hour)
 		}
 		rep.SpendWindows++
 	}

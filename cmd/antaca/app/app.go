@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/antaca/antaca/api"
+	"github.com/antaca/antaca/api/decision"
 	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/authz/cardcrypto"
 	"github.com/antaca/antaca/authz/issuing"
@@ -132,7 +133,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		ledgerEngine.Available = a.writeBehind.Healthy
 	}
 	a.engine = ledgerEngine
+	decider := decision.New(decision.Config{MaxInFlight: cfg.DecisionMaxInFlight, BreakerFailures: cfg.DecisionBreakerFailures,
+		BreakerCooldown: cfg.DecisionBreakerCooldown, Registerer: a.Registry, Logger: log})
 	a.Engine = &authz.Engine{
+		Programs: ledgerEngine, Decider: decider,
 		Ledger: ledgerEngine, PIN: a.Keys, CVV: a.Keys, Velocity: ledgerEngine, Locks: ledgerEngine, MaxPerWindow: cfg.VelocityMax,
 		Limits: authz.Limits{MaxAmount: cfg.MaxAmount, MaxCashAmount: cfg.MaxCashAmount, AllowPartial: cfg.AllowPartial},
 		Logger: log,

@@ -54,6 +54,12 @@ type Config struct {
 	VelocityWindow    time.Duration
 	LowBalanceWebhook string
 
+	// Real-time decisioning by programs' backends: requests in flight per
+	// program, and the circuit breaker (failures in a row, cooldown).
+	DecisionMaxInFlight     int
+	DecisionBreakerFailures int
+	DecisionBreakerCooldown time.Duration
+
 	// Partner webhooks: http and private addresses allowed (development
 	// only), how long a delivery is retried, and each attempt's timeout.
 	WebhookAllowPrivate bool
@@ -95,6 +101,9 @@ func DefaultConfig() Config {
 		MaxAmount:               500_000,
 		MaxCashAmount:           100_000,
 		VelocityWindow:          time.Hour,
+		DecisionMaxInFlight:     64,
+		DecisionBreakerFailures: 5,
+		DecisionBreakerCooldown: 10 * time.Second,
 		WebhookRetryFor:         24 * time.Hour,
 		WebhookTimeout:          5 * time.Second,
 		LogLevel:                "info",
@@ -144,6 +153,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AllowPartial, "allow-partial", c.AllowPartial, env("allow-partial", "approve partial amounts of purchases when funds are short"))
 	fs.Int64Var(&c.VelocityMax, "velocity-max", c.VelocityMax, env("velocity-max", "most authorizations per card per velocity window (0: no limit)"))
 	dur(&c.VelocityWindow, "velocity-window", "window of the per-card frequency limit")
+	fs.IntVar(&c.DecisionMaxInFlight, "decision-max-in-flight", c.DecisionMaxInFlight,
+		env("decision-max-in-flight", "most decision requests in flight to one program's backend; more go to its stand-in policy"))
+	fs.IntVar(&c.DecisionBreakerFailures, "decision-breaker-failures", c.DecisionBreakerFailures,
+		env("decision-breaker-failures", "failures in a row of a program's backend that open its circuit (stand-in at once)"))
+	dur(&c.DecisionBreakerCooldown, "decision-breaker-cooldown", "how long an open circuit sends a program's authorizations to stand-in before trying its backend again")
 	str(&c.LowBalanceWebhook, "low-balance-webhook", "URL called when a partner balance falls below its threshold (optional)")
 	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", c.WebhookAllowPrivate,
 		env("webhook-allow-private", "allow partner webhook URLs over http and to loopback, link-local and private addresses (development and tests only)"))
