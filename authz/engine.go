@@ -211,8 +211,8 @@ type Engine struct {
 	// in its authorizations (Program.RemoteURL; docs/decisioning.md).
 	Programs Programs
 	Decider  Decider
-	Logger       *slog.Logger
-	Now          func() time.Time
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Authorize decides one message. It never panics on bad input and honours
