@@ -5,9 +5,11 @@ import (
 	"errors"
 	"net/http"
 	"regexp"
+	"time"
 
 	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/ledger/pgstore"
 )
 
 var programIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -342,4 +344,48 @@ func (s *Server) deleteCardControls(c *call) (int, any, error) {
 	}
 	s.log.InfoContext(c.ctx, "card controls removed", "partner", card.PartnerID, "card", card.ID, "channel", lockSource(c.rt.ch))
 	return s.getCardControls(c)
+}
+
+// POST /admin/partners/{partnerId}/programs/{programId}/controls/replay:
+// what these controls would have declined of the program's past traffic
+// that was approved, and approved of what controls declined. Writes
+// nothing.
+func (s *Server) replayControls(c *call) (int, any, error) {
+	p, err := c.program()
+	if err != nil {
+		return 0, nil, err
+	}
+	var in struct {
+		Controls *authz.Controls `json:"controls"`
+		Since    string          `json:"since"`
+		Top      int             `json:"top"`
+	}
+	if err := c.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	if in.Controls == nil {
+		return 0, nil, invalid("controls", "controls are required")
+	}
+	in.Controls.Normalize()
+	if err := in.Controls.Validate(); err != nil {
+		return 0, nil, invalid("controls", err.Error())
+	}
+	since := 720 * time.Hour
+	if in.Since != "" {
+		if since, err = time.ParseDuration(in.Since); err != nil || since <= 0 || since > 400*24*time.Hour {
+			return 0, nil, invalid("since", "since must be a duration such as 720h, at most 9600h")
+		}
+	}
+	if in.Top == 0 {
+		in.Top = 10
+	}
+	if in.Top < 1 || in.Top > 100 {
+		return 0, nil, invalid("top", "top must be 1 to 100")
+	}
+	now := s.now()
+	rep, err := pgstore.ReplayTraffic(c.ctx, s.cfg.DB, p.PartnerID, p.ID, p.Location(), *in.Controls, now.Add(-since), now, in.Top)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, rep, nil
 }

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"testing"
+	"time"
 )
 
 type programJSON struct {
@@ -143,5 +144,19 @@ func TestProgramsAndControls(t *testing.T) {
 	e.root.json("DELETE", "/admin/cards/"+full.ID+"/controls", nil, 200, &cv)
 	if cv.Source != "program" {
 		t.Errorf("after admin delete source = %s", cv.Source)
+	}
+
+	// Replay (the journal in Postgres holds no authorization of this test).
+	var rep struct {
+		Since, Until time.Time
+		Evaluated    struct{ Count int64 }
+		SkippedCards int `json:"skippedCards"`
+	}
+	e.root.json("POST", "/admin/partners/prgco/programs/gold/controls/replay", map[string]any{"controls": pc, "since": "24h"}, 200, &rep)
+	if rep.Until.Sub(rep.Since) != 24*time.Hour || rep.Evaluated.Count != 0 || rep.SkippedCards != 0 {
+		t.Errorf("replay = %+v", rep)
+	}
+	if r := e.root.do("POST", "/admin/partners/prgco/programs/gold/controls/replay", map[string]any{"controls": pc, "since": "forever"}); r.status != 400 {
+		t.Errorf("replay since forever: %d %s", r.status, r.body)
 	}
 }

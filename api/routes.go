@@ -105,6 +105,7 @@ func (s *Server) routes() []route {
 		{pattern: "PUT /admin/partners/{partnerId}/programs/{programId}", ch: adminCh, roles: adminOnly, h: s.updateProgram},
 		{pattern: "GET /admin/partners/{partnerId}/programs/{programId}/controls", ch: adminCh, roles: managers, h: s.getProgramControls},
 		{pattern: "PUT /admin/partners/{partnerId}/programs/{programId}/controls", ch: adminCh, roles: adminOnly, h: s.setProgramControls},
+		{pattern: "POST /admin/partners/{partnerId}/programs/{programId}/controls/replay", ch: adminCh, roles: managers, h: s.replayControls},
 		{pattern: "GET /admin/partners/{partnerId}/webhooks", ch: adminCh, roles: managers, h: s.listWebhooks},
 		{pattern: "POST /admin/partners/{partnerId}/webhooks", ch: adminCh, roles: adminOnly, h: s.createWebhook},
 		{pattern: "DELETE /admin/partners/{partnerId}/webhooks/{endpointId}", ch: adminCh, roles: adminOnly, h: s.deleteWebhook},

@@ -712,6 +712,10 @@ type journalContext struct {
 	Txn      string `json:"txn"`
 	// MerchantName is DE43 (name, city, country), for transaction lists.
 	MerchantName string `json:"merchant_name,omitempty"`
+	// POS is DE22 and Country the merchant's country as the controls
+	// saw it (DE43, else DE19): what a replay of controls needs.
+	POS     string `json:"pos,omitempty"`
+	Country string `json:"country,omitempty"`
 	// DecidedBy is who decided when a program's backend took part
 	// (partner, stand_in); absent: Antaca alone.
 	DecidedBy string `json:"decided_by,omitempty"`
@@ -730,6 +734,7 @@ func journalMetaBy(req *Request, card CardInfo, decidedBy, partnerReason string)
 		MTI: req.MTI, Card: card.ID, Amount: req.Amount, Currency: req.Currency, STAN: req.STAN, RRN: req.RRN,
 		Acquirer: req.AcquirerID, Terminal: req.TerminalID, Merchant: req.MerchantID, MCC: req.MCC, Txn: req.TxnType,
 		MerchantName: req.MerchantName, DecidedBy: decidedBy, PartnerReason: partnerReason,
+		POS: req.POSEntryMode, Country: CountryOf(req),
 	})
 	return string(b)
 }
