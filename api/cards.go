@@ -29,6 +29,9 @@ func lockSource(ch channel) string {
 
 type balanceRef struct {
 	BalanceID string `json:"balanceId"`
+	// ProgramID is the program the card is issued under (the partner's
+	// default program when absent).
+	ProgramID string `json:"programId"`
 }
 
 func (in *balanceRef) read(c *call) error {
@@ -53,7 +56,7 @@ func (s *Server) createVirtual(c *call) (int, any, error) {
 	if err := in.read(c); err != nil {
 		return 0, nil, err
 	}
-	card, full, err := s.cfg.Issuing.CreateVirtual(c.ctx, pid, cid, in.BalanceID)
+	card, full, err := s.cfg.Issuing.CreateVirtualIn(c.ctx, "", in.ProgramID, pid, cid, in.BalanceID)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -116,7 +119,7 @@ func (s *Server) createVirtualAsync(c *call) (int, any, error) {
 	started := s.goBackground(func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), asyncTimeout)
 		defer cancel()
-		_, _, err := s.cfg.Issuing.CreateVirtualWithID(ctx, id, pid, cid, in.BalanceID)
+		_, _, err := s.cfg.Issuing.CreateVirtualIn(ctx, id, in.ProgramID, pid, cid, in.BalanceID)
 		if err == nil {
 			s.cfg.Redis.Del(ctx, key)
 			return
@@ -164,6 +167,7 @@ func (s *Server) orderPhysical(c *call) (int, any, error) {
 	}
 	var in struct {
 		BalanceID       string           `json:"balanceId"`
+		ProgramID       string           `json:"programId"`
 		DeliveryAddress *deliveryAddress `json:"deliveryAddress"`
 	}
 	if err := c.decode(&in); err != nil {
@@ -178,7 +182,7 @@ func (s *Server) orderPhysical(c *call) (int, any, error) {
 	if err := in.DeliveryAddress.validate("deliveryAddress"); err != nil {
 		return 0, nil, err
 	}
-	card, err := s.cfg.Issuing.OrderPhysical(c.ctx, pid, cid, in.BalanceID, in.DeliveryAddress.json())
+	card, err := s.cfg.Issuing.OrderPhysicalIn(c.ctx, in.ProgramID, pid, cid, in.BalanceID, in.DeliveryAddress.json())
 	if err != nil {
 		return 0, nil, err
 	}

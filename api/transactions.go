@@ -54,9 +54,12 @@ type Transaction struct {
 	ActionCode     string       `json:"action_code,omitempty"`
 	ApprovalCode   string       `json:"approval_code,omitempty"`
 	Merchant       *Merchant    `json:"merchant,omitempty"`
-	CreatedAt      time.Time    `json:"created_at"`
-	UpdatedAt      time.Time    `json:"updated_at"`
-	Events         []TxnEvent   `json:"events"`
+	// DecidedBy says who decided an authorization: antaca, or for a
+	// program with a backend partner or stand_in (docs/decisioning.md).
+	DecidedBy string     `json:"decided_by,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	Events    []TxnEvent `json:"events"`
 }
 
 // Merchant is the card acceptor: DE42 (id), DE43 (name, city, country) and
@@ -255,6 +258,16 @@ type journalContext struct {
 	MerchantName string `json:"merchant_name"`
 	MCC          string `json:"mcc"`
 	Txn          string `json:"txn"`
+	DecidedBy    string `json:"decided_by"`
+}
+
+// decidedBy is who decided: antaca unless the context names the partner or
+// its stand-in.
+func (m journalContext) decidedBy() string {
+	if m.DecidedBy != "" {
+		return m.DecidedBy
+	}
+	return authz.DecidedByAntaca
 }
 
 func contextOf(e pgstore.JournalRow) journalContext {
@@ -331,6 +344,7 @@ func (s *Server) entryTransaction(ctx context.Context, e pgstore.JournalRow, bal
 	v.Reason = authz.Reason(e.Reason)
 	v.ActionCode = s.actionCode(v.Reason)
 	v.Merchant = merchantOf(m)
+	v.DecidedBy = m.decidedBy()
 	v.Events = []TxnEvent{{Type: "declined", Amount: m.Amount, At: at}}
 	return v
 }
@@ -372,6 +386,9 @@ func (s *Server) holdTransaction(h pgstore.HoldRow, history []pgstore.JournalRow
 				m := contextOf(e)
 				v.Reason, v.Merchant = authz.Reason(e.Reason), merchantOf(m)
 				v.Type = txnTypeOf(e.Type, m.Txn, m.MTI)
+				if e.Type == "reserve" || e.Type == "financial" {
+					v.DecidedBy = m.decidedBy()
+				}
 			}
 			ev.Type = map[string]string{"reserve": "authorized", "financial": "posted", "force_post": "posted", "refund": "refunded"}[e.Type]
 			ev.Amount, _ = strconv.ParseInt(ch.Set["amount"], 10, 64)

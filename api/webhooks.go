@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -25,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/antaca/antaca/api/signing"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/pgstore"
 )
@@ -48,17 +48,10 @@ var WebhookEventTypes = []string{
 const maxEndpoints = 16
 
 // SignatureHeader carries "t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">".
-const SignatureHeader = "Antaca-Signature"
+const SignatureHeader = signing.Header
 
 // Sign returns the Antaca-Signature value of body sent at t with secret.
-func Sign(secret string, t time.Time, body []byte) string {
-	ts := strconv.FormatInt(t.Unix(), 10)
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(ts))
-	mac.Write([]byte("."))
-	mac.Write(body)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
-}
+func Sign(secret string, t time.Time, body []byte) string { return signing.Sign(secret, t, body) }
 
 // WebhookEnvelope is the body of every delivery.
 type WebhookEnvelope struct {

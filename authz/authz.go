@@ -99,6 +99,10 @@ type Request struct {
 	TerminalID       string // DE41
 	MerchantID       string // DE42
 	MerchantName     string // DE43
+	// MerchantCountry is the alpha-2 country at the end of a full DE43
+	// (CountryFromDE43), "" when DE43 carries none.
+	MerchantCountry string
+	AcquirerCountry string // DE19, numeric ISO 3166-1, when present
 
 	Original          *OriginalData // DE90
 	ReplacementAmount *int64        // DE95: the final amount after a partial reversal
@@ -185,6 +189,19 @@ const (
 	ReasonInvalidTransaction       Reason = "INVALID_TRANSACTION"
 	ReasonIssuerUnavailable        Reason = "ISSUER_UNAVAILABLE"
 	ReasonSystemError              Reason = "SYSTEM_ERROR"
+
+	// Spend controls (docs/controls.md): each its own reason, sharing the
+	// action codes of the amount limit, the frequency limit and "not
+	// permitted".
+	ReasonControlTransactionMax Reason = "CONTROL_TRANSACTION_MAX"
+	ReasonControlAmountLimit    Reason = "CONTROL_AMOUNT_LIMIT"
+	ReasonControlCountLimit     Reason = "CONTROL_COUNT_LIMIT"
+	ReasonControlMCC            Reason = "CONTROL_MCC_BLOCKED"
+	ReasonControlCountry        Reason = "CONTROL_COUNTRY_BLOCKED"
+	ReasonControlChannel        Reason = "CONTROL_CHANNEL_BLOCKED"
+	// Real-time decisioning by the partner (docs/decisioning.md).
+	ReasonPartnerDeclined Reason = "PARTNER_DECLINED"
+	ReasonStandInDeclined Reason = "STAND_IN_DECLINED"
 )
 
 // Approved reports whether the reason lets the transaction through.
@@ -209,5 +226,8 @@ func Reasons() []Reason {
 		ReasonLockedInactive, ReasonLockedPINTries, ReasonLockedFraud, ReasonLockedReplaced,
 		ReasonOriginalNotFound, ReasonFormatError, ReasonInvalidTransaction,
 		ReasonIssuerUnavailable, ReasonSystemError,
+		ReasonControlTransactionMax, ReasonControlAmountLimit, ReasonControlCountLimit,
+		ReasonControlMCC, ReasonControlCountry, ReasonControlChannel,
+		ReasonPartnerDeclined, ReasonStandInDeclined,
 	}
 }

@@ -27,6 +27,8 @@ type CardInfo struct {
 	PINTries    int
 	// CVVEnc is the encrypted CVV2 (compared when a request carries one).
 	CVVEnc string
+	// CustomerID is the card holder's id (told to a program's backend).
+	CustomerID string
 	// Currency is the alpha ISO 4217 code of the card's balance.
 	Currency string
 	// Version is the card row's version when it was read; the reservation
@@ -36,6 +38,13 @@ type CardInfo struct {
 	// Cached says the card came from the ledger's in-process cache: a
 	// decline decided on it is decided again on a fresh read.
 	Cached bool
+	// ProgramID is the card's program ("": the partner's default one).
+	ProgramID string
+	// Controls are the card's own spend controls (JSON, "": its
+	// program's apply). The reservation applies them atomically; the
+	// engine reads them only to spare a partner's backend a request the
+	// controls decline anyway.
+	Controls string
 }
 
 // Funds asks the ledger for one atomic reservation (see ledger.Reserve).
@@ -53,6 +62,16 @@ type Funds struct {
 	// CardInfo.Version), else the ledger refuses with ErrCardChanged and
 	// changes nothing.
 	CardVersion int64
+	// ProgramID is the card's program: its controls apply when the card
+	// has none, in its time zone.
+	ProgramID string
+	// Facts are what the spend controls look at (the amount is Amount).
+	Facts Facts
+	// Fund funds the user balance just in time before the hold, charged
+	// to the partner as a reload: an amount, "shortfall", or "".
+	Fund string
+	// Cap is a partial approval by the partner: at most this much (0: none).
+	Cap int64
 }
 
 // FundsResult is the ledger's answer to a reservation, a post or a refund.
@@ -139,6 +158,11 @@ type Ledger interface {
 	CancelLate(ctx context.Context, partnerID, key string, reason Reason, meta string) (int64, error)
 }
 
+// Programs reads a card's program (it may answer from a cache).
+type Programs interface {
+	Program(ctx context.Context, partnerID, programID string) (Program, error)
+}
+
 // PINChecker verifies a DE52 PIN block against a card's PIN verifier.
 type PINChecker interface {
 	VerifyPINBlock(block []byte, pan, verifier string) (bool, error)
@@ -183,8 +207,12 @@ type Engine struct {
 	Locks CardLocks
 	// MaxPerWindow is the velocity limit (0: none).
 	MaxPerWindow int64
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// Programs and Decider, both set, let a program's backend take part
+	// in its authorizations (Program.RemoteURL; docs/decisioning.md).
+	Programs Programs
+	Decider  Decider
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Authorize decides one message. It never panics on bad input and honours
@@ -369,6 +397,9 @@ func (e *Engine) decideOnce(ctx context.Context, req *Request, retry bool) (Deci
 	f := e.funds(req, card, amount, key, meta)
 	f.Capture = req.Kind == KindFinancial
 	f.AllowPartial = e.Limits.AllowPartial && req.TxnType == TxnPurchase
+	if declined, d, err := e.askPartner(ctx, req, card, base, amount, key, &f); err != nil || declined {
+		return d, err
+	}
 	res, err := e.Ledger.Reserve(ctx, f)
 	if err != nil {
 		return e.fundsError(base, err)
@@ -564,6 +595,7 @@ func (e *Engine) funds(req *Request, card CardInfo, amount int64, key, meta stri
 		PartnerID: card.PartnerID, BalanceID: card.BalanceID, CardID: card.ID, Amount: amount,
 		IdempotencyKey: key, ApprovalCode: newApprovalCode(), TxnType: req.TxnType,
 		Reference: reference(req, card), Meta: meta, CardVersion: card.Version,
+		ProgramID: card.ProgramID, Facts: FactsOf(req, amount),
 	}
 }
 
@@ -683,15 +715,29 @@ type journalContext struct {
 	Txn      string `json:"txn"`
 	// MerchantName is DE43 (name, city, country), for transaction lists.
 	MerchantName string `json:"merchant_name,omitempty"`
+	// POS is DE22 and Country the merchant's country as the controls
+	// saw it (DE43, else DE19): what a replay of controls needs.
+	POS     string `json:"pos,omitempty"`
+	Country string `json:"country,omitempty"`
+	// DecidedBy is who decided when a program's backend took part
+	// (partner, stand_in); absent: Antaca alone.
+	DecidedBy string `json:"decided_by,omitempty"`
+	// PartnerReason is the partner's own reason for a decline.
+	PartnerReason string `json:"partner_reason,omitempty"`
 }
 
 // journalMeta encodes the context once per request (a struct, not a map:
 // it is on the authorization path).
 func journalMeta(req *Request, card CardInfo) string {
+	return journalMetaBy(req, card, "", "")
+}
+
+func journalMetaBy(req *Request, card CardInfo, decidedBy, partnerReason string) string {
 	b, _ := json.Marshal(journalContext{
 		MTI: req.MTI, Card: card.ID, Amount: req.Amount, Currency: req.Currency, STAN: req.STAN, RRN: req.RRN,
 		Acquirer: req.AcquirerID, Terminal: req.TerminalID, Merchant: req.MerchantID, MCC: req.MCC, Txn: req.TxnType,
-		MerchantName: req.MerchantName,
+		MerchantName: req.MerchantName, DecidedBy: decidedBy, PartnerReason: partnerReason,
+		POS: req.POSEntryMode, Country: CountryOf(req),
 	})
 	return string(b)
 }

@@ -258,6 +258,10 @@ func ParseRequest(msg *iso8583.Message) (*authz.Request, error) {
 	req.TerminalID = f.str(41)
 	req.MerchantID = f.str(42)
 	req.MerchantName = strings.TrimRight(f.str(43), " ")
+	req.MerchantCountry = authz.CountryFromDE43(f.str(43))
+	if req.AcquirerCountry, err = f.optionalDigits(19, 3, 3); err != nil {
+		return nil, err
+	}
 	if f.has(52) {
 		b, err := msg.GetBytes(52)
 		if err != nil {

@@ -36,6 +36,14 @@ var contractCodes = map[authz.Reason][2]string{
 	authz.ReasonCurrencyMismatch:         {"1019", "57"},
 	authz.ReasonExceedsAmountLimit:       {"1021", "61"},
 	authz.ReasonExceedsFrequencyLimit:    {"1023", "65"},
+	authz.ReasonControlTransactionMax:    {"1021", "61"},
+	authz.ReasonControlAmountLimit:       {"1021", "61"},
+	authz.ReasonControlCountLimit:        {"1023", "65"},
+	authz.ReasonControlMCC:               {"1019", "57"},
+	authz.ReasonControlCountry:           {"1019", "57"},
+	authz.ReasonControlChannel:           {"1019", "57"},
+	authz.ReasonPartnerDeclined:          {"1000", "05"},
+	authz.ReasonStandInDeclined:          {"1000", "05"},
 	authz.ReasonCardNotActivated:         {"1806", "78"},
 	authz.ReasonLockedLost:               {"2008", "41"},
 	authz.ReasonLockedStolen:             {"2009", "43"},
@@ -161,7 +169,7 @@ func TestRoundTripEveryMTI(t *testing.T) {
 						PAN: testPAN, TxnType: "00", Amount: 1050, Currency: "978",
 						Expiry: "2812", PINBlock: testPINBlock, MCC: "5411", POSEntryMode: "051",
 						TransmissionTime: "0612101530", STAN: x.stan, AcquirerID: "123456", RRN: x.rrn,
-						TerminalID: "TERM0001", MerchantID: "MERCHANT0000001", MerchantName: "ANTACA TEST SHOP         BERLIN       DE",
+						TerminalID: "TERM0001", MerchantID: "MERCHANT0000001", MerchantName: "ANTACA TEST SHOP         BERLIN       DE", MerchantCountry: "DE",
 					}
 					if tt.kind.IsReversal() {
 						want.Original = &authz.OriginalData{MTI: "0100", STAN: "000077", TransmissionTime: "0612101500", AcquirerID: "123456"}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/authz/issuing"
 )
 
@@ -29,7 +30,30 @@ func (l *Ledger) CreatePartner(ctx context.Context, p Partner) error {
 	if p.FundingModel != FundingDeposit && p.FundingModel != FundingCredit {
 		return fmt.Errorf("creating partner: unknown funding model %q", p.FundingModel)
 	}
+	if n, err := l.rdb.Exists(ctx, l.keys.Row(p.ID, "partners", p.ID)).Result(); err != nil {
+		return fmt.Errorf("creating partner: %w", err)
+	} else if n > 0 {
+		return fmt.Errorf("creating partner: %w", ErrAlreadyExists)
+	}
 	claimed := false
+	rangeClaimed := false
+	if p.BIN != "" {
+		// The BIN becomes the range of the partner's default program; no
+		// other program's range may cover it.
+		err := l.claim(ctx, p.ID, DefaultProgramID(p.ID), []authz.BINRange{{From: p.BIN, To: p.BIN}})
+		if errors.Is(err, ErrRangeInUse) {
+			return fmt.Errorf("creating partner: %w: %w", ErrBINInUse, err)
+		}
+		if err != nil {
+			return err
+		}
+		rangeClaimed = true
+	}
+	unclaim := func() {
+		if rangeClaimed {
+			_ = l.claim(ctx, p.ID, DefaultProgramID(p.ID), nil)
+		}
+	}
 	if p.BIN != "" {
 		ok, err := l.rdb.HSetNX(ctx, l.keys.BINs(), p.BIN, p.ID).Result()
 		if err != nil {
@@ -41,6 +65,7 @@ func (l *Ledger) CreatePartner(ctx context.Context, p Partner) error {
 				return fmt.Errorf("claiming BIN: %w", err)
 			}
 			if owner != p.ID {
+				unclaim()
 				return fmt.Errorf("creating partner: %w", ErrBINInUse)
 			}
 		}
@@ -55,6 +80,7 @@ func (l *Ledger) CreatePartner(ctx context.Context, p Partner) error {
 		if claimed {
 			l.rdb.HDel(ctx, l.keys.BINs(), p.BIN)
 		}
+		unclaim()
 		return mapScriptError("creating partner", err)
 	}
 	pipe := l.rdb.Pipeline()
@@ -62,6 +88,9 @@ func (l *Ledger) CreatePartner(ctx context.Context, p Partner) error {
 	pipe.HSet(ctx, l.keys.Index(), p.ID, p.ID)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("registering partner: %w", err)
+	}
+	if _, err := l.ensureDefaultProgram(ctx, p.ID); err != nil {
+		return fmt.Errorf("creating partner: %w", err)
 	}
 	return nil
 }
@@ -354,4 +383,13 @@ func (l *Ledger) Funding(ctx context.Context, partnerID, currency string) (int64
 	f := fields{what: "funding " + partnerID + ":" + currency}
 	n := f.int("total_in", s)
 	return n, f.err
+}
+
+// BalanceCurrency is the currency of a user balance (issuing.Store).
+func (l *Ledger) BalanceCurrency(ctx context.Context, partnerID, balanceID string) (string, error) {
+	b, err := l.UserBalance(ctx, partnerID, balanceID)
+	if err != nil {
+		return "", err
+	}
+	return b.Currency, nil
 }

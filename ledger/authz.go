@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/antaca/antaca/authz"
@@ -51,7 +52,16 @@ type Engine struct {
 	// route stays true; misses always ask Redis, so a new program routes
 	// at once. It saves one round trip per authorization.
 	bins sync.Map
+
+	// routes is every program's BIN ranges, in process: a PAN routes with
+	// no Redis round trip. A miss reads the ranges again (one round trip,
+	// the same a miss cost before), so a new program routes at once.
+	routes atomic.Pointer[authz.RouteTable]
+	// programs caches programs by partner/program id for CardCacheTTL.
+	programs sync.Map
 }
+
+var _ authz.Programs = (*Engine)(nil)
 
 var _ authz.Ledger = (*Engine)(nil)
 var _ authz.Velocity = (*Engine)(nil)
@@ -138,7 +148,7 @@ func (e *Engine) FindCard(ctx context.Context, pan string) (authz.CardInfo, erro
 		ID: c.ID, PartnerID: partnerID, BalanceID: c.BalanceID, Type: authz.CardType(c.Type),
 		Status: authz.CardStatus(c.Status), Lock: authz.LockReason(c.LockReason), Expiry: c.Expiry,
 		PINVerifier: c.PINVerifier, PINTries: c.PINTries, Currency: c.BalanceCurrency, CVVEnc: c.CVVEnc,
-		Version: c.Version,
+		Version: c.Version, ProgramID: ProgramOfCard(partnerID, c.ProgramID), Controls: c.Controls, CustomerID: c.CustomerID,
 	}
 	if ttl > 0 && c.Version > 0 {
 		e.cards.Store(token, &cachedCard{info: info, at: time.Now()})
@@ -178,8 +188,22 @@ func (e *Engine) checkState(err error) error {
 	return storeErr(err)
 }
 
-// route finds the partner of a PAN, from the cache when it can.
+// route finds the partner of a PAN: by the longest matching range of the
+// in-process routing table, reloaded on a miss; a partner whose BIN
+// predates programs and has no range yet routes by its BIN.
 func (e *Engine) route(ctx context.Context, pan string) (string, error) {
+	if r, ok := e.routes.Load().Lookup(pan); ok {
+		return r.PartnerID, nil
+	}
+	routes, err := e.L.Routes(ctx)
+	if err != nil {
+		return "", err
+	}
+	t := authz.NewRouteTable(routes)
+	e.routes.Store(t)
+	if r, ok := t.Lookup(pan); ok {
+		return r.PartnerID, nil
+	}
 	for _, n := range []int{8, 7, 6} {
 		if len(pan) >= n {
 			if p, ok := e.bins.Load(pan[:n]); ok {
@@ -200,8 +224,55 @@ func reservation(f authz.Funds) Reservation {
 		PartnerID: f.PartnerID, BalanceID: f.BalanceID, CardID: f.CardID, Amount: f.Amount,
 		IdempotencyKey: f.IdempotencyKey, ApprovalCode: f.ApprovalCode, TxnType: f.TxnType,
 		Capture: f.Capture, AllowPartial: f.AllowPartial, Reference: f.Reference, Meta: f.Meta,
-		CardVersion: f.CardVersion,
+		CardVersion: f.CardVersion, ProgramID: f.ProgramID, MCC: f.Facts.MCC, Country: f.Facts.Country,
+		Channel: f.Facts.Channel, Fund: f.Fund, Cap: f.Cap,
 	}
+}
+
+type cachedProgram struct {
+	p   authz.Program
+	loc *time.Location
+	at  time.Time
+}
+
+// Program returns a program, from the cache while it is younger than the
+// card cache's TTL: a change of time zone or remote URL takes that long to
+// reach every switch. Controls never come from here: the reservation
+// reads them in Redis.
+func (e *Engine) Program(ctx context.Context, partnerID, programID string) (authz.Program, error) {
+	c, err := e.program(ctx, partnerID, programID)
+	if err != nil {
+		return authz.Program{}, err
+	}
+	return c.p, nil
+}
+
+func (e *Engine) program(ctx context.Context, partnerID, programID string) (*cachedProgram, error) {
+	programID = ProgramOfCard(partnerID, programID)
+	k := partnerID + "/" + programID
+	ttl := e.cardTTL()
+	if v, ok := e.programs.Load(k); ok && ttl > 0 && time.Since(v.(*cachedProgram).at) < ttl {
+		return v.(*cachedProgram), nil
+	}
+	p, err := e.L.Program(ctx, partnerID, programID)
+	if errors.Is(err, ErrProgramNotFound) {
+		// A partner without programs (no BIN): UTC windows, no remote.
+		p = authz.Program{ID: programID, PartnerID: partnerID, StandIn: authz.StandIn{Policy: authz.StandInDecline}}
+		err = nil
+	}
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	c := &cachedProgram{p: p, loc: p.Location(), at: time.Now()}
+	if ttl > 0 {
+		e.programs.Store(k, c)
+	}
+	return c, nil
+}
+
+// ForgetProgram drops a cached program (after a change made here).
+func (e *Engine) ForgetProgram(partnerID, programID string) {
+	e.programs.Delete(partnerID + "/" + ProgramOfCard(partnerID, programID))
 }
 
 func fundsResult(r ReservationResult) authz.FundsResult {
@@ -210,7 +281,15 @@ func fundsResult(r ReservationResult) authz.FundsResult {
 
 // Reserve places the hold.
 func (e *Engine) Reserve(ctx context.Context, f authz.Funds) (authz.FundsResult, error) {
-	r, err := e.L.Reserve(ctx, reservation(f))
+	res := reservation(f)
+	if f.CardID != "" {
+		p, err := e.program(ctx, f.PartnerID, f.ProgramID)
+		if err != nil {
+			return authz.FundsResult{}, err
+		}
+		res.Location = p.loc
+	}
+	r, err := e.L.Reserve(ctx, res)
 	if errors.Is(err, ErrNotDurable) {
 		e.undoNotDurable(ctx, f)
 	}

@@ -21,7 +21,7 @@ func cardFromMap(partnerID string, m map[string]string) (Card, error) {
 		CVVEnc: m["cvv_enc"], PINVerifier: m["pin_verifier"], PINTries: int(f.int("pin_tries", m["pin_tries"])),
 		CopyOf: m["copy_of"], Delivery: m["delivery"], BalanceCurrency: m["balance_currency"],
 		DeliveryState: m["delivery_state"], LockRef: m["lock_ref"], Replaces: m["replaces"], ReplacedBy: m["replaced_by"],
-		Version: f.int("v", m["v"]),
+		Version: f.int("v", m["v"]), ProgramID: m["program_id"], Controls: m["controls"],
 	}
 	return c, f.err
 }
@@ -31,7 +31,7 @@ func cardFromMap(partnerID string, m map[string]string) (Card, error) {
 // otherwise the PAN token must be new (ErrPANExists).
 func (l *Ledger) CreateCard(ctx context.Context, c Card) error {
 	err := l.run(ctx, "create_card", c.PartnerID, c.ID, c.CustomerID, c.BalanceID, c.Type, c.Status,
-		c.PANEnc, c.PANHash, c.BIN, c.Last4, c.Expiry, c.CVVEnc, c.CopyOf, c.Delivery, c.DeliveryState).Err()
+		c.PANEnc, c.PANHash, c.BIN, c.Last4, c.Expiry, c.CVVEnc, c.CopyOf, c.Delivery, c.DeliveryState, c.ProgramID).Err()
 	if err != nil {
 		return mapScriptError("creating card", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/antaca/antaca/authz"
 )
 
 // Reservation asks for an authorization hold (or, with Capture, a hold
@@ -32,6 +34,20 @@ type Reservation struct {
 	// CardVersion, when not 0, must be the card's version (v): else the
 	// reservation fails with ErrCardChanged and changes nothing.
 	CardVersion int64
+
+	// ProgramID is the card's program, whose controls apply when the card
+	// has none of its own ("": the partner's default program).
+	ProgramID string
+	// Location is the time zone of the program's day, week and month
+	// windows (nil: UTC).
+	Location *time.Location
+	// Facts are what the spend controls look at (amount aside).
+	MCC, Country, Channel string
+	// Fund funds the user balance just in time, charged to the partner as
+	// a reload: an amount, "shortfall" (what the balance lacks) or "".
+	Fund string
+	// Cap is the partner's partial approval: at most this much (0: none).
+	Cap int64
 }
 
 // ReservationResult is the ledger's answer. Reason is an authz.Reason name:
@@ -60,7 +76,9 @@ func (l *Ledger) Reserve(ctx context.Context, r Reservation) (ReservationResult,
 		partial = "1"
 	}
 	v, err := l.run(ctx, "reserve", r.PartnerID, r.BalanceID, r.CardID, r.Amount, r.IdempotencyKey, l.ttlMS(),
-		holdID, r.ApprovalCode, r.TxnType, capture, partial, r.Meta, r.Reference, r.CardVersion).Result()
+		holdID, r.ApprovalCode, r.TxnType, capture, partial, r.Meta, r.Reference, r.CardVersion,
+		ProgramOfCard(r.PartnerID, r.ProgramID), authz.WindowSpec(l.now(), r.Location), r.MCC, r.Country, r.Channel,
+		r.Fund, r.Cap).Result()
 	if err != nil {
 		return ReservationResult{}, mapScriptError("reserving funds", err)
 	}

@@ -16,11 +16,12 @@ type Keys struct {
 const DefaultPrefix = "antaca"
 
 // Tables lists the row tables, in the order recovery restores them.
-var Tables = []string{"partners", "partner_balances", "customers", "user_balances", "cards", "holds", "funding"}
+var Tables = []string{"partners", "programs", "partner_balances", "customers", "user_balances", "cards", "holds", "funding"}
 
 // NumericColumns are the integer columns of each table; every other column is text.
 var NumericColumns = map[string][]string{
 	"partners":         {},
+	"programs":         {},
 	"partner_balances": {"available", "reserved", "settled", "low_threshold"},
 	"customers":        {},
 	"user_balances":    {"available", "held", "posted"},
@@ -31,16 +32,18 @@ var NumericColumns = map[string][]string{
 
 // Columns lists the columns of each table besides id, partner_id and v.
 var Columns = map[string][]string{
-	"partners":         {"name", "bin", "currency", "funding_model", "created_at", "digital_first"},
+	"partners": {"name", "bin", "currency", "funding_model", "created_at", "digital_first"},
+	"programs": {"name", "currency", "bin_ranges", "card_types", "digital_first", "time_zone", "controls",
+		"remote_url", "decision_timeout_ms", "stand_in", "created_at", "remote_secret"},
 	"partner_balances": {"type", "currency", "available", "reserved", "settled", "low_threshold", "state", "created_at"},
 	"customers":        {"external_id", "first_name", "last_name", "email", "phone", "kyc_status", "created_at"},
 	"user_balances":    {"customer_id", "currency", "available", "held", "posted", "state", "created_at"},
 	"cards": {"customer_id", "balance_id", "type", "status", "lock_reason", "lock_source", "pan_enc", "pan_hash",
 		"bin", "last4", "expiry", "cvv_enc", "pin_verifier", "pin_tries", "copy_of", "delivery", "created_at",
-		"delivery_state", "lock_ref", "replaces", "replaced_by"},
+		"delivery_state", "lock_ref", "replaces", "replaced_by", "program_id", "controls"},
 	"holds": {"balance_id", "card_id", "partner_balance_id", "currency", "amount", "captured", "released", "state",
 		"idem_key", "approval_code", "txn_type", "created_ms", "closed_ms", "reference",
-		"origin", "requested", "approved", "available_after"},
+		"origin", "requested", "approved", "available_after", "spend"},
 	"funding": {"currency", "total_in"},
 }
 
@@ -93,6 +96,18 @@ func (k Keys) Journal(partnerID string) string { return k.Tag(partnerID) + ":jou
 
 // Partners is the set of partner ids.
 func (k Keys) Partners() string { return k.Prefix + ":partners" }
+
+// Ranges maps every program's BIN ranges ("from-to") to "partner/program":
+// the routing table every switch keeps in process.
+func (k Keys) Ranges() string { return k.Prefix + ":ranges" }
+
+// Programs is the set of a partner's program ids.
+func (k Keys) Programs(partnerID string) string { return k.Tag(partnerID) + ":programs" }
+
+// Spend is the counter (amount, count) of a card's spend-control window.
+func (k Keys) Spend(partnerID, cardID, windowID string) string {
+	return k.Tag(partnerID) + ":spend:" + cardID + ":" + windowID
+}
 
 // BINs maps a program BIN to its partner.
 func (k Keys) BINs() string { return k.Prefix + ":bins" }

@@ -16,7 +16,7 @@ import (
 var luaFS embed.FS
 
 // scriptNames are the ledger's scripts; each is lua/<name>.lua prefixed
-// with lua/common.lua.
+// with lua/common.lua and lua/controls.lua.
 var scriptNames = []string{
 	"create_partner", "create_partner_balance", "reload_partner_balance",
 	"create_customer", "set_kyc", "create_user_balance", "reload_user_balance",
@@ -24,6 +24,7 @@ var scriptNames = []string{
 	"create_card", "update_card", "lock_card", "unlock_card", "remove_card",
 	"pin_result", "card_by_pan", "record_decline", "velocity", "cancel_late",
 	"replace_card", "activate_card",
+	"create_program", "update_program", "set_card_controls", "default_program",
 }
 
 func loadScripts() (map[string]*redis.Script, error) {
@@ -31,6 +32,11 @@ func loadScripts() (map[string]*redis.Script, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading common.lua: %w", err)
 	}
+	controls, err := luaFS.ReadFile("lua/controls.lua")
+	if err != nil {
+		return nil, fmt.Errorf("reading controls.lua: %w", err)
+	}
+	common = append(append(common, '\n'), controls...)
 	out := make(map[string]*redis.Script, len(scriptNames))
 	for _, name := range scriptNames {
 		body, err := luaFS.ReadFile("lua/" + name + ".lua")
@@ -73,6 +79,8 @@ var (
 	ErrBalanceLimit             = errors.New("balance would exceed the largest amount the wire can carry")
 	ErrInvalidColumn            = errors.New("column cannot be set this way")
 	ErrCardReplaced             = issuing.ErrCardReplaced
+	ErrRangeInUse               = errors.New("BIN range overlaps another program's")
+	ErrProgramNotFound          = issuing.ErrProgramNotFound
 )
 
 var scriptErrors = map[string]error{

@@ -33,8 +33,8 @@ func Command() *ffcli.Command {
 func CommandWithOutput(stdout, stderr io.Writer) *ffcli.Command {
 	return &ffcli.Command{
 		Name:       "sim",
-		ShortUsage: "antaca sim <seed|run|load|bureau|kyc-provider> [flags]",
-		ShortHelp:  "the bundled card network: provisioning, scenarios, load, bureau, KYC provider",
+		ShortUsage: "antaca sim <seed|run|load|bureau|kyc-provider|partner> [flags]",
+		ShortHelp:  "the bundled card network: provisioning, scenarios, load, bureau, KYC provider, a partner's decisioning backend",
 		LongHelp: "The simulator connects to the switch as a processor does (sign-on, echo on idle,\n" +
 			"reconnect with backoff, several links, optional TLS, either ISO profile and framing)\n" +
 			"and provisions through the REST API (or in process with --direct).\n" +
@@ -43,6 +43,7 @@ func CommandWithOutput(stdout, stderr io.Writer) *ffcli.Command {
 		Subcommands: []*ffcli.Command{
 			seedCommand(stdout, stderr), runCommand(stdout, stderr), loadCommand(stdout, stderr), bureauCommand(stdout, stderr),
 			kycProviderCommand(stdout, stderr),
+			partnerCommand(stdout, stderr),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}

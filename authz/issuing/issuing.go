@@ -25,13 +25,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"time"
 
 	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/authz/cardcrypto"
 )
 
-// Errors callers branch on (besides the Store's).
+// Errors callers branch on (besides the ledger's).
 var (
 	ErrWrongCardType = errors.New("operation not available for this card type")
 	ErrInvalidPIN    = errors.New("PIN must be 4 to 12 digits")
@@ -39,6 +40,10 @@ var (
 	// ErrNotDigitalFirst: the program is not registered for digital
 	// first, so its virtual cards get no plastic copy.
 	ErrNotDigitalFirst = errors.New("partner program is not registered for digital first")
+	// ErrCardTypeNotInProgram: the program does not issue that card type.
+	ErrCardTypeNotInProgram = errors.New("the program does not issue this card type")
+	// ErrProgramCurrency: the balance is not in the program's currency.
+	ErrProgramCurrency = errors.New("the balance is not in the program's currency")
 )
 
 // Delivery states of a plastic, as the card view shows them.
@@ -70,6 +75,7 @@ type Card struct {
 	Last4      string           `json:"last4"`
 	Expiry     string           `json:"expiry"` // YYYY-MM
 	BalanceID  string           `json:"balanceId"`
+	ProgramID  string           `json:"programId,omitempty"`
 	CustomerID string           `json:"customerId"`
 	CopyOf     string           `json:"copyOf,omitempty"`
 	PINSet     bool             `json:"pinSet"`
@@ -114,7 +120,7 @@ func view(c, state CardRecord) Card {
 	v := Card{
 		ID: c.ID, Type: authz.CardType(c.Type), Status: authz.CardStatus(stateStatus(c, state)),
 		LockReason: state.LockReason, Last4: c.Last4, Expiry: expiryMonth(c.Expiry),
-		BalanceID: c.BalanceID, CustomerID: c.CustomerID, CopyOf: c.CopyOf, PINSet: state.PINVerifier != "",
+		BalanceID: c.BalanceID, ProgramID: authz.ProgramOfCard(c.PartnerID, c.ProgramID), CustomerID: c.CustomerID, CopyOf: c.CopyOf, PINSet: state.PINVerifier != "",
 		DeliveryState: deliveryState(c), Replaces: c.Replaces, ReplacedBy: c.ReplacedBy,
 	}
 	if state.LockReason != 0 {
@@ -215,24 +221,75 @@ func (s *Service) load(ctx context.Context, partnerID, cardID string) (card, sta
 	return card, state, nil
 }
 
-func (s *Service) newPAN(ctx context.Context, partnerID string) (pan, bin string, err error) {
-	p, err := s.Store.Partner(ctx, partnerID)
+// program resolves the program a card is issued under: the one named,
+// else the partner's default program. ok is false for a partner that has
+// no program at all (no BIN).
+func (s *Service) program(ctx context.Context, partnerID, programID string) (p authz.Program, ok bool, err error) {
+	named := programID != ""
+	p, err = s.Store.Program(ctx, partnerID, authz.ProgramOfCard(partnerID, programID))
+	if errors.Is(err, ErrProgramNotFound) && !named {
+		return p, false, nil
+	}
 	if err != nil {
-		return "", "", fmt.Errorf("reading partner: %w", err)
+		return p, false, err
 	}
-	bin = p.BIN
-	if bin == "" {
-		return "", "", ErrNoBIN
-	}
+	return p, true, nil
+}
+
+// newPAN draws a PAN from one of the program's ranges (a random range, a
+// random prefix in it), or from the partner's BIN when it has no program.
+func (s *Service) newPAN(ctx context.Context, partnerID, programID string) (pan, bin string, err error) {
 	n := s.PANLength
 	if n == 0 {
 		n = 16
+	}
+	p, ok, err := s.program(ctx, partnerID, programID)
+	if err != nil {
+		return "", "", err
+	}
+	if ok && len(p.Ranges) > 0 {
+		prefix, err := randomPrefix(s.rand(), p.Ranges)
+		if err != nil {
+			return "", "", fmt.Errorf("drawing a BIN: %w", err)
+		}
+		pan, err = cardcrypto.GeneratePAN(prefix, n, s.rand())
+		if err != nil {
+			return "", "", fmt.Errorf("generating PAN: %w", err)
+		}
+		return pan, prefix, nil
+	}
+	partner, err := s.Store.Partner(ctx, partnerID)
+	if err != nil {
+		return "", "", fmt.Errorf("reading partner: %w", err)
+	}
+	bin = partner.BIN
+	if bin == "" {
+		return "", "", ErrNoBIN
 	}
 	pan, err = cardcrypto.GeneratePAN(bin, n, s.rand())
 	if err != nil {
 		return "", "", fmt.Errorf("generating PAN: %w", err)
 	}
 	return pan, bin, nil
+}
+
+// randomPrefix picks a range, then a prefix within it, uniformly.
+func randomPrefix(r io.Reader, ranges []authz.BINRange) (string, error) {
+	i, err := rand.Int(r, big.NewInt(int64(len(ranges))))
+	if err != nil {
+		return "", err
+	}
+	rg := ranges[i.Int64()]
+	from, _ := new(big.Int).SetString(rg.From, 10)
+	to, _ := new(big.Int).SetString(rg.To, 10)
+	if from == nil || to == nil {
+		return "", fmt.Errorf("range %s-%s is not numeric", rg.From, rg.To)
+	}
+	off, err := rand.Int(r, new(big.Int).Add(new(big.Int).Sub(to, from), big.NewInt(1)))
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%0*s", len(rg.From), new(big.Int).Add(from, off).String()), nil
 }
 
 func (s *Service) expiry() string {
@@ -248,8 +305,8 @@ func (s *Service) expiry() string {
 
 // draw makes the card data of a new card: a fresh PAN under the partner's
 // BIN, a CVV2, their ciphertexts and lookup token, and the expiry.
-func (s *Service) draw(ctx context.Context, partnerID string) (c CardRecord, pan, cvv string, err error) {
-	pan, bin, err := s.newPAN(ctx, partnerID)
+func (s *Service) draw(ctx context.Context, partnerID, programID string) (c CardRecord, pan, cvv string, err error) {
+	pan, bin, err := s.newPAN(ctx, partnerID, programID)
 	if err != nil {
 		return c, "", "", err
 	}
@@ -265,17 +322,30 @@ func (s *Service) draw(ctx context.Context, partnerID string) (c CardRecord, pan
 		return c, "", "", err
 	}
 	return CardRecord{PartnerID: partnerID, PANEnc: panEnc, PANHash: s.Keys.LookupToken(pan), BIN: bin,
-		Last4: pan[len(pan)-4:], Expiry: s.expiry(), CVVEnc: cvvEnc}, pan, cvv, nil
+		Last4: pan[len(pan)-4:], Expiry: s.expiry(), CVVEnc: cvvEnc, ProgramID: programID}, pan, cvv, nil
 }
 
 // issue creates a card row with a fresh, unique PAN and CVV2 under the id
 // given (a new one when empty).
-func (s *Service) issue(ctx context.Context, id, partnerID, customerID, balanceID string, typ authz.CardType, status authz.CardStatus, delivery string) (CardRecord, FullData, error) {
+func (s *Service) issue(ctx context.Context, id, programID, partnerID, customerID, balanceID string, typ authz.CardType, status authz.CardStatus, delivery string) (CardRecord, FullData, error) {
 	if id == "" {
 		id = authz.NewID("crd")
 	}
+	if p, ok, err := s.program(ctx, partnerID, programID); err != nil {
+		return CardRecord{}, FullData{}, err
+	} else if ok && !p.Issues(typ) {
+		return CardRecord{}, FullData{}, fmt.Errorf("program %s issues no %s cards: %w", p.ID, typ, ErrCardTypeNotInProgram)
+	} else if ok && programID != "" {
+		cur, err := s.Store.BalanceCurrency(ctx, partnerID, balanceID)
+		if err != nil {
+			return CardRecord{}, FullData{}, err
+		}
+		if cur != p.Currency {
+			return CardRecord{}, FullData{}, fmt.Errorf("balance in %s, program in %s: %w", cur, p.Currency, ErrProgramCurrency)
+		}
+	}
 	for attempt := 0; ; attempt++ {
-		c, pan, cvv, err := s.draw(ctx, partnerID)
+		c, pan, cvv, err := s.draw(ctx, partnerID, programID)
 		if err != nil {
 			return CardRecord{}, FullData{}, err
 		}
@@ -301,7 +371,13 @@ func (s *Service) CreateVirtual(ctx context.Context, partnerID, customerID, bala
 // CreateVirtualWithID is CreateVirtual under an id chosen beforehand (the
 // asynchronous route answers with the id before the card exists).
 func (s *Service) CreateVirtualWithID(ctx context.Context, id, partnerID, customerID, balanceID string) (Card, FullData, error) {
-	c, full, err := s.issue(ctx, id, partnerID, customerID, balanceID, authz.CardVirtual, authz.StatusActive, "")
+	return s.CreateVirtualIn(ctx, id, "", partnerID, customerID, balanceID)
+}
+
+// CreateVirtualIn is CreateVirtualWithID under a program ("": the
+// partner's default program).
+func (s *Service) CreateVirtualIn(ctx context.Context, id, programID, partnerID, customerID, balanceID string) (Card, FullData, error) {
+	c, full, err := s.issue(ctx, id, programID, partnerID, customerID, balanceID, authz.CardVirtual, authz.StatusActive, "")
 	if err != nil {
 		return Card{}, FullData{}, fmt.Errorf("creating virtual card: %w", err)
 	}
@@ -311,7 +387,13 @@ func (s *Service) CreateVirtualWithID(ctx context.Context, id, partnerID, custom
 // OrderPhysical orders a plastic card: it exists from now on (its PAN
 // declines as not activated) and waits for the bureau.
 func (s *Service) OrderPhysical(ctx context.Context, partnerID, customerID, balanceID, deliveryJSON string) (Card, error) {
-	c, _, err := s.issue(ctx, "", partnerID, customerID, balanceID, authz.CardPhysical, authz.StatusOrdered, deliveryJSON)
+	return s.OrderPhysicalIn(ctx, "", partnerID, customerID, balanceID, deliveryJSON)
+}
+
+// OrderPhysicalIn is OrderPhysical under a program ("": the partner's
+// default program).
+func (s *Service) OrderPhysicalIn(ctx context.Context, programID, partnerID, customerID, balanceID, deliveryJSON string) (Card, error) {
+	c, _, err := s.issue(ctx, "", programID, partnerID, customerID, balanceID, authz.CardPhysical, authz.StatusOrdered, deliveryJSON)
 	if err != nil {
 		return Card{}, fmt.Errorf("ordering physical card: %w", err)
 	}
@@ -327,7 +409,7 @@ func (s *Service) transition(ctx context.Context, partnerID, cardID string, from
 		if authz.CardStatus(c.Status) == authz.StatusRemoved {
 			return Card{}, ErrCardRemoved
 		}
-		return Card{}, err
+		return Card{}, fmt.Errorf("%w: %w", authz.ErrInvalidTransition, err)
 	}
 	if _, err := s.Store.UpdateCard(ctx, partnerID, cardID, CardUpdate{From: []string{string(from)}, To: string(to), Event: event}); err != nil {
 		return Card{}, err
@@ -362,7 +444,7 @@ func (s *Service) Activate(ctx context.Context, partnerID, cardID, source string
 		if authz.CardStatus(c.Status) == authz.StatusRemoved {
 			return Card{}, ErrCardRemoved
 		}
-		return Card{}, err
+		return Card{}, fmt.Errorf("%w: %w", authz.ErrInvalidTransition, err)
 	}
 	if _, err := s.Store.ActivateCard(ctx, partnerID, cardID, source); err != nil {
 		return Card{}, err
@@ -392,9 +474,20 @@ func (s *Service) Produced(ctx context.Context, partnerID, cardID string) (Card,
 	return s.Get(ctx, partnerID, cardID)
 }
 
-// DigitalFirst reports whether a partner's program may print digital-first
-// copies.
+// DigitalFirst reports whether a partner's default program may print
+// digital-first copies.
 func (s *Service) DigitalFirst(ctx context.Context, partnerID string) (bool, error) {
+	return s.digitalFirst(ctx, partnerID, "")
+}
+
+// digitalFirst reports whether a card's program may print digital-first
+// copies (a partner without programs: its own flag).
+func (s *Service) digitalFirst(ctx context.Context, partnerID, programID string) (bool, error) {
+	if prg, ok, err := s.program(ctx, partnerID, programID); err != nil {
+		return false, err
+	} else if ok {
+		return prg.DigitalFirst, nil
+	}
 	p, err := s.Store.Partner(ctx, partnerID)
 	if err != nil {
 		return false, fmt.Errorf("reading partner: %w", err)
@@ -411,7 +504,7 @@ func (s *Service) Print(ctx context.Context, partnerID, cardID, deliveryJSON str
 	if err != nil {
 		return Card{}, err
 	}
-	df, err := s.DigitalFirst(ctx, partnerID)
+	df, err := s.digitalFirst(ctx, partnerID, orig.ProgramID)
 	if err != nil {
 		return Card{}, err
 	}
@@ -432,7 +525,7 @@ func (s *Service) Print(ctx context.Context, partnerID, cardID, deliveryJSON str
 		ID: authz.NewID("crd"), PartnerID: partnerID, CustomerID: orig.CustomerID, BalanceID: orig.BalanceID,
 		Type: string(authz.CardDigitalFirst), Status: string(authz.StatusActive), PANEnc: orig.PANEnc,
 		PANHash: orig.PANHash, BIN: orig.BIN, Last4: orig.Last4, Expiry: orig.Expiry, CopyOf: orig.ID,
-		Delivery: deliveryJSON, DeliveryState: DeliveryOrdered,
+		Delivery: deliveryJSON, DeliveryState: DeliveryOrdered, ProgramID: orig.ProgramID,
 	}
 	if err := s.Store.CreateCard(ctx, c); err != nil {
 		return Card{}, fmt.Errorf("printing virtual card: %w", err)
@@ -649,7 +742,7 @@ func (s *Service) Replace(ctx context.Context, partnerID, cardID string, keepOld
 	}
 	id := authz.NewID("crd")
 	for attempt := 0; ; attempt++ {
-		c, pan, cvv, err := s.draw(ctx, partnerID)
+		c, pan, cvv, err := s.draw(ctx, partnerID, old.ProgramID)
 		if err != nil {
 			return Replaced{}, err
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/antaca/antaca/authz"
 )
 
 // Store is what the service needs of the state it changes: card rows and
@@ -14,6 +16,11 @@ type Store interface {
 	// Partner reads a partner program (an error wrapping a not-found
 	// sentinel when absent).
 	Partner(ctx context.Context, partnerID string) (Partner, error)
+	// Program reads a program (an error wrapping ErrProgramNotFound when
+	// absent).
+	Program(ctx context.Context, partnerID, programID string) (authz.Program, error)
+	// BalanceCurrency is the currency of a user balance.
+	BalanceCurrency(ctx context.Context, partnerID, balanceID string) (string, error)
 	// Card reads a card row.
 	Card(ctx context.Context, partnerID, id string) (CardRecord, error)
 	// CardsOfBalance lists the cards issued under a user balance.
@@ -41,9 +48,10 @@ type Store interface {
 
 // Errors a Store returns that the service branches on or passes on.
 var (
-	ErrCardRemoved  = errors.New("card is removed")
-	ErrPANExists    = errors.New("PAN already issued")
-	ErrCardReplaced = errors.New("card already replaced")
+	ErrCardRemoved     = errors.New("card is removed")
+	ErrPANExists       = errors.New("PAN already issued")
+	ErrCardReplaced    = errors.New("card already replaced")
+	ErrProgramNotFound = errors.New("program not found")
 )
 
 // Partner is a card program: its BIN, currency and funding model.
@@ -82,6 +90,10 @@ type CardRecord struct {
 	// Replaces is the card this one replaces; ReplacedBy, on the old
 	// card, its replacement.
 	Replaces, ReplacedBy string
+	// ProgramID is the card's program ("": the partner's default program,
+	// authz.DefaultProgramID); Controls its own spend controls (JSON, "":
+	// the program's).
+	ProgramID, Controls string
 	// BalanceCurrency is filled when the card is found by its PAN.
 	BalanceCurrency string
 	// Version is the row's version (v), bumped by every change.

@@ -37,6 +37,7 @@ func newCLI(stdout, stderr io.Writer) *cli {
 	version := rootFS.Bool("version", false, "print the version and exit")
 	own := []*ffcli.Command{
 		serveCommand(), migrateCommand(), auditCommand(), keysCommand(), isoCommand(), caCommand(),
+		controlsCommand(stdout),
 	}
 	for _, c := range own {
 		refuseArgs(c, "antaca "+c.Name)

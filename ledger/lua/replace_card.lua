@@ -26,7 +26,8 @@ if redis.call('EXISTS', pk) == 1 then return fail('PAN_EXISTS') end
 newrow('cards', new, { 'customer_id', o.customer_id, 'balance_id', o.balance_id, 'type', typ, 'status', ARGV[6],
   'lock_reason', '0', 'lock_source', '', 'pan_enc', ARGV[7], 'pan_hash', panh, 'bin', ARGV[9], 'last4', ARGV[10],
   'expiry', ARGV[11], 'cvv_enc', ARGV[12], 'pin_verifier', '', 'pin_tries', '0', 'copy_of', '', 'delivery', ARGV[13],
-  'created_at', fmt(now), 'delivery_state', ARGV[14], 'lock_ref', '', 'replaces', old, 'replaced_by', '' })
+  'created_at', fmt(now), 'delivery_state', ARGV[14], 'lock_ref', '', 'replaces', old, 'replaced_by', '',
+  'program_id', o.program_id or '', 'controls', o.controls or '' })
 redis.call('SET', pk, new)
 redis.call('SADD', base .. ':balcards:' .. o.balance_id, new)
 setf('cards', old, 'replaced_by', new)

@@ -8,6 +8,10 @@
 --       12 partial approval allowed 0/1, 13 meta (JSON, journal only)
 -- ARGV[14]: reference key (RRN + PAN token) for the reversal fallback
 -- ARGV[15]: the card's version as the caller read it (0: not checked)
+-- ARGV[16..22] spend controls and partner decision (controls.lua): 16 program
+--   id, 17 window spec, 18 MCC, 19 country alpha-2, 20 channel ('' absent),
+--   21 just-in-time funding (amount, 'shortfall' or ''), 22 partner's
+--   partial approval cap (0: none)
 -- Returns {reason, hold id, approved amount, user available, approval code,
 --          duplicate 0/1, partner balance id, partner before, partner after, low threshold}
 local bid, cid, amount, key = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
@@ -41,9 +45,35 @@ if cid ~= '' then
 end
 if u.state ~= 'ACTIVE' then return decline('DO_NOT_HONOUR') end
 
+-- ---- spend controls: static checks, partner funding (controls.lua) ----
+local spend_ctl = nil
+if cid ~= '' then spend_ctl = spend_controls(cid, ARGV[16]) end
+if spend_ctl then
+  local r = spend_static(spend_ctl, amount, ARGV[18] or '', ARGV[19] or '', ARGV[20] or '')
+  if r then return decline(r) end
+end
+local spend_fund, spend_fund_pb = spend_funding(u, ARGV[21] or '', amount)
+if spend_fund == nil then return decline(spend_fund_pb) end
+local spend_avail0, spend_decline = u.available, decline
+local function decline(r)
+  u.available = spend_avail0
+  return spend_decline(r)
+end
+u.available = fmt(int(u.available) + spend_fund)
+-- ---- end spend controls ----
 local approved, reason = amount, 'APPROVED'
 local avail = int(u.available)
 if avail < amount and partial and avail > 0 then approved, reason = avail, 'APPROVED_PARTIAL' end
+-- ---- spend controls: partner cap, window limits (controls.lua) ----
+local spend_cap = tonumber(ARGV[22] or '0') or 0
+if spend_cap > 0 and spend_cap < approved then approved, reason = spend_cap, 'APPROVED_PARTIAL' end
+local spend_windows = nil
+if spend_ctl then
+  local r
+  r, spend_windows = spend_check(spend_ctl, cid, ARGV[17], approved)
+  if r then return decline(r) end
+end
+-- ---- end spend controls ----
 
 local pbid, perr = charged_partner_balance(u.currency)
 if perr then return decline(perr) end
@@ -92,6 +122,10 @@ newrow('holds', hid, {
   'available_after', after,
 })
 if capture then retire(hid, ttl) else redis.call('ZADD', base .. ':holds:open', nows, hid) end
+-- ---- spend controls: fund, charge the windows (controls.lua) ----
+spend_fund_apply(bid, u.currency, spend_fund, spend_fund_pb)
+spend_charge(hid, spend_windows, approved)
+-- ---- end spend controls ----
 idem_put(key, ttl, { amount = fmt(amount), reason = reason, hold = hid, approved = fmt(approved),
   available = after, approval = approval, kind = 'reserve' })
 -- A second way to find the hold: the RRN + PAN reference (reversal fallback).

@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -35,6 +36,8 @@ type RebuildReport struct {
 	Velocity int
 	// References are the restored RRN keys of holds (reversal fallback).
 	References int
+	// SpendWindows are the restored spend-control window counters.
+	SpendWindows int
 	// Notes are oddities found on the way that did not stop the rebuild.
 	Notes []string
 	Took  time.Duration
@@ -49,7 +52,7 @@ func (r RebuildReport) String() string {
 	for _, t := range ledger.Tables {
 		fmt.Fprintf(&b, " %s=%d", t, r.Rows[t])
 	}
-	fmt.Fprintf(&b, " pans=%d open_holds=%d idem=%d refs=%d velocity=%d retired_holds=%d", r.PANs, r.OpenHolds, r.IdemKeys, r.References, r.Velocity, r.RetiredHolds)
+	fmt.Fprintf(&b, " pans=%d open_holds=%d idem=%d refs=%d velocity=%d spend_windows=%d retired_holds=%d", r.PANs, r.OpenHolds, r.IdemKeys, r.References, r.Velocity, r.SpendWindows, r.RetiredHolds)
 	for _, n := range r.Notes {
 		b.WriteString("\n  note: " + n)
 	}
@@ -187,6 +190,8 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 	// Velocity counters of the current window, per partner and card.
 	var velIndex int64
 	velocity := map[[2]string]int64{}
+	// Spend-control windows still running, from the holds that charged them.
+	spend := spendWindows{}
 	if cfg.velWindow > 0 {
 		velIndex = cfg.now().UnixMilli() / cfg.velWindow.Milliseconds()
 	}
@@ -212,6 +217,18 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 				pw.pipe.HSet(ctx, keys.Index(), r.id, r.id)
 				if bin := col("bin"); bin != "" {
 					pw.pipe.HSet(ctx, keys.BINs(), bin, r.id)
+				}
+			case "programs":
+				pw.pipe.HSet(ctx, keys.Index(), r.id, r.partner)
+				pw.pipe.SAdd(ctx, keys.Programs(r.partner), r.id)
+				var ranges []struct{ From, To string }
+				if raw := col("bin_ranges"); raw != "" {
+					if err := json.Unmarshal([]byte(raw), &ranges); err != nil {
+						rep.Notes = append(rep.Notes, fmt.Sprintf("program %s: bin_ranges unreadable, not routed: %v", r.id, err))
+					}
+				}
+				for _, rg := range ranges {
+					pw.pipe.HSet(ctx, keys.Ranges(), rg.From+"-"+rg.To, r.partner+"/"+r.id)
 				}
 			case "partner_balances":
 				pw.pipe.HSet(ctx, keys.Index(), r.id, r.partner)
@@ -257,6 +274,10 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 				if col("state") == "OPEN" {
 					pw.pipe.ZAdd(ctx, keys.OpenHolds(r.partner), redis.Z{Score: float64(created), Member: r.id})
 					rep.OpenHolds++
+				}
+				if sp := col("spend"); sp != "" {
+					left := atoi64(col("approved")) - atoi64(col("released"))
+					spend.add(r.partner, col("card_id"), sp, left, cfg.now())
 				}
 				if cfg.velWindow > 0 && col("card_id") != "" && col("origin") != "force_post" &&
 					created/cfg.velWindow.Milliseconds() == velIndex {
@@ -317,6 +338,14 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 		}
 		rep.References++
 	}
+	for k, w := range spend {
+		key := keys.Spend(k.partner, k.card, k.window)
+		pw.pipe.HSet(ctx, key, "amount", w.amount, "count", w.count)
+		if w.end > 0 {
+			pw.pipe.PExpire(ctx, key, time.UnixMilli(w.end).Sub(cfg.now())+24*time.Hour)
+		}
+		rep.SpendWindows++
+	}
 	for pc, n := range velocity {
 		// As velocity.lua keeps them: the window's count, for two windows.
 		k := keys.Velocity(pc[0], pc[1], velIndex)
@@ -331,6 +360,44 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 	}
 	rep.Took = time.Since(start)
 	return rep, nil
+}
+
+type spendKey struct{ partner, card, window string }
+
+type spendWindow struct{ amount, count, end int64 }
+
+// spendWindows sums what holds charged to spend-control windows that have
+// not ended: their amount less what was released, and one each.
+type spendWindows map[spendKey]*spendWindow
+
+func (s spendWindows) add(partner, card, spec string, amount int64, now time.Time) {
+	for _, part := range strings.Split(spec, ",") {
+		_, rest, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		id, end, ok := strings.Cut(rest, ":")
+		if !ok {
+			continue
+		}
+		e := atoi64(end)
+		if e > 0 && e <= now.UnixMilli() {
+			continue
+		}
+		k := spendKey{partner, card, id}
+		w := s[k]
+		if w == nil {
+			w = &spendWindow{end: e}
+			s[k] = w
+		}
+		w.amount += max(0, amount)
+		w.count++
+	}
+}
+
+func atoi64(s string) int64 {
+	n, _ := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	return n
 }
 
 // storedAnswer is the idempotency record the script that made a hold wrote

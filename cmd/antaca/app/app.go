@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/antaca/antaca/api"
+	"github.com/antaca/antaca/api/decision"
 	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/authz/cardcrypto"
 	"github.com/antaca/antaca/authz/issuing"
@@ -140,7 +141,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		ledgerEngine.Available = a.writeBehind.Healthy
 	}
 	a.engine = ledgerEngine
+	decider := decision.New(decision.Config{MaxInFlight: cfg.DecisionMaxInFlight, BreakerFailures: cfg.DecisionBreakerFailures,
+		BreakerCooldown: cfg.DecisionBreakerCooldown, Registerer: a.Registry, Logger: log})
 	a.Engine = &authz.Engine{
+		Programs: ledgerEngine, Decider: decider,
 		Ledger: ledgerEngine, PIN: a.Keys, CVV: a.Keys, Velocity: ledgerEngine, Locks: ledgerEngine, MaxPerWindow: cfg.VelocityMax,
 		Limits: authz.Limits{MaxAmount: cfg.MaxAmount, MaxCashAmount: cfg.MaxCashAmount, AllowPartial: cfg.AllowPartial},
 		Logger: log,
@@ -378,6 +382,7 @@ func (a *App) Start(ctx context.Context) {
 	a.logStartup(ctx)
 	a.ready.Store(true)
 	a.goBackground(func() error { return a.writeBehind.Run(ctx) })
+	a.goBackground(func() error { a.ensureDefaultPrograms(ctx); return nil })
 	a.goBackground(func() error { return a.iso.Serve(ctx) })
 	a.goBackground(func() error {
 		if err := a.http.Serve(a.httpLn); !errors.Is(err, http.ErrServerClosed) {
@@ -393,6 +398,22 @@ func (a *App) Start(ctx context.Context) {
 	}
 	a.goBackground(func() error { a.watchRedis(ctx); return nil })
 	a.log.Info("antaca serving", "iso", a.ISOAddr(), "http", a.HTTPAddr(), "profile", a.cfg.ISOProfile)
+}
+
+// ensureDefaultPrograms gives partners that predate programs, in a Redis
+// that kept its state, the default program migration 0020 gave them in
+// Postgres. Until it has, their cards route by the partner's BIN.
+func (a *App) ensureDefaultPrograms(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	n, err := a.Ledger.EnsureDefaultPrograms(ctx)
+	if err != nil {
+		a.log.Error("giving partners their default program failed; their cards still route by BIN", "err", err)
+		return
+	}
+	if n > 0 {
+		a.log.Info("default programs created for partners that predate programs", "programs", n)
+	}
 }
 
 func (a *App) goBackground(f func() error) {

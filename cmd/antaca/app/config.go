@@ -79,6 +79,12 @@ type Config struct {
 	KYCProviderSecret string
 	KYCCallbackURL    string
 
+	// Real-time decisioning by programs' backends: requests in flight per
+	// program, and the circuit breaker (failures in a row, cooldown).
+	DecisionMaxInFlight     int
+	DecisionBreakerFailures int
+	DecisionBreakerCooldown time.Duration
+
 	// Partner webhooks: http and private addresses allowed (development
 	// only), how long a delivery is retried, and each attempt's timeout.
 	WebhookAllowPrivate bool
@@ -124,6 +130,9 @@ func DefaultConfig() Config {
 		LowBalanceCheckInterval: time.Minute,
 		SMTPSecurity:            "starttls",
 		OutboxRetention:         30 * 24 * time.Hour,
+		DecisionMaxInFlight:     64,
+		DecisionBreakerFailures: 5,
+		DecisionBreakerCooldown: 10 * time.Second,
 		WebhookRetryFor:         24 * time.Hour,
 		WebhookTimeout:          5 * time.Second,
 		LogLevel:                "info",
@@ -188,6 +197,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.KYCProviderURL, "kyc-provider-url", "KYC provider URL: starting KYC POSTs the customer's data there (optional; without it the partner sets the KYC status)")
 	str(&c.KYCProviderSecret, "kyc-provider-secret", "secret signing the KYC requests and verifying the provider's callbacks (required with --kyc-provider-url)")
 	str(&c.KYCCallbackURL, "kyc-callback-url", "public URL of POST /kyc/callback, sent to the provider in every request (optional)")
+	fs.IntVar(&c.DecisionMaxInFlight, "decision-max-in-flight", c.DecisionMaxInFlight,
+		env("decision-max-in-flight", "most decision requests in flight to one program's backend; more go to its stand-in policy"))
+	fs.IntVar(&c.DecisionBreakerFailures, "decision-breaker-failures", c.DecisionBreakerFailures,
+		env("decision-breaker-failures", "failures in a row of a program's backend that open its circuit (stand-in at once)"))
+	dur(&c.DecisionBreakerCooldown, "decision-breaker-cooldown", "how long an open circuit sends a program's authorizations to stand-in before trying its backend again")
 	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", c.WebhookAllowPrivate,
 		env("webhook-allow-private", "allow partner webhook URLs over http and to loopback, link-local and private addresses (development and tests only)"))
 	dur(&c.WebhookRetryFor, "webhook-retry-for", "how long a partner webhook delivery is retried before its endpoint is marked failing")

@@ -126,6 +126,13 @@ var settingChecks = []settingCheck{
 	{"max-cash-amount", func(c *Config) string { return atLeast(c.MaxCashAmount, 0, "0 means --max-amount") }},
 	{"velocity-max", func(c *Config) string { return atLeast(c.VelocityMax, 0, "0 means no limit") }},
 	{"velocity-window", func(c *Config) string { return positive(c.VelocityWindow) }},
+	{"decision-max-in-flight", func(c *Config) string {
+		return atLeast(int64(c.DecisionMaxInFlight), 1, "requests in flight per program's backend")
+	}},
+	{"decision-breaker-failures", func(c *Config) string {
+		return atLeast(int64(c.DecisionBreakerFailures), 1, "failures in a row that open a backend's circuit")
+	}},
+	{"decision-breaker-cooldown", func(c *Config) string { return positive(c.DecisionBreakerCooldown) }},
 	{"low-balance-webhook", func(c *Config) string {
 		if c.LowBalanceWebhook == "" {
 			return ""

@@ -1,0 +1,5 @@
+ALTER TABLE holds DROP COLUMN IF EXISTS spend;
+ALTER TABLE cards
+    DROP COLUMN IF EXISTS program_id,
+    DROP COLUMN IF EXISTS controls;
+DROP TABLE IF EXISTS programs;
