@@ -8,8 +8,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/authz/issuing"
 	"github.com/antaca/antaca/ledger"
@@ -232,7 +230,18 @@ func (s *Server) backfillCustomerBalances(c *call, partnerID, customerID string)
 		s.log.WarnContext(c.ctx, "reading a customer's balances from postgres", "err", err)
 		return nil, nil
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err = rows.Scan(&id); err != nil {
+			break
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err == nil {
+		err = rows.Err()
+	}
 	if err != nil {
 		s.log.WarnContext(c.ctx, "reading a customer's balances from postgres", "err", err)
 		return nil, nil

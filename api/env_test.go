@@ -138,7 +138,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		logOut = io.MultiWriter(&e.logs, os.Stderr)
 	}
 	cfg := api.Config{
-		Ledger: l, Issuing: e.issuing, Keys: keys, Redis: rdb, RedisPrefix: e.apiKeys, DB: pool,
+		Ledger: l, Issuing: e.issuing, Keys: keys, Redis: rdb, RedisPrefix: e.apiKeys, DB: pgstore.Postgres(pool),
 		BootstrapAdminUser: rootUser, BootstrapAdminPassword: rootPassword,
 		PasswordIterations: 1000, // fast tests; production uses the 600 000 default
 		LowBalanceWebhook:  hook.URL, Registerer: e.reg,

@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -38,8 +37,10 @@ type Config struct {
 	// ledger's "antaca:*" so that a ledger wipe or rebuild leaves them).
 	Redis       redis.UniversalClient
 	RedisPrefix string
-	// DB holds the admins table (migration 0002_admins).
-	DB *pgxpool.Pool
+	// DB is the durable store: the admins table (migration 0002_admins),
+	// the transaction history, the webhook outbox and the admin searches.
+	// Postgres, or SQLite under `antaca demo`.
+	DB *pgstore.DB
 
 	// SessionTTL is the life of a customer session (default 10 minutes);
 	// AdminSessionTTL of an admin session (default 30 minutes).

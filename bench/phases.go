@@ -339,7 +339,7 @@ func audit(ctx context.Context, sw *switchUnderTest, refs []string) (*AuditResul
 	if err := sw.app.FlushJournal(fctx); err != nil {
 		return nil, err
 	}
-	rep, err := pgstore.Audit(fctx, sw.app.Redis, sw.app.Ledger.Keys(), sw.app.Pool)
+	rep, err := pgstore.Audit(fctx, sw.app.Redis, sw.app.Ledger.Keys(), sw.app.DB)
 	if err != nil {
 		return nil, err
 	}

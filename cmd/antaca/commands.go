@@ -138,7 +138,7 @@ func auditCommand() *ffcli.Command {
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "warning: write-behind not drained: %v\n", err)
 			}
-			rep, err := pgstore.Audit(ctx, rdb, keys, pool)
+			rep, err := pgstore.Audit(ctx, rdb, keys, pgstore.Postgres(pool))
 			if err != nil {
 				return err
 			}

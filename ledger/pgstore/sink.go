@@ -79,6 +79,22 @@ func (s *PGSink) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 // base64 of their bytes, whatever they hold; storing the same entry twice
 // keeps the first.
 func (s *PGSink) Quarantine(ctx context.Context, q QuarantinedEntry) error {
+	fields, err := quarantineFields(q)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO journal_quarantine (partner_id, stream_id, seq, fields, error)
+VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+		safeText(q.PartnerID), safeText(q.StreamID), q.Seq, string(fields), safeText(q.Err))
+	if err != nil {
+		return fmt.Errorf("storing quarantined entry: %w", err)
+	}
+	return nil
+}
+
+// quarantineFields is how a quarantined entry's fields are stored: a JSON
+// object of field name -> base64 of the raw bytes.
+func quarantineFields(q QuarantinedEntry) (string, error) {
 	raw := make(map[string][]byte, len(q.Fields))
 	for k, v := range q.Fields {
 		switch t := v.(type) {
@@ -90,15 +106,9 @@ func (s *PGSink) Quarantine(ctx context.Context, q QuarantinedEntry) error {
 	}
 	fields, err := json.Marshal(raw)
 	if err != nil {
-		return fmt.Errorf("encoding quarantined entry: %w", err)
+		return "", fmt.Errorf("encoding quarantined entry: %w", err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO journal_quarantine (partner_id, stream_id, seq, fields, error)
-VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-		safeText(q.PartnerID), safeText(q.StreamID), q.Seq, string(fields), safeText(q.Err))
-	if err != nil {
-		return fmt.Errorf("storing quarantined entry: %w", err)
-	}
-	return nil
+	return string(fields), nil
 }
 
 // safeText makes s storable as Postgres text, for messages: invalid bytes
@@ -168,27 +178,9 @@ func (e *ConflictError) Error() string {
 // round trip, only then): a replay is identical; anything else is a reused
 // sequence and fails the batch with a *ConflictError.
 func (s *PGSink) Apply(ctx context.Context, events []Event) (int, error) {
-	if len(events) == 0 {
-		return 0, nil
-	}
-	// One event per id; the same id twice with other content is a conflict.
-	evs := make([]Event, 0, len(events))
-	canon := make(map[eventKey]string, len(events))
-	var conflicts []EventID
-	for _, ev := range events {
-		k := eventKey{ev.PartnerID, ev.Seq}
-		c := fmt.Sprintf("%s\x00%s\x00%d\x00%s\x00%s", ev.Type, ev.Reason, ev.TsMs, changesJSON(ev.Changes), ev.Meta)
-		if prev, seen := canon[k]; seen {
-			if prev != c {
-				conflicts = append(conflicts, EventID{ev.PartnerID, ev.Seq})
-			}
-			continue
-		}
-		canon[k] = c
-		evs = append(evs, ev)
-	}
-	if len(conflicts) > 0 {
-		return 0, &ConflictError{Events: conflicts}
+	evs, err := distinctEvents(events)
+	if err != nil || len(evs) == 0 {
+		return 0, err
 	}
 	sortEvents(evs)
 
@@ -279,6 +271,30 @@ func (s *PGSink) Apply(ctx context.Context, events []Event) (int, error) {
 		return 0, fmt.Errorf("committing: %w", err)
 	}
 	return applied, nil
+}
+
+// distinctEvents keeps one event per id; the same id twice with other
+// content is a *ConflictError.
+func distinctEvents(events []Event) ([]Event, error) {
+	evs := make([]Event, 0, len(events))
+	canon := make(map[eventKey]string, len(events))
+	var conflicts []EventID
+	for _, ev := range events {
+		k := eventKey{ev.PartnerID, ev.Seq}
+		c := fmt.Sprintf("%s\x00%s\x00%d\x00%s\x00%s", ev.Type, ev.Reason, ev.TsMs, changesJSON(ev.Changes), ev.Meta)
+		if prev, seen := canon[k]; seen {
+			if prev != c {
+				conflicts = append(conflicts, EventID{ev.PartnerID, ev.Seq})
+			}
+			continue
+		}
+		canon[k] = c
+		evs = append(evs, ev)
+	}
+	if len(conflicts) > 0 {
+		return nil, &ConflictError{Events: conflicts}
+	}
+	return evs, nil
 }
 
 // aggregate folds the changes of a batch into one pending write per row, so
