@@ -115,7 +115,7 @@ var sqliteDialect = &dialect{
 	in:   liteIn,
 	// SQLite's LIKE ignores the case of ASCII letters; it has no default
 	// escape character.
-	ilike:      func(e, p string) string { return e + ` LIKE ` + p + ` ESCAPE ''` },
+	ilike:      func(e, p string) string { return e + ` LIKE ` + p + ` ESCAPE '\'` },
 	forUpdate:  "",
 	skipLocked: "",
 	now:        liteNow,

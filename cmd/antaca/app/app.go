@@ -58,14 +58,15 @@ type App struct {
 
 	keysCreated bool // this start created the keys directory's keys
 
-	ready    atomic.Bool
-	draining atomic.Bool
-	rebuilds prometheus.Counter
-	rebuilt  atomic.Int64
-	recheck  chan struct{} // wakes watchRedis before its next tick
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	errs     chan error
+	ready       atomic.Bool
+	draining    atomic.Bool
+	rebuilds    prometheus.Counter
+	rebuilt     atomic.Int64
+	lastRebuild atomic.Pointer[pgstore.RebuildReport]
+	recheck     chan struct{} // wakes watchRedis before its next tick
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	errs        chan error
 }
 
 // Stores are what an App keeps its state in: Redis (the ledger) and the
@@ -246,6 +247,7 @@ func (a *App) recover(ctx context.Context) error {
 	if !rep.Skipped {
 		a.rebuilds.Inc()
 		a.rebuilt.Add(1)
+		a.lastRebuild.Store(&rep)
 	}
 	a.log.Info("rebuilt redis state from "+a.DB.Engine(), "report", rep.String())
 	return nil
@@ -281,6 +283,15 @@ func (a *App) reportMode(ctx context.Context, mode ledger.AnswerAfter) {
 
 // Rebuilds is how many times this instance rebuilt Redis from Postgres.
 func (a *App) Rebuilds() int64 { return a.rebuilt.Load() }
+
+// LastRebuild is the report of this instance's latest rebuild of Redis;
+// false when it has made none.
+func (a *App) LastRebuild() (pgstore.RebuildReport, bool) {
+	if r := a.lastRebuild.Load(); r != nil {
+		return *r, true
+	}
+	return pgstore.RebuildReport{}, false
+}
 
 func (a *App) newISO() error {
 	profile, err := iso.ProfileByName(a.cfg.ISOProfile)
