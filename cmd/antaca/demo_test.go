@@ -195,7 +195,7 @@ func (d *demoProc) authorize(t *testing.T, c simulator.Card, amount int64) strin
 }
 
 type demoMoney struct {
-	UserAvailable, UserHeld                          int64
+	UserAvailable, UserHeld                           int64
 	PartnerAvailable, PartnerReserved, PartnerSettled int64
 }
 

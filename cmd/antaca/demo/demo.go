@@ -261,7 +261,7 @@ func ensureProgram(ctx context.Context, a *app.App, dir string) (*simulator.Card
 	f, err := simulator.Seed(ctx, iss, opts)
 	if e, ok := simulator.AsAPIError(err); ok && e.Code == "ALREADY_EXISTS" || errors.Is(err, ledger.ErrBINInUse) {
 		// The store has the demo's program but the cards file is gone: a
-		// program of its own, with the seed's random id and BIN.
+		// program of its own, with a random id and BIN (simulator.Seed's defaults).
 		opts.PartnerID, opts.BIN = "", ""
 		f, err = simulator.Seed(ctx, iss, opts)
 	}
