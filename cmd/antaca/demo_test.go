@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -366,5 +367,44 @@ func TestServeRefusesWithoutItsStores(t *testing.T) {
 				t.Fatalf("serve without its store: exit %d, stderr %q; want %d and %q", code, stderr.String(), exitFail, tt.want)
 			}
 		})
+	}
+}
+
+// TestDocsReadmeDemoSettings: the README's table of `antaca demo` names
+// every flag of the command and its environment variable, and no other.
+func TestDocsReadmeDemoSettings(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(b), "| `antaca demo` flag | env | default | meaning |\n|---|---|---|---|\n")
+	if !ok {
+		t.Fatal("README.md has no table of antaca demo's flags")
+	}
+	table, _, _ = strings.Cut(table, "\n\n")
+	backticked := regexp.MustCompile("`([^`]*)`")
+	documented := map[string]bool{}
+	for _, row := range strings.Split(table, "\n") {
+		cols := strings.Split(row, " | ")
+		if len(cols) < 4 {
+			t.Fatalf("table row %q", row)
+		}
+		for _, m := range backticked.FindAllStringSubmatch(cols[0], -1) {
+			flag := strings.TrimPrefix(m[1], "--")
+			env := "ANTACA_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+			if !strings.Contains(cols[1], "`"+env+"`") {
+				t.Errorf("README: --%s without %s", flag, env)
+			}
+			documented[flag] = true
+		}
+	}
+	demoCommand(io.Discard, io.Discard).FlagSet.VisitAll(func(f *flag.Flag) {
+		if !documented[f.Name] {
+			t.Errorf("README's demo table lacks --%s", f.Name)
+		}
+		delete(documented, f.Name)
+	})
+	for f := range documented {
+		t.Errorf("README's demo table lists --%s, which is no flag of antaca demo", f)
 	}
 }
