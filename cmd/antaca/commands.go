@@ -111,6 +111,7 @@ func auditCommand(stdout io.Writer) *ffcli.Command {
 	dbURL := fs.String("database-url", d.DatabaseURL, "PostgreSQL URL (env ANTACA_DATABASE_URL)")
 	prefix := fs.String("key-prefix", d.KeyPrefix, "prefix of every Redis key (env ANTACA_KEY_PREFIX)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the write-behind to drain first")
+	idemTTL := fs.Duration("idempotency-ttl", d.IdempotencyTTL, "the switch's idempotency TTL: closed holds older than that are retired from Redis (env ANTACA_IDEMPOTENCY_TTL)")
 	demoDir := fs.String("demo-dir", "", "audit the state of `antaca demo` in this directory instead (its in-memory Redis while it runs, else one rebuilt from its SQLite file)")
 	return &ffcli.Command{
 		Name:       "audit",
@@ -152,7 +153,7 @@ func auditCommand(stdout io.Writer) *ffcli.Command {
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "warning: write-behind not drained: %v\n", err)
 			}
-			rep, err := pgstore.Audit(ctx, rdb, keys, pgstore.Postgres(pool))
+			rep, err := pgstore.Audit(ctx, rdb, keys, pgstore.Postgres(pool), pgstore.WithIdempotencyTTL(*idemTTL))
 			if err != nil {
 				return err
 			}

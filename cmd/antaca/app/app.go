@@ -143,7 +143,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, open func(*App) (
 	if err := a.Redis.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("connecting to redis: %w", err)
 	}
-	if a.Ledger, err = ledger.New(a.Redis, ledger.Options{Prefix: cfg.KeyPrefix, AutoPipeline: true}); err != nil {
+	if a.Ledger, err = ledger.New(a.Redis, ledger.Options{Prefix: cfg.KeyPrefix, IdempotencyTTL: cfg.IdempotencyTTL, AutoPipeline: true}); err != nil {
 		return nil, err
 	}
 	if err := a.Ledger.Preload(ctx); err != nil {
@@ -236,7 +236,7 @@ func (a *App) recover(ctx context.Context) error {
 			return fmt.Errorf("committing the queued journal before the rebuild: %w", err)
 		}
 	}
-	var opts []pgstore.RebuildOption
+	opts := []pgstore.RebuildOption{pgstore.WithIdempotencyTTL(a.cfg.IdempotencyTTL)}
 	if a.cfg.VelocityMax > 0 {
 		opts = append(opts, pgstore.WithVelocityWindow(a.cfg.VelocityWindow))
 	}

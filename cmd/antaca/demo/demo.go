@@ -29,6 +29,12 @@ import (
 	"github.com/antaca/antaca/simulator"
 )
 
+// retention is how long the demo keeps a closed hold, and the answer to a
+// message, in its in-memory Redis, and how long a hold may stay open: the
+// background load would otherwise fill memory with a week of holds (the
+// production default). The SQLite file keeps every one.
+const retention = 30 * time.Minute
+
 // Options configure a demo. Zero values take the defaults named.
 type Options struct {
 	// Dir keeps the demo's state (default ./antaca-demo).
@@ -138,6 +144,9 @@ func Run(ctx context.Context, o Options) error {
 	cfg.ISOAddr, cfg.HTTPAddr, cfg.KeysDir = o.ISOAddr, o.HTTPAddr, o.KeysDir
 	cfg.AdminUser, cfg.AdminPassword = o.AdminUser, o.AdminPassword
 	cfg.LogLevel, cfg.LogFormat = o.LogLevel, "text"
+	cfg.HoldMaxAge, cfg.IdempotencyTTL = retention, retention
+	// Webhooks may go to a receiver on this machine (docs/webhook-receiver).
+	cfg.WebhookAllowPrivate = true
 	if err := cfg.Validate(); err != nil {
 		return &SettingsError{err.Error()}
 	}

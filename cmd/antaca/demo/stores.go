@@ -148,7 +148,7 @@ func Audit(ctx context.Context, dir string, wait time.Duration) (pgstore.AuditRe
 		if err != nil {
 			return pgstore.AuditReport{}, "", fmt.Errorf("flushing the running demo's journal: %w", err)
 		}
-		rep, err := pgstore.Audit(ctx, rdb, keys, db)
+		rep, err := pgstore.Audit(ctx, rdb, keys, db, pgstore.WithIdempotencyTTL(retention))
 		what := "the running demo's in-memory redis against " + dbFile
 		if err == nil && !rep.OK() {
 			what += " (what changes while the audit reads shows up as differences: audit with --load 0, or after Ctrl-C)"
@@ -165,10 +165,10 @@ func Audit(ctx context.Context, dir string, wait time.Duration) (pgstore.AuditRe
 		return pgstore.AuditReport{}, "", err
 	}
 	defer s.Close()
-	if _, err := pgstore.Rebuild(ctx, s.Redis, keys, s.DB); err != nil {
+	if _, err := pgstore.Rebuild(ctx, s.Redis, keys, s.DB, pgstore.WithIdempotencyTTL(retention)); err != nil {
 		return pgstore.AuditReport{}, "", fmt.Errorf("rebuilding from %s: %w", dbFile, err)
 	}
-	rep, err := pgstore.Audit(ctx, s.Redis, keys, s.DB)
+	rep, err := pgstore.Audit(ctx, s.Redis, keys, s.DB, pgstore.WithIdempotencyTTL(retention))
 	return rep, "a redis rebuilt from " + dbFile + " (the demo is not running)", err
 }
 
