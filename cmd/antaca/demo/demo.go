@@ -313,6 +313,8 @@ steps:
 // adminLogin checks the printed admin login works (it may have been made
 // with another password on an earlier start).
 func adminLogin(ctx context.Context, httpAddr, user, password string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	body, _ := json.Marshal(map[string]string{"username": user, "password": password})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+httpAddr+"/admin/login", bytes.NewReader(body))
 	if err != nil {
