@@ -4,7 +4,7 @@ BIN       := bin/antaca
 PKGS      := ./...
 export ANTACA_KEYS_DIR ?= $(CURDIR)/keys
 
-.PHONY: all build test test-short bench bench-micro run lint services browser fuzz deploy-check clean
+.PHONY: all build test test-short bench bench-micro run demo lint services browser fuzz deploy-check clean
 
 all: build
 
@@ -39,6 +39,13 @@ bench-micro: services
 
 run: services build
 	$(BIN) serve --log-format text
+
+# The whole system in one process with nothing installed but Go: an
+# in-process Redis and a SQLite file in ./antaca-demo (`antaca demo`).
+# Its keys stay in ./antaca-demo too, unless ANTACA_KEYS_DIR is set by the
+# caller (this Makefile's own default is for `make run`).
+demo: build
+	$(if $(filter file,$(origin ANTACA_KEYS_DIR)),env -u ANTACA_KEYS_DIR) $(BIN) demo
 
 # Coverage-guided fuzzing of the ISO frame path and of the journal's
 # encoder (what Postgres gets from any bytes a script wrote); the corpora

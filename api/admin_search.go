@@ -66,7 +66,7 @@ func (s *Server) searchCustomers(c *call) (int, any, error) {
 		FROM customers c
 		WHERE $1 = ''
 		   OR c.id = $1 OR c.external_id = $1
-		   OR c.email ILIKE $2 OR (c.first_name || ' ' || c.last_name) ILIKE $2
+		   OR `+s.cfg.DB.ILike("c.email", "$2")+` OR `+s.cfg.DB.ILike("(c.first_name || ' ' || c.last_name)", "$2")+`
 		   OR ($3 <> '' AND EXISTS (SELECT 1 FROM cards k WHERE k.customer_id = c.id AND k.last4 = $3 AND k.status <> 'REMOVED'))
 		ORDER BY lower(c.last_name), lower(c.first_name), c.id
 		LIMIT $4 OFFSET $5`, q, "%"+likeEscape(q)+"%", last4, size+1, (page-1)*size)
@@ -173,9 +173,9 @@ func (s *Server) cardAuthorizations(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	rows, err := s.cfg.DB.Query(c.ctx, `
-		SELECT seq, type, reason, ts_ms, coalesce(meta, '{}'::jsonb)
+		SELECT seq, type, reason, ts_ms, meta
 		FROM journal
-		WHERE partner_id = $1 AND meta->>'card' = $2 AND type = ANY($3)
+		WHERE partner_id = $1 AND meta->>'card' = $2 AND `+s.cfg.DB.In("type", "$3")+`
 		ORDER BY seq DESC LIMIT $4 OFFSET $5`, card.PartnerID, card.ID, authorizationTypes, size+1, (page-1)*size)
 	if err != nil {
 		return 0, nil, fmt.Errorf("reading the card's journal: %w", err)
@@ -193,7 +193,7 @@ func (s *Server) cardAuthorizations(c *call) (int, any, error) {
 			MTI, Currency, STAN, RRN, Terminal, Merchant, MCC string
 			Amount                                            int64
 		}
-		_ = json.Unmarshal(meta, &m) // an entry without context still lists
+		_ = json.Unmarshal(meta, &m) // an entry without context (NULL meta) still lists
 		v.At, v.Approved = time.UnixMilli(ts).UTC(), v.Reason.Approved()
 		v.MTI, v.Amount, v.Currency, v.STAN, v.RRN = m.MTI, m.Amount, m.Currency, m.STAN, m.RRN
 		v.Terminal, v.Merchant, v.MCC = m.Terminal, m.Merchant, m.MCC

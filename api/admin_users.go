@@ -1,13 +1,12 @@
 package api
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Deactivation keeps the admin's row (and so who created what) but makes
@@ -64,10 +63,10 @@ func (s *Server) updateAdmin(c *call) (int, any, error) {
 	defer func() { _ = tx.Rollback(c.ctx) }()
 	var a adminUser
 	var hash string
-	err = tx.QueryRow(c.ctx, `SELECT username, role, created_at, created_by, password_hash FROM admins WHERE username = $1 FOR UPDATE`,
+	err = tx.QueryRow(c.ctx, `SELECT username, role, created_at, created_by, password_hash FROM admins WHERE username = $1`+s.cfg.DB.ForUpdate(),
 		name).Scan(&a.Username, &a.Role, &a.CreatedAt, &a.CreatedBy, &hash)
 	if err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
+		if errors.Is(err, sql.ErrNoRows) {
 			return 0, nil, errAdminNotFound
 		}
 		return 0, nil, fmt.Errorf("reading admin: %w", err)

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -15,8 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/antaca/antaca/ledger/pgstore"
 )
 
 // Role is an administration panel role. Admin, Manager and Employee are the
@@ -132,7 +132,7 @@ func (s *Server) adminCredentials(ctx context.Context, username string) (*adminU
 	var hash string
 	err := s.cfg.DB.QueryRow(ctx, `SELECT username, role, created_at, created_by, password_hash FROM admins WHERE username = $1`,
 		strings.ToLower(username)).Scan(&a.Username, &a.Role, &a.CreatedAt, &a.CreatedBy, &hash)
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, "", errAdminNotFound
 	}
 	if err != nil {
@@ -168,8 +168,7 @@ func (s *Server) createAdmin(c *call) (int, any, error) {
 	a := adminUser{Username: strings.ToLower(*in.Username), Role: Role(*in.Role), CreatedBy: c.admin.Username, Active: true}
 	err = s.cfg.DB.QueryRow(c.ctx, `INSERT INTO admins (username, password_hash, role, created_by) VALUES ($1, $2, $3, $4)
 		RETURNING created_at`, a.Username, hash, a.Role, a.CreatedBy).Scan(&a.CreatedAt)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+	if pgstore.IsUniqueViolation(err) {
 		return 0, nil, apiErr(http.StatusConflict, "ALREADY_EXISTS", "an admin with this username exists")
 	}
 	if err != nil {
@@ -182,7 +181,7 @@ func (s *Server) createAdmin(c *call) (int, any, error) {
 // GET /admin/users
 func (s *Server) listAdmins(c *call) (int, any, error) {
 	rows, err := s.cfg.DB.Query(c.ctx, `SELECT username, role, created_at, created_by,
-		NOT starts_with(password_hash, '`+disabledMark+`') FROM admins ORDER BY username`)
+		substr(password_hash, 1, `+strconv.Itoa(len(disabledMark))+`) <> '`+disabledMark+`' FROM admins ORDER BY username`)
 	if err != nil {
 		return 0, nil, fmt.Errorf("listing admins: %w", err)
 	}
@@ -208,11 +207,11 @@ func (s *Server) deleteAdmin(c *call) (int, any, error) {
 	if name == c.admin.Username {
 		return 0, nil, apiErr(http.StatusConflict, "CANNOT_DELETE_SELF", "an admin cannot delete their own account")
 	}
-	tag, err := s.cfg.DB.Exec(c.ctx, `DELETE FROM admins WHERE username = $1`, name)
+	n, err := s.cfg.DB.Exec(c.ctx, `DELETE FROM admins WHERE username = $1`, name)
 	if err != nil {
 		return 0, nil, fmt.Errorf("deleting admin: %w", err)
 	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		return 0, nil, errAdminNotFound
 	}
 	s.log.InfoContext(c.ctx, "admin deleted", "admin", name, "by", c.admin.Username)

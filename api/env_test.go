@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -91,8 +93,9 @@ type env struct {
 	issuing  *issuing.Service
 	keys     *cardcrypto.Keys
 	reg      *prometheus.Registry
-	offset   atomic.Int64 // the API's clock runs this far ahead
-	pool     *pgxpool.Pool
+	offset   atomic.Int64  // the API's clock runs this far ahead
+	pool     *pgxpool.Pool // db.Pool(): nil on the embedded stores
+	db       *pgstore.DB
 	apiKeys  string // the API's Redis prefix
 	serverPK *rsa.PublicKey
 	root     *client // bootstrap admin
@@ -101,10 +104,23 @@ type env struct {
 
 type envOption func(*api.Config)
 
-func newEnv(t *testing.T, opts ...envOption) *env {
+// testStores gives a test its Redis key space and its database: Redis and
+// Postgres, or with ANTACA_TEST_STORES=embedded the stores of `antaca
+// demo` (an in-process Redis and a SQLite file; see
+// TestOnEmbeddedStores).
+func testStores(t *testing.T) (redis.UniversalClient, string, *pgstore.DB) {
 	t.Helper()
-	loadFixture(t)
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if os.Getenv("ANTACA_TEST_STORES") == "embedded" {
+		rdb, prefix, _ := ledgertest.MustEmbeddedRedis(t)
+		db, err := pgstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "antaca.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(db.Close)
+		return rdb, prefix, db
+	}
 	rdb, prefix := ledgertest.MustRedis(t)
 	dbURL := ledgertest.MustDatabase(t)
 	if err := pgstore.Migrate(ctx, dbURL); err != nil {
@@ -115,6 +131,38 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
+	return rdb, prefix, pgstore.Postgres(pool)
+}
+
+// TestOnEmbeddedStores runs the tests of every route that reads or writes
+// the database again, in a child process, on the stores of `antaca demo`.
+func TestOnEmbeddedStores(t *testing.T) {
+	if os.Getenv("ANTACA_TEST_STORES") != "" {
+		t.Skip("this is the run on the embedded stores")
+	}
+	if testing.Short() {
+		t.Skip("runs tests again")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	run := "^(TestAdminSessionShowsWhoAndExpiry|TestAdminUserRoleChangeAndDeactivation|TestAdminCustomerSearchCardsAndAuthorizations|" +
+		"TestAdminRoles|TestAdminPartnersAndCustomers|TestListBalances|TestPhysicalCardFlow|TestDigitalFirstGoesToTheBureau|" +
+		"TestTransactionsEveryStatus|TestWebhooksEveryEventType|TestWebhookRedeliveryAndFailing|TestWebhookEndpointRules|TestWebhookRetries)$"
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.count=1", "-test.run="+run, "-test.v")
+	cmd.Env = append(os.Environ(), "ANTACA_TEST_STORES=embedded")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("on the embedded stores: %v\n%s", err, out)
+	}
+	if n := strings.Count(string(out), "--- PASS: Test"); n < 13 {
+		t.Fatalf("%d tests passed on the embedded stores, want 13:\n%s", n, out)
+	}
+}
+
+func newEnv(t *testing.T, opts ...envOption) *env {
+	t.Helper()
+	loadFixture(t)
+	rdb, prefix, db := testStores(t)
 	keys, err := cardcrypto.LoadOrCreate(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -124,14 +172,14 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, ledger: l, rdb: rdb, keys: keys, issuing: &issuing.Service{Store: l, Keys: keys},
-		reg: prometheus.NewRegistry(), pool: pool, apiKeys: prefix + ":api"}
+		reg: prometheus.NewRegistry(), pool: db.Pool(), db: db, apiKeys: prefix + ":api"}
 
 	var logOut io.Writer = &e.logs
 	if testing.Verbose() {
 		logOut = io.MultiWriter(&e.logs, os.Stderr)
 	}
 	cfg := api.Config{
-		Ledger: l, Issuing: e.issuing, Keys: keys, Redis: rdb, RedisPrefix: e.apiKeys, DB: pool,
+		Ledger: l, Issuing: e.issuing, Keys: keys, Redis: rdb, RedisPrefix: e.apiKeys, DB: db,
 		BootstrapAdminUser: rootUser, BootstrapAdminPassword: rootPassword,
 		PasswordIterations: 1000, // fast tests; production uses the 600 000 default
 		Registerer:         e.reg,
@@ -527,7 +575,7 @@ func must(t *testing.T, err error) {
 // write-behind does.
 func (e *env) flushJournal() {
 	e.t.Helper()
-	wb, err := pgstore.NewWriteBehind(pgstore.Options{Redis: e.rdb, Keys: e.ledger.Keys(), Pool: e.pool,
+	wb, err := pgstore.NewWriteBehind(pgstore.Options{Redis: e.rdb, Keys: e.ledger.Keys(), Sink: e.db.Sink(),
 		Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		e.t.Fatal(err)

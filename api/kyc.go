@@ -241,6 +241,9 @@ func (s *Server) applyKYC(ctx context.Context, id string, res KYCResult, raw []b
 // POST /kyc/callback: the provider's result, signed with the provider
 // secret over the raw body.
 func (s *Server) kycCallback(c *call) (int, any, error) {
+	if !s.noticesOn() {
+		return 0, nil, errNoticesUnavailable
+	}
 	if s.cfg.KYCProviderURL == "" {
 		return 0, nil, errNoKYCProvider
 	}
@@ -272,6 +275,9 @@ func (s *Server) kycCallback(c *call) (int, any, error) {
 
 // GET .../kyc-checks: the customer's checks, newest first.
 func (s *Server) listKYCChecks(c *call) (int, any, error) {
+	if !s.noticesOn() {
+		return 0, nil, errNoticesUnavailable
+	}
 	cust, err := c.customer()
 	if err != nil {
 		return 0, nil, err

@@ -66,10 +66,22 @@ func (s *Server) observePartnerBalance(ctx context.Context, partnerID, balanceID
 	s.notePartnerBalance(ctx, b, crossing)
 }
 
+// errNoticesUnavailable answers what needs the notice and KYC tables,
+// which only Postgres has: `antaca demo` (SQLite) runs without them.
+var errNoticesUnavailable = apiErr(http.StatusNotImplemented, "NOT_AVAILABLE_ON_EMBEDDED_STORE",
+	"partner notices and KYC checks need PostgreSQL; antaca demo runs without them")
+
+// noticesOn reports whether the durable store keeps notices and KYC checks
+// (PostgreSQL; not the embedded store of `antaca demo`).
+func (s *Server) noticesOn() bool { return s.cfg.DB.Pool() != nil }
+
 // notePartnerBalance refreshes the gauge and records the balance's state;
 // when it turned low, the notice is recorded with it and the senders woken.
 func (s *Server) notePartnerBalance(ctx context.Context, b ledger.PartnerBalance, crossing bool) {
 	s.metrics.setAvailable(b)
+	if !s.noticesOn() {
+		return
+	}
 	obs := pgstore.BalanceObservation{PartnerID: b.PartnerID, BalanceID: b.ID, Available: b.Available, Threshold: b.LowThreshold,
 		Version: b.Version, Crossing: crossing}
 	at := s.now().UTC()
@@ -140,6 +152,10 @@ func (s *Server) wakeNotices() {
 // the outbox tables of what is older than OutboxRetention. Run it on
 // every switch: the e-mails are claimed with row locks.
 func (s *Server) RunNotices(ctx context.Context) error {
+	if !s.noticesOn() {
+		<-ctx.Done()
+		return nil
+	}
 	t := time.NewTicker(s.cfg.WebhookPoll)
 	defer t.Stop()
 	var lastCheck, lastPrune, lastBacklog time.Time
@@ -325,6 +341,9 @@ const maxNoticeAddresses = 10
 
 // GET /admin/partners/{partnerId}/notice-emails
 func (s *Server) getNoticeEmails(c *call) (int, any, error) {
+	if !s.noticesOn() {
+		return 0, nil, errNoticesUnavailable
+	}
 	p, err := c.partner()
 	if err != nil {
 		return 0, nil, err
@@ -339,6 +358,9 @@ func (s *Server) getNoticeEmails(c *call) (int, any, error) {
 // PUT /admin/partners/{partnerId}/notice-emails {"addresses": [...]}: the
 // addresses replace the old ones; an empty list stops the e-mails.
 func (s *Server) setNoticeEmails(c *call) (int, any, error) {
+	if !s.noticesOn() {
+		return 0, nil, errNoticesUnavailable
+	}
 	p, err := c.partner()
 	if err != nil {
 		return 0, nil, err

@@ -379,7 +379,7 @@ func TestLowBalanceEmail(t *testing.T) {
 // prefix and database), as a switch restarted would be.
 func (e *env) restart(opts ...envOption) *api.Server {
 	e.t.Helper()
-	cfg := api.Config{Ledger: e.ledger, Issuing: e.issuing, Keys: e.keys, Redis: e.rdb, RedisPrefix: e.apiKeys, DB: e.pool,
+	cfg := api.Config{Ledger: e.ledger, Issuing: e.issuing, Keys: e.keys, Redis: e.rdb, RedisPrefix: e.apiKeys, DB: e.db,
 		PasswordIterations: 1000}
 	for _, o := range opts {
 		o(&cfg)

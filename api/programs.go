@@ -382,7 +382,10 @@ func (s *Server) replayControls(c *call) (int, any, error) {
 		return 0, nil, invalid("top", "top must be 1 to 100")
 	}
 	now := s.now()
-	rep, err := pgstore.ReplayTraffic(c.ctx, s.cfg.DB, p.PartnerID, p.ID, p.Location(), *in.Controls, now.Add(-since), now, in.Top)
+	if s.cfg.DB.Pool() == nil {
+		return 0, nil, apiErr(http.StatusNotImplemented, "NOT_AVAILABLE_ON_EMBEDDED_STORE", "replay reads the journal in PostgreSQL; antaca demo runs without it")
+	}
+	rep, err := pgstore.ReplayTraffic(c.ctx, s.cfg.DB.Pool(), p.PartnerID, p.ID, p.Location(), *in.Controls, now.Add(-since), now, in.Top)
 	if err != nil {
 		return 0, nil, err
 	}

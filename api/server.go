@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -38,8 +37,10 @@ type Config struct {
 	// ledger's "antaca:*" so that a ledger wipe or rebuild leaves them).
 	Redis       redis.UniversalClient
 	RedisPrefix string
-	// DB holds the admins table (migration 0002_admins).
-	DB *pgxpool.Pool
+	// DB is the durable store: the admins table (migration 0002_admins),
+	// the transaction history, the webhook outbox and the admin searches.
+	// Postgres, or SQLite under `antaca demo`.
+	DB *pgstore.DB
 
 	// SessionTTL is the life of a customer session (default 10 minutes);
 	// AdminSessionTTL of an admin session (default 30 minutes).
@@ -276,8 +277,8 @@ func New(cfg Config) (*Server, error) {
 		keys: redisKeys{prefix: cfg.RedisPrefix}, dummyHash: dummy,
 		txns: pgstore.NewTransactions(cfg.DB), outbox: pgstore.NewOutbox(cfg.DB), hooks: hm,
 		hookClient: webhookClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivate), hookWake: make(chan struct{}, 1),
-		opClient: webhookClient(cfg.WebhookTimeout, true), notices: pgstore.NewNotices(cfg.DB), notes: nm,
-		noticeWake: make(chan struct{}, 1), kyc: pgstore.NewKYCChecks(cfg.DB), kycm: km,
+		opClient: webhookClient(cfg.WebhookTimeout, true), notices: pgstore.NewNotices(cfg.DB.Pool()), notes: nm,
+		noticeWake: make(chan struct{}, 1), kyc: pgstore.NewKYCChecks(cfg.DB.Pool()), kycm: km,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

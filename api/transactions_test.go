@@ -25,7 +25,7 @@ import (
 // are answered), and listings wait for it. Action codes follow profile cmf.
 func withJournal(t *testing.T) envOption {
 	return func(cfg *api.Config) {
-		wb, err := pgstore.NewWriteBehind(pgstore.Options{Redis: cfg.Redis, Keys: cfg.Ledger.Keys(), Pool: cfg.DB,
+		wb, err := pgstore.NewWriteBehind(pgstore.Options{Redis: cfg.Redis, Keys: cfg.Ledger.Keys(), Sink: cfg.DB.Sink(),
 			Registerer: prometheus.NewRegistry()})
 		if err != nil {
 			t.Fatal(err)

@@ -339,7 +339,7 @@ func audit(ctx context.Context, sw *switchUnderTest, refs []string) (*AuditResul
 	if err := sw.FlushJournal(fctx); err != nil {
 		return nil, err
 	}
-	rep, err := pgstore.Audit(fctx, sw.Redis, sw.Ledger.Keys(), sw.Pool)
+	rep, err := pgstore.Audit(fctx, sw.Redis, sw.Ledger.Keys(), pgstore.Postgres(sw.Pool))
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,7 @@ func subscribeWebhooks(ctx context.Context, sw *Switch, cards *simulator.CardsFi
 		r.deliveries.Add(1)
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	out := pgstore.NewOutbox(sw.Pool)
+	out := pgstore.NewOutbox(pgstore.Postgres(sw.Pool))
 	for i := range n {
 		_ = i
 		secret := make([]byte, 32)

@@ -133,7 +133,7 @@ func (s *testSwitch) audit(t testing.TB) {
 	if err := s.App.FlushJournal(ctx); err != nil {
 		t.Fatalf("flushing the write-behind journal: %v", err)
 	}
-	rep, err := pgstore.Audit(ctx, s.App.Redis, s.App.Ledger.Keys(), s.App.Pool)
+	rep, err := pgstore.Audit(ctx, s.App.Redis, s.App.Ledger.Keys(), s.App.DB)
 	if err != nil {
 		t.Fatalf("audit: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/antaca/antaca/authz/cardcrypto"
 	"github.com/antaca/antaca/cmd/antaca/app"
+	"github.com/antaca/antaca/cmd/antaca/demo"
 	"github.com/antaca/antaca/iso"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/pgstore"
@@ -102,13 +104,15 @@ func migrateCommand() *ffcli.Command {
 	}
 }
 
-func auditCommand() *ffcli.Command {
+func auditCommand(stdout io.Writer) *ffcli.Command {
 	fs := flag.NewFlagSet("antaca audit", flag.ContinueOnError)
 	d := app.DefaultConfig()
 	redisURL := fs.String("redis-url", d.RedisURL, "Redis URL (env ANTACA_REDIS_URL)")
 	dbURL := fs.String("database-url", d.DatabaseURL, "PostgreSQL URL (env ANTACA_DATABASE_URL)")
 	prefix := fs.String("key-prefix", d.KeyPrefix, "prefix of every Redis key (env ANTACA_KEY_PREFIX)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the write-behind to drain first")
+	idemTTL := fs.Duration("idempotency-ttl", d.IdempotencyTTL, "the switch's idempotency TTL: closed holds older than that are retired from Redis (env ANTACA_IDEMPOTENCY_TTL)")
+	demoDir := fs.String("demo-dir", "", "audit the state of `antaca demo` in this directory instead (its in-memory Redis while it runs, else one rebuilt from its SQLite file)")
 	return &ffcli.Command{
 		Name:       "audit",
 		ShortUsage: "antaca audit [flags]",
@@ -116,6 +120,17 @@ func auditCommand() *ffcli.Command {
 		FlagSet:    fs,
 		Options:    envOptions,
 		Exec: func(ctx context.Context, _ []string) error {
+			if *demoDir != "" {
+				rep, what, err := demo.Audit(ctx, *demoDir, *wait)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "audited %s\n%s\n", what, rep.String())
+				if !rep.OK() {
+					return exitCode(1)
+				}
+				return nil
+			}
 			opts, err := redis.ParseURL(*redisURL)
 			if err != nil {
 				return fmt.Errorf("parsing redis url: %w", err)
@@ -138,11 +153,11 @@ func auditCommand() *ffcli.Command {
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "warning: write-behind not drained: %v\n", err)
 			}
-			rep, err := pgstore.Audit(ctx, rdb, keys, pool)
+			rep, err := pgstore.Audit(ctx, rdb, keys, pgstore.Postgres(pool), pgstore.WithIdempotencyTTL(*idemTTL))
 			if err != nil {
 				return err
 			}
-			fmt.Println(rep.String())
+			fmt.Fprintln(stdout, rep.String())
 			if !rep.OK() {
 				return exitCode(1)
 			}

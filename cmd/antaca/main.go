@@ -36,7 +36,7 @@ func newCLI(stdout, stderr io.Writer) *cli {
 	rootFS := flag.NewFlagSet("antaca", flag.ContinueOnError)
 	version := rootFS.Bool("version", false, "print the version and exit")
 	own := []*ffcli.Command{
-		serveCommand(), migrateCommand(), auditCommand(), keysCommand(), isoCommand(), caCommand(),
+		serveCommand(), demoCommand(stdout, stderr), migrateCommand(), auditCommand(stdout), keysCommand(), isoCommand(), caCommand(),
 		controlsCommand(stdout),
 	}
 	for _, c := range own {

@@ -138,7 +138,7 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	pool, err := pgxpool.New(ctx, dbURL)
 	must(err)
 	defer pool.Close()
-	_, err = pgstore.Rebuild(ctx, rdb, ledger.Keys{Prefix: prefix}, pool) // marks the empty state ready
+	_, err = pgstore.Rebuild(ctx, rdb, ledger.Keys{Prefix: prefix}, pgstore.Postgres(pool)) // marks the empty state ready
 	must(err)
 	must(l.CreatePartner(ctx, ledger.Partner{ID: "drain", Name: "Drain", BIN: "52990001", Currency: "EUR", FundingModel: ledger.FundingCredit}))
 	must(l.CreatePartnerBalance(ctx, "drain", "pbl_drain", ledger.FundingCredit, "EUR", 0))

@@ -57,7 +57,7 @@ func TestWebhookDeliveredAfterKill(t *testing.T) {
 	pool, err := pgxpool.New(ctx, dbURL)
 	must(err)
 	defer pool.Close()
-	_, err = pgstore.Rebuild(ctx, rdb, ledger.Keys{Prefix: prefix}, pool)
+	_, err = pgstore.Rebuild(ctx, rdb, ledger.Keys{Prefix: prefix}, pgstore.Postgres(pool))
 	must(err)
 	must(l.CreatePartner(ctx, ledger.Partner{ID: "kill", Name: "Kill", BIN: "52990002", Currency: "EUR", FundingModel: ledger.FundingCredit}))
 	must(l.CreateCustomer(ctx, ledger.Customer{ID: "cus_kill", PartnerID: "kill"}))

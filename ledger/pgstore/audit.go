@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/antaca/antaca/ledger"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -136,11 +135,8 @@ type sideRows map[string]map[string]*auditRow // table -> id -> row
 // report states any lag it found. Closed holds past their retention that
 // only Postgres holds are counted as retired; WithIdempotencyTTL (the same
 // option Rebuild takes) sets that retention when the ledger's differs.
-func Audit(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, pool *pgxpool.Pool, opts ...RebuildOption) (AuditReport, error) {
-	cfg := rebuildConfig{idemTTL: DefaultIdempotencyTTL, now: time.Now}
-	for _, o := range opts {
-		o(&cfg)
-	}
+func Audit(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, db *DB, opts ...RebuildOption) (AuditReport, error) {
+	cfg := newRebuildConfig(opts)
 	if keys.Prefix == "" {
 		keys.Prefix = ledger.DefaultPrefix
 	}
@@ -156,7 +152,7 @@ func Audit(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, poo
 	pg := sideRows{}
 	for _, t := range tableOrder {
 		m := map[string]*auditRow{}
-		err := eachPGRow(ctx, pool, t, func(r pgRow) error {
+		err := eachRow(ctx, db, t, func(r storedRow) error {
 			m[r.id] = &auditRow{partner: r.partner, v: r.v, vals: r.vals}
 			return nil
 		})
@@ -191,7 +187,7 @@ func Audit(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, poo
 	}
 	rep.Differences = append(rep.Differences, checkMoney("redis", rd)...)
 	rep.Differences = append(rep.Differences, checkMoney("postgres", pg)...)
-	journal, err := checkJournal(ctx, rdb, keys, pool, partners)
+	journal, err := checkJournal(ctx, rdb, keys, db, partners)
 	if err != nil {
 		return rep, fmt.Errorf("auditing the journal: %w", err)
 	}
@@ -204,8 +200,8 @@ func Audit(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, poo
 // Redis's sequence must not be ahead of it. A gap means entries were lost
 // on their way to Postgres; quarantined entries are listed too, because
 // their changes are not in Postgres.
-func checkJournal(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, pool *pgxpool.Pool, partners []string) ([]Difference, error) {
-	rows, err := pool.Query(ctx, `
+func checkJournal(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, db *DB, partners []string) ([]Difference, error) {
+	rows, err := db.Query(ctx, `
 WITH seqs AS (
     SELECT partner_id, seq FROM journal
     UNION SELECT partner_id, seq FROM journal_quarantine
@@ -242,23 +238,12 @@ FROM seqs s GROUP BY s.partner_id`)
 		if st.count == st.max {
 			continue
 		}
-		var missing []int64
-		mr, err := pool.Query(ctx, `SELECT s FROM generate_series(1, $2::bigint) s
-WHERE NOT EXISTS (SELECT 1 FROM journal j WHERE j.partner_id = $1 AND j.seq = s)
-  AND NOT EXISTS (SELECT 1 FROM journal_quarantine q WHERE q.partner_id = $1 AND q.seq = s)
-ORDER BY s LIMIT 10`, p, st.max)
+		mr, err := db.Query(ctx, db.d.missingSeqs, p, st.max)
 		if err != nil {
 			return nil, err
 		}
-		for mr.Next() {
-			var n int64
-			if err := mr.Scan(&n); err != nil {
-				mr.Close()
-				return nil, err
-			}
-			missing = append(missing, n)
-		}
-		if err := mr.Err(); err != nil {
+		missing, err := collect(mr, scanInt64)
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, Difference{Kind: DiffJournalGap, Side: "postgres", Table: "journal", ID: p,

@@ -121,7 +121,7 @@ func TestAudit(t *testing.T) {
 			}
 			tt.tamper(t, fx, ctx)
 
-			rep, err := Audit(ctx, fx.rdb, fx.keys, fx.pool)
+			rep, err := Audit(ctx, fx.rdb, fx.keys, fx.db)
 			if err != nil {
 				t.Fatalf("Audit: %v", err)
 			}
@@ -177,11 +177,11 @@ func TestAuditFindsJournalGaps(t *testing.T) {
 	fx.seedProgram(t, "pa", "DEPOSIT", "400001")
 	w, _ := fx.worker(t, "w1")
 	must(t, w.Flush(ctx))
-	if a, err := Audit(ctx, fx.rdb, fx.keys, fx.pool); err != nil || !a.OK() {
+	if a, err := Audit(ctx, fx.rdb, fx.keys, fx.db); err != nil || !a.OK() {
 		t.Fatalf("audit before: %v\n%s", err, a)
 	}
 	kinds := func() []string {
-		a, err := Audit(ctx, fx.rdb, fx.keys, fx.pool)
+		a, err := Audit(ctx, fx.rdb, fx.keys, fx.db)
 		must(t, err)
 		var out []string
 		for _, d := range a.Differences {

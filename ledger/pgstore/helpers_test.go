@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -19,12 +20,15 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// fixture is one test's Redis key space and migrated Postgres database.
+// fixture is one test's Redis key space and migrated Postgres database,
+// or (newEmbeddedFixture) the stores of `antaca demo`: an in-process Redis
+// and a SQLite file.
 type fixture struct {
 	rdb   *redis.Client
 	keys  ledger.Keys
 	dbURL string
-	pool  *pgxpool.Pool
+	pool  *pgxpool.Pool // nil on SQLite
+	db    *DB
 }
 
 func newFixture(tb testing.TB) *fixture {
@@ -41,7 +45,21 @@ func newFixture(tb testing.TB) *fixture {
 		tb.Fatalf("OpenPool: %v", err)
 	}
 	tb.Cleanup(pool.Close)
-	return &fixture{rdb: rdb, keys: ledger.Keys{Prefix: prefix}, dbURL: dbURL, pool: pool}
+	return &fixture{rdb: rdb, keys: ledger.Keys{Prefix: prefix}, dbURL: dbURL, pool: pool, db: Postgres(pool)}
+}
+
+// newEmbeddedFixture gives the test the stores of `antaca demo`.
+func newEmbeddedFixture(tb testing.TB) *fixture {
+	tb.Helper()
+	rdb, prefix, _ := ledgertest.MustEmbeddedRedis(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := OpenSQLite(ctx, filepath.Join(tb.TempDir(), "antaca.db"))
+	if err != nil {
+		tb.Fatalf("OpenSQLite: %v", err)
+	}
+	tb.Cleanup(db.Close)
+	return &fixture{rdb: rdb, keys: ledger.Keys{Prefix: prefix}, db: db}
 }
 
 // worker builds a write-behind on the fixture with test-friendly timings.
@@ -52,6 +70,9 @@ func (fx *fixture) worker(tb testing.TB, consumer string, mod ...func(*Options))
 		Redis: fx.rdb, Keys: fx.keys, Pool: fx.pool,
 		SweepInterval: 50 * time.Millisecond, SweepAfter: 30 * time.Second,
 		RetryMax: 200 * time.Millisecond, Registerer: reg,
+	}
+	if fx.pool == nil {
+		opts.Sink = fx.db.Sink()
 	}
 	for _, m := range mod {
 		m(&opts)
@@ -90,7 +111,7 @@ for i, c in ipairs(changes) do
   redis.call('HSET', key, 'id', c.id, 'partner_id', ARGV[1])
   for col, val in pairs(c.set or {}) do redis.call('HSET', key, col, val) end
   for col, d in pairs(c.add or {}) do redis.call('HINCRBY', key, col, d) end
-  out[i] = {t = c.t, id = c.id, v = tostring(v), set = c.set or {}, add = c.add or {}}
+  out[i] = {t = c.t, id = c.id, v = tostring(v), set = c.set, add = c.add}
 end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('SADD', ARGV[7], ARGV[1])
@@ -297,11 +318,14 @@ func (fx *fixture) dumpRedis(tb testing.TB) rowDump {
 	return out
 }
 
-// dumpPG reads every row of every table with to_jsonb, independently of
-// the package's own readers.
+// dumpPG reads every row of every table with to_jsonb (SELECT * on
+// SQLite), independently of the package's own readers.
 func (fx *fixture) dumpPG(tb testing.TB) rowDump {
 	tb.Helper()
 	ctx := ctxT(tb, 10*time.Second)
+	if fx.pool == nil {
+		return fx.dumpSQLite(tb, ctx)
+	}
 	out := rowDump{}
 	for _, name := range ledger.Tables {
 		rows, err := fx.pool.Query(ctx, "SELECT to_jsonb(x)::text FROM "+name+" x")
@@ -323,6 +347,36 @@ func (fx *fixture) dumpPG(tb testing.TB) rowDump {
 			out[name+"/"+row["id"]] = row
 		}
 		must(tb, rows.Err())
+	}
+	return out
+}
+
+func (fx *fixture) dumpSQLite(tb testing.TB, ctx context.Context) rowDump {
+	tb.Helper()
+	out := rowDump{}
+	for _, name := range ledger.Tables {
+		rows, err := fx.db.lite.QueryContext(ctx, "SELECT * FROM "+name)
+		must(tb, err)
+		cols, err := rows.Columns()
+		must(tb, err)
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			must(tb, rows.Scan(ptrs...))
+			row := map[string]string{}
+			for i, c := range cols {
+				if c == "cv" || c == "ca" {
+					continue
+				}
+				row[c] = fmt.Sprint(vals[i])
+			}
+			out[name+"/"+row["id"]] = row
+		}
+		must(tb, rows.Err())
+		must(tb, rows.Close())
 	}
 	return out
 }
@@ -376,7 +430,7 @@ func (fx *fixture) assertMirrors(tb testing.TB, retired ...string) {
 // journalSeqs returns the stored seqs of partner, ascending.
 func (fx *fixture) journalSeqs(tb testing.TB, partner string) []int64 {
 	tb.Helper()
-	rows, err := fx.pool.Query(ctxT(tb, 5*time.Second), "SELECT seq FROM journal WHERE partner_id = $1 ORDER BY seq", partner)
+	rows, err := fx.db.Query(ctxT(tb, 5*time.Second), "SELECT seq FROM journal WHERE partner_id = $1 ORDER BY seq", partner)
 	must(tb, err)
 	var out []int64
 	for rows.Next() {
@@ -463,7 +517,7 @@ func (fx *fixture) assertQuarantined(tb testing.TB, partner string, seq int64, w
 	tb.Helper()
 	ctx := ctxT(tb, 5*time.Second)
 	var msg string
-	if err := fx.pool.QueryRow(ctx, `SELECT error FROM journal_quarantine WHERE partner_id = $1 AND seq = $2`, partner, seq).Scan(&msg); err != nil {
+	if err := fx.db.QueryRow(ctx, `SELECT error FROM journal_quarantine WHERE partner_id = $1 AND seq = $2`, partner, seq).Scan(&msg); err != nil {
 		tb.Fatalf("quarantined entry %s/%d: %v", partner, seq, err)
 	}
 	if !strings.Contains(msg, want) {

@@ -16,9 +16,15 @@ import (
 // write-behind — reloads, authorizations, partial capture, void, refund,
 // forced post, expiry, a decline, card locks — in both funding models, then
 // flushes, audits, loses Redis, rebuilds, audits again, and checks a
-// retransmitted authorization still gets its first answer.
+// retransmitted authorization still gets its first answer. It does so on
+// Redis and Postgres, and on the stores of `antaca demo` (the same scripts
+// in an in-process Redis, the journal in SQLite).
 func TestWithLedgerScripts(t *testing.T) {
-	fx := newFixture(t)
+	t.Run("redis+postgres", func(t *testing.T) { t.Parallel(); withLedgerScripts(t, newFixture(t)) })
+	t.Run("embedded", func(t *testing.T) { t.Parallel(); withLedgerScripts(t, newEmbeddedFixture(t)) })
+}
+
+func withLedgerScripts(t *testing.T, fx *fixture) {
 	ctx := ctxT(t, 60*time.Second)
 	l, err := ledger.New(fx.rdb, ledger.Options{Prefix: fx.keys.Prefix})
 	if err != nil {
@@ -145,7 +151,7 @@ func TestWithLedgerScripts(t *testing.T) {
 			t.Fatalf("journal of %s holds %d events, want the 18 or more the scripts wrote", p, n)
 		}
 	}
-	rep, err := Audit(ctx, fx.rdb, fx.keys, fx.pool)
+	rep, err := Audit(ctx, fx.rdb, fx.keys, fx.db)
 	if err != nil || !rep.OK() {
 		t.Fatalf("Audit after the scripts: %v\n%s", err, rep)
 	}
@@ -167,10 +173,10 @@ func TestWithLedgerScripts(t *testing.T) {
 		t.Fatalf("%d stored answers of holds, want 19 (seven holds, a refund and a forced post per partner, one partial)", len(holdAnswers))
 	}
 	ledgertest.DeleteKeys(t, ctx, fx.rdb, fx.keys.Pattern())
-	if _, err := Rebuild(ctx, fx.rdb, fx.keys, fx.pool); err != nil {
+	if _, err := Rebuild(ctx, fx.rdb, fx.keys, fx.db); err != nil {
 		t.Fatalf("Rebuild: %v", err)
 	}
-	if rep, err := Audit(ctx, fx.rdb, fx.keys, fx.pool); err != nil || !rep.OK() {
+	if rep, err := Audit(ctx, fx.rdb, fx.keys, fx.db); err != nil || !rep.OK() {
 		t.Fatalf("Audit after rebuild: %v\n%s", err, rep)
 	}
 	// The rows, the partner set, BINs, index, PAN, cards-per-balance and
@@ -277,7 +283,7 @@ func TestRebuildRestoresVelocity(t *testing.T) {
 	w, _ := fx.worker(t, "w1")
 	check("flush", w.Flush(ctx))
 	ledgertest.DeleteKeys(t, ctx, fx.rdb, fx.keys.Pattern())
-	rep, err := Rebuild(ctx, fx.rdb, fx.keys, fx.pool, WithVelocityWindow(time.Hour), func(c *rebuildConfig) { c.now = clock })
+	rep, err := Rebuild(ctx, fx.rdb, fx.keys, fx.db, WithVelocityWindow(time.Hour), func(c *rebuildConfig) { c.now = clock })
 	check("rebuild", err)
 	if rep.Velocity != 2 {
 		t.Errorf("restored %d velocity counters, want 2", rep.Velocity)

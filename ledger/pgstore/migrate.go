@@ -1,4 +1,4 @@
-// Package pgstore is the Postgres side of the ledger: the schema and its
+// Package pgstore is the durable side of the ledger: the schema and its
 // migrations, the write-behind worker that copies the Redis journal into
 // Postgres, the recovery that rebuilds Redis from Postgres, and the audit that
 // reconciles the two and checks the money identity.
@@ -6,7 +6,9 @@
 // Redis is the source of truth for real-time state; Postgres is the durable
 // copy. Everything here follows docs/ledger.md: row tables with the columns of
 // ledger.Columns, a journal keyed by (partner_id, seq), and events applied at
-// least once with exactly-once effect.
+// least once with exactly-once effect. The same code runs on a SQLite file
+// for `antaca demo` (DB, OpenSQLite): what the two stores say differently
+// is in dialect.go.
 package pgstore
 
 import (

@@ -101,7 +101,7 @@ func (n *Notices) ObserveBalance(ctx context.Context, obs BalanceObservation, no
 		if err != nil {
 			return LowResult{}, err
 		}
-		if err := insertEvents(ctx, tx, obs.PartnerID, []NewEvent{ln.Event}, ln.WebhookRetryFor); err != nil {
+		if err := pgInsertEvents(ctx, pgTx{tx}, obs.PartnerID, []NewEvent{ln.Event}, ln.WebhookRetryFor); err != nil {
 			return LowResult{}, err
 		}
 		var addrs []string

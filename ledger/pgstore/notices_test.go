@@ -13,7 +13,7 @@ import (
 func TestObserveBalance(t *testing.T) {
 	fx := newFixture(t)
 	ctx := ctxT(t, 30*time.Second)
-	n, o := NewNotices(fx.pool), NewOutbox(fx.pool)
+	n, o := NewNotices(fx.pool), NewOutbox(fx.db)
 	if _, err := o.CreateEndpoint(ctx, Endpoint{ID: "whe_p", PartnerID: "p1", URL: "https://p1.example/h", Events: []string{"partner_balance.low"}, Secret: "s"}, 16); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestObserveBalance(t *testing.T) {
 func TestPrune(t *testing.T) {
 	fx := newFixture(t)
 	ctx := ctxT(t, 30*time.Second)
-	o := NewOutbox(fx.pool)
+	o := NewOutbox(fx.db)
 	if _, err := o.CreateEndpoint(ctx, Endpoint{ID: "whe_a", PartnerID: "p1", URL: "https://p1.example/h", Events: []string{"card.created"}, Secret: "s"}, 16); err != nil {
 		t.Fatal(err)
 	}

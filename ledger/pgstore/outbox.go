@@ -2,16 +2,14 @@ package pgstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Outbox keeps the webhook state in Postgres (migration 0011): the
+// Outbox keeps the webhook state in the durable store (migration 0011): the
 // endpoints, a cursor per partner over its journal, the events made from
 // it and one delivery per event and subscribed endpoint. Events come from
 // committed journal entries, never from the request that made them, so an
@@ -19,11 +17,11 @@ import (
 // that answered died right after (at least once). Several switches may run
 // the dispatcher: cursors and deliveries are claimed with row locks.
 type Outbox struct {
-	pool *pgxpool.Pool
+	db *DB
 }
 
-// NewOutbox keeps the state in pool.
-func NewOutbox(pool *pgxpool.Pool) *Outbox { return &Outbox{pool: pool} }
+// NewOutbox keeps the state in db.
+func NewOutbox(db *DB) *Outbox { return &Outbox{db: db} }
 
 // Sentinel errors of the outbox.
 var (
@@ -49,7 +47,7 @@ type Endpoint struct {
 
 const endpointColumns = `id, partner_id, url, events, secret, failing_since, created_at, disabled_at`
 
-func scanEndpoint(r pgx.Row) (Endpoint, error) {
+func scanEndpoint(r Row) (Endpoint, error) {
 	var e Endpoint
 	err := r.Scan(&e.ID, &e.PartnerID, &e.URL, &e.Events, &e.Secret, &e.FailingSince, &e.CreatedAt, &e.DisabledAt)
 	return e, err
@@ -59,14 +57,16 @@ func scanEndpoint(r pgx.Row) (Endpoint, error) {
 // the partner's cursor at its newest journal entry when it has none: the
 // endpoint receives what happens from now on.
 func (o *Outbox) CreateEndpoint(ctx context.Context, ep Endpoint, max int) (Endpoint, error) {
-	tx, err := o.pool.Begin(ctx)
+	tx, err := o.db.Begin(ctx)
 	if err != nil {
 		return Endpoint{}, fmt.Errorf("creating webhook endpoint: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	// One creation per partner at a time, so the limit holds.
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('webhook_endpoints:' || $1))`, ep.PartnerID); err != nil {
-		return Endpoint{}, fmt.Errorf("creating webhook endpoint: %w", err)
+	if lock := o.db.d.endpointLock; lock != "" {
+		if _, err := tx.Exec(ctx, lock, ep.PartnerID); err != nil {
+			return Endpoint{}, fmt.Errorf("creating webhook endpoint: %w", err)
+		}
 	}
 	var n int
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM webhook_endpoints WHERE partner_id = $1`, ep.PartnerID).Scan(&n); err != nil {
@@ -81,7 +81,7 @@ func (o *Outbox) CreateEndpoint(ctx context.Context, ep Endpoint, max int) (Endp
 		return Endpoint{}, fmt.Errorf("creating webhook endpoint: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO webhook_cursors (partner_id, seq)
-		SELECT $1, coalesce((SELECT max(seq) FROM journal WHERE partner_id = $1), 0)
+		SELECT $1, coalesce((SELECT max(seq) FROM journal WHERE partner_id = $1), 0) WHERE true
 		ON CONFLICT (partner_id) DO NOTHING`, ep.PartnerID); err != nil {
 		return Endpoint{}, fmt.Errorf("starting the webhook cursor: %w", err)
 	}
@@ -93,11 +93,11 @@ func (o *Outbox) CreateEndpoint(ctx context.Context, ep Endpoint, max int) (Endp
 
 // Endpoints lists a partner's endpoints, oldest first.
 func (o *Outbox) Endpoints(ctx context.Context, partnerID string) ([]Endpoint, error) {
-	rows, err := o.pool.Query(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE partner_id = $1 ORDER BY created_at, id`, partnerID)
+	rows, err := o.db.Query(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE partner_id = $1 ORDER BY created_at, id`, partnerID)
 	if err != nil {
 		return nil, fmt.Errorf("listing webhook endpoints: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Endpoint, error) { return scanEndpoint(r) })
+	out, err := collect(rows, scanEndpoint)
 	if err != nil {
 		return nil, fmt.Errorf("listing webhook endpoints: %w", err)
 	}
@@ -106,8 +106,8 @@ func (o *Outbox) Endpoints(ctx context.Context, partnerID string) ([]Endpoint, e
 
 // Endpoint reads one endpoint of a partner.
 func (o *Outbox) Endpoint(ctx context.Context, partnerID, id string) (Endpoint, error) {
-	e, err := scanEndpoint(o.pool.QueryRow(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE id = $1 AND partner_id = $2`, id, partnerID))
-	if errors.Is(err, pgx.ErrNoRows) {
+	e, err := scanEndpoint(o.db.QueryRow(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE id = $1 AND partner_id = $2`, id, partnerID))
+	if errors.Is(err, sql.ErrNoRows) {
 		return Endpoint{}, ErrEndpointNotFound
 	}
 	if err != nil {
@@ -118,11 +118,11 @@ func (o *Outbox) Endpoint(ctx context.Context, partnerID, id string) (Endpoint, 
 
 // DeleteEndpoint removes an endpoint and its deliveries.
 func (o *Outbox) DeleteEndpoint(ctx context.Context, partnerID, id string) error {
-	tag, err := o.pool.Exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1 AND partner_id = $2`, id, partnerID)
+	n, err := o.db.Exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1 AND partner_id = $2`, id, partnerID)
 	if err != nil {
 		return fmt.Errorf("deleting webhook endpoint: %w", err)
 	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		return ErrEndpointNotFound
 	}
 	return nil
@@ -131,9 +131,9 @@ func (o *Outbox) DeleteEndpoint(ctx context.Context, partnerID, id string) error
 // RotateSecret replaces an endpoint's secret; deliveries from now on are
 // signed with the new one.
 func (o *Outbox) RotateSecret(ctx context.Context, partnerID, id, secret string) (Endpoint, error) {
-	e, err := scanEndpoint(o.pool.QueryRow(ctx, `UPDATE webhook_endpoints SET secret = $3 WHERE id = $1 AND partner_id = $2
+	e, err := scanEndpoint(o.db.QueryRow(ctx, `UPDATE webhook_endpoints SET secret = $3 WHERE id = $1 AND partner_id = $2
 		RETURNING `+endpointColumns, id, partnerID, secret))
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, sql.ErrNoRows) {
 		return Endpoint{}, ErrEndpointNotFound
 	}
 	if err != nil {
@@ -146,18 +146,27 @@ func (o *Outbox) RotateSecret(ctx context.Context, partnerID, id, secret string)
 // disabled) or enables it again; enabling makes its waiting deliveries
 // due at once.
 func (o *Outbox) SetDisabled(ctx context.Context, partnerID, id string, disabled bool) (Endpoint, error) {
-	e, err := scanEndpoint(o.pool.QueryRow(ctx, `WITH ep AS (
-			UPDATE webhook_endpoints SET disabled_at = CASE WHEN $3 THEN coalesce(disabled_at, now()) END
-			WHERE id = $1 AND partner_id = $2 RETURNING `+endpointColumns+`
-		), due AS (
-			UPDATE webhook_deliveries SET next_at = now()
-			WHERE NOT $3 AND endpoint_id IN (SELECT id FROM ep) AND state = 'PENDING' AND next_at > now()
-		)
-		SELECT `+endpointColumns+` FROM ep`, id, partnerID, disabled))
-	if errors.Is(err, pgx.ErrNoRows) {
+	tx, err := o.db.Begin(ctx)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("disabling or enabling webhook endpoint: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	e, err := scanEndpoint(tx.QueryRow(ctx, `UPDATE webhook_endpoints
+		SET disabled_at = CASE WHEN $3 THEN coalesce(disabled_at, `+o.db.d.now+`) END
+		WHERE id = $1 AND partner_id = $2 RETURNING `+endpointColumns, id, partnerID, disabled))
+	if errors.Is(err, sql.ErrNoRows) {
 		return Endpoint{}, ErrEndpointNotFound
 	}
 	if err != nil {
+		return Endpoint{}, fmt.Errorf("disabling or enabling webhook endpoint: %w", err)
+	}
+	if !disabled {
+		if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET next_at = `+o.db.d.now+`
+			WHERE endpoint_id = $1 AND state = 'PENDING' AND next_at > `+o.db.d.now, id); err != nil {
+			return Endpoint{}, fmt.Errorf("enabling webhook endpoint: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
 		return Endpoint{}, fmt.Errorf("disabling or enabling webhook endpoint: %w", err)
 	}
 	return e, nil
@@ -174,9 +183,9 @@ const OperatorPartner = "*"
 func (o *Outbox) SetOperatorEndpoint(ctx context.Context, id, url, secret string, events []string) error {
 	var err error
 	if url == "" {
-		_, err = o.pool.Exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1 AND partner_id = $2`, id, OperatorPartner)
+		_, err = o.db.Exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1 AND partner_id = $2`, id, OperatorPartner)
 	} else {
-		_, err = o.pool.Exec(ctx, `INSERT INTO webhook_endpoints (id, partner_id, url, events, secret) VALUES ($1, $2, $3, $4, $5)
+		_, err = o.db.Exec(ctx, `INSERT INTO webhook_endpoints (id, partner_id, url, events, secret) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, events = EXCLUDED.events, secret = EXCLUDED.secret
 			WHERE webhook_endpoints.partner_id = EXCLUDED.partner_id`, id, OperatorPartner, url, events, secret)
 	}
@@ -196,11 +205,11 @@ type NewEvent struct {
 
 // Partners lists the partners whose journal the dispatcher follows.
 func (o *Outbox) Partners(ctx context.Context) ([]string, error) {
-	rows, err := o.pool.Query(ctx, `SELECT partner_id FROM webhook_cursors ORDER BY partner_id`)
+	rows, err := o.db.Query(ctx, `SELECT partner_id FROM webhook_cursors ORDER BY partner_id`)
 	if err != nil {
 		return nil, fmt.Errorf("listing webhook cursors: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	out, err := collect(rows, scanString)
 	if err != nil {
 		return nil, fmt.Errorf("listing webhook cursors: %w", err)
 	}
@@ -234,15 +243,15 @@ func (o *Outbox) Advance(ctx context.Context, partnerID string, opt AdvanceOptio
 }
 
 func (o *Outbox) advance(ctx context.Context, partnerID string, opt AdvanceOptions) (int, error) {
-	tx, err := o.pool.Begin(ctx)
+	tx, err := o.db.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("advancing webhook cursor: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	var cursor int64
 	var gapSince *time.Time
-	err = tx.QueryRow(ctx, `SELECT seq, gap_since FROM webhook_cursors WHERE partner_id = $1 FOR UPDATE SKIP LOCKED`, partnerID).Scan(&cursor, &gapSince)
-	if errors.Is(err, pgx.ErrNoRows) {
+	err = tx.QueryRow(ctx, `SELECT seq, gap_since FROM webhook_cursors WHERE partner_id = $1`+o.db.d.skipLocked, partnerID).Scan(&cursor, &gapSince)
+	if errors.Is(err, sql.ErrNoRows) {
 		return 0, errNoCursorForUpdate
 	}
 	if err != nil {
@@ -271,7 +280,7 @@ func (o *Outbox) advance(ctx context.Context, partnerID string, opt AdvanceOptio
 		if err != nil {
 			return 0, fmt.Errorf("reading the quarantine: %w", err)
 		}
-		if quarantined, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+		if quarantined, err = collect(rows, scanInt64); err != nil {
 			return 0, fmt.Errorf("reading the quarantine: %w", err)
 		}
 	}
@@ -304,16 +313,16 @@ func (o *Outbox) advance(ctx context.Context, partnerID string, opt AdvanceOptio
 		if err != nil {
 			return 0, err
 		}
-		if err := insertEvents(ctx, tx, partnerID, evs, opt.RetryFor); err != nil {
+		if err := o.insertEvents(ctx, tx, partnerID, evs, opt.RetryFor); err != nil {
 			return 0, err
 		}
 	}
 	switch {
 	case len(take) > 0:
-		_, err = tx.Exec(ctx, `UPDATE webhook_cursors SET seq = $2, gap_since = CASE WHEN $3 THEN now() ELSE NULL END WHERE partner_id = $1`,
+		_, err = tx.Exec(ctx, `UPDATE webhook_cursors SET seq = $2, gap_since = CASE WHEN $3 THEN `+o.db.d.now+` ELSE NULL END WHERE partner_id = $1`,
 			partnerID, take[len(take)-1].Seq, gapNow)
 	case gapNow && gapSince == nil:
-		_, err = tx.Exec(ctx, `UPDATE webhook_cursors SET gap_since = now() WHERE partner_id = $1`, partnerID)
+		_, err = tx.Exec(ctx, `UPDATE webhook_cursors SET gap_since = `+o.db.d.now+` WHERE partner_id = $1`, partnerID)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("moving webhook cursor: %w", err)
@@ -326,42 +335,23 @@ func (o *Outbox) advance(ctx context.Context, partnerID string, opt AdvanceOptio
 
 // insertEvents stores events and a delivery for every enabled endpoint of
 // the partner, and every enabled operator endpoint, subscribed to each
-// event's type.
-func insertEvents(ctx context.Context, tx pgx.Tx, partnerID string, evs []NewEvent, retryFor time.Duration) error {
+// event's type, keeping the order of evs.
+func (o *Outbox) insertEvents(ctx context.Context, tx Tx, partnerID string, evs []NewEvent, retryFor time.Duration) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	var ids, types, keys, bodies []string
-	for _, e := range evs {
-		ids, types, keys, bodies = append(ids, e.ID), append(types, e.Type), append(keys, e.OrderKey), append(bodies, string(e.Body))
-	}
-	// Keep the order of evs: delivery ids order a key's deliveries.
-	if _, err := tx.Exec(ctx, `WITH ev AS (
-			SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS u(id, type, key, body, n)
-		), ins AS (
-			INSERT INTO webhook_events (id, partner_id, type, body)
-			SELECT id, $1, type, body FROM ev ON CONFLICT (id) DO NOTHING
-		)
-		INSERT INTO webhook_deliveries (endpoint_id, event_id, order_key, retry_until)
-		SELECT ep.id, ev.id, ev.key, now() + $6 * interval '1 microsecond'
-		FROM ev JOIN webhook_endpoints ep ON ep.partner_id IN ($1, '`+OperatorPartner+`') AND ev.type = ANY (ep.events) AND ep.disabled_at IS NULL
-		ORDER BY ev.n, ep.id
-		ON CONFLICT (endpoint_id, event_id) DO NOTHING`,
-		partnerID, ids, types, keys, bodies, retryFor.Microseconds()); err != nil {
-		return fmt.Errorf("storing webhook events: %w", err)
-	}
-	return nil
+	return o.db.d.insertEvents(ctx, tx, partnerID, evs, retryFor)
 }
 
 // Enqueue stores events that do not come from the journal (a partner
 // balance crossing its threshold) for the subscribed endpoints.
 func (o *Outbox) Enqueue(ctx context.Context, partnerID string, evs []NewEvent, retryFor time.Duration) error {
-	tx, err := o.pool.Begin(ctx)
+	tx, err := o.db.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("storing webhook events: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := insertEvents(ctx, tx, partnerID, evs, retryFor); err != nil {
+	if err := o.insertEvents(ctx, tx, partnerID, evs, retryFor); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
@@ -393,31 +383,23 @@ type Delivery struct {
 // go out one after the other; none of a disabled endpoint. Each claim
 // counts as an attempt.
 func (o *Outbox) Claim(ctx context.Context, n int, lease time.Duration) ([]Delivery, error) {
-	rows, err := o.pool.Query(ctx, `WITH due AS (
-			SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints x ON x.id = d.endpoint_id AND x.disabled_at IS NULL
-			WHERE d.state = 'PENDING' AND d.next_at <= now() AND (d.lease_until IS NULL OR d.lease_until < now())
-			  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
-			                  WHERE e.endpoint_id = d.endpoint_id AND e.order_key = d.order_key AND e.state = 'PENDING' AND e.id < d.id)
-			ORDER BY d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED
-		)
-		UPDATE webhook_deliveries d SET lease_until = now() + $2 * interval '1 microsecond', attempts = d.attempts + 1, last_attempt_at = now()
-		FROM due, webhook_events ev, webhook_endpoints ep
-		WHERE d.id = due.id AND ev.id = d.event_id AND ep.id = d.endpoint_id
-		RETURNING d.id, d.endpoint_id, ep.partner_id, ep.url, ep.secret, d.event_id, ev.type, ev.body, d.state, d.attempts,
-		          d.last_status, d.last_error, d.created_at, d.next_at, d.retry_until, d.last_attempt_at, d.delivered_at`,
-		n, lease.Microseconds())
+	out, err := o.db.d.claim(ctx, o.db, n, lease)
 	if err != nil {
-		return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, scanDelivery)
-	if err != nil {
-		return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
+		return nil, err
 	}
 	slices.SortFunc(out, func(a, b Delivery) int { return int(a.ID - b.ID) })
 	return out, nil
 }
 
-func scanDelivery(r pgx.CollectableRow) (Delivery, error) {
+func collectDeliveries(rows Rows) ([]Delivery, error) {
+	out, err := collect(rows, scanDelivery)
+	if err != nil {
+		return nil, fmt.Errorf("reading webhook deliveries: %w", err)
+	}
+	return out, nil
+}
+
+func scanDelivery(r Row) (Delivery, error) {
 	var d Delivery
 	var body string
 	err := r.Scan(&d.ID, &d.EndpointID, &d.PartnerID, &d.URL, &d.Secret, &d.EventID, &d.EventType, &body, &d.State, &d.Attempts,
@@ -427,13 +409,22 @@ func scanDelivery(r pgx.CollectableRow) (Delivery, error) {
 }
 
 // Delivered records a successful attempt; the endpoint is no longer
-// failing (in the same statement, so no reader sees one without the other).
+// failing (in the same transaction, so no reader sees one without the
+// other).
 func (o *Outbox) Delivered(ctx context.Context, d Delivery, status int) error {
-	if _, err := o.pool.Exec(ctx, `WITH d AS (
-			UPDATE webhook_deliveries SET state = 'DELIVERED', last_status = $2, last_error = '',
-				delivered_at = now(), lease_until = NULL WHERE id = $1
-		)
-		UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $3 AND failing_since IS NOT NULL`, d.ID, status, d.EndpointID); err != nil {
+	tx, err := o.db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("recording webhook delivery: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET state = 'DELIVERED', last_status = $2, last_error = '',
+		delivered_at = `+o.db.d.now+`, lease_until = NULL WHERE id = $1`, d.ID, status); err != nil {
+		return fmt.Errorf("recording webhook delivery: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL`, d.EndpointID); err != nil {
+		return fmt.Errorf("recording webhook delivery: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("recording webhook delivery: %w", err)
 	}
 	return nil
@@ -441,20 +432,28 @@ func (o *Outbox) Delivered(ctx context.Context, d Delivery, status int) error {
 
 // AttemptFailed records a failed attempt: the delivery is tried again
 // after wait, or, past its retry time, given up (FAILED) and its endpoint
-// marked failing in the same statement. gaveUp tells which.
+// marked failing in the same transaction. gaveUp tells which.
 func (o *Outbox) AttemptFailed(ctx context.Context, d Delivery, status int, msg string, wait time.Duration) (gaveUp bool, err error) {
-	err = o.pool.QueryRow(ctx, `WITH d AS (
-			UPDATE webhook_deliveries SET last_status = $2, last_error = $3, lease_until = NULL,
-				next_at = now() + $4 * interval '1 microsecond',
-				state = CASE WHEN now() + $4 * interval '1 microsecond' > retry_until THEN 'FAILED' ELSE 'PENDING' END
-			WHERE id = $1 RETURNING state = 'FAILED' AS failed, endpoint_id
-		), ep AS (
-			UPDATE webhook_endpoints SET failing_since = now()
-			WHERE id IN (SELECT endpoint_id FROM d WHERE failed) AND failing_since IS NULL
-		)
-		SELECT failed FROM d`, d.ID, status, safeText(msg), wait.Microseconds()).Scan(&gaveUp)
+	next := o.db.d.plusMicros("$4")
+	tx, err := o.db.Begin(ctx)
 	if err != nil {
 		return false, fmt.Errorf("recording webhook attempt: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	err = tx.QueryRow(ctx, `UPDATE webhook_deliveries SET last_status = $2, last_error = $3, lease_until = NULL,
+			next_at = `+next+`,
+			state = CASE WHEN `+next+` > retry_until THEN 'FAILED' ELSE 'PENDING' END
+		WHERE id = $1 RETURNING state = 'FAILED'`, d.ID, status, safeText(msg), wait.Microseconds()).Scan(&gaveUp)
+	if err != nil {
+		return false, fmt.Errorf("recording webhook attempt: %w", err)
+	}
+	if gaveUp {
+		if _, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = `+o.db.d.now+` WHERE id = $1 AND failing_since IS NULL`, d.EndpointID); err != nil {
+			return true, fmt.Errorf("marking webhook endpoint failing: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return gaveUp, fmt.Errorf("recording webhook attempt: %w", err)
 	}
 	return gaveUp, nil
 }
@@ -465,14 +464,14 @@ func (o *Outbox) Deliveries(ctx context.Context, endpointID string, limit int, b
 	if beforeID <= 0 {
 		beforeID = 1<<63 - 1
 	}
-	rows, err := o.pool.Query(ctx, `SELECT d.id, d.endpoint_id, ep.partner_id, ep.url, '', d.event_id, ev.type, ev.body, d.state, d.attempts,
+	rows, err := o.db.Query(ctx, `SELECT d.id, d.endpoint_id, ep.partner_id, ep.url, '', d.event_id, ev.type, ev.body, d.state, d.attempts,
 			d.last_status, d.last_error, d.created_at, d.next_at, d.retry_until, d.last_attempt_at, d.delivered_at
 		FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id JOIN webhook_endpoints ep ON ep.id = d.endpoint_id
 		WHERE d.endpoint_id = $1 AND d.id < $2 ORDER BY d.id DESC LIMIT $3`, endpointID, beforeID, limit+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("listing webhook deliveries: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, scanDelivery)
+	out, err := collect(rows, scanDelivery)
 	if err != nil {
 		return nil, false, fmt.Errorf("listing webhook deliveries: %w", err)
 	}
@@ -486,12 +485,12 @@ func (o *Outbox) Deliveries(ctx context.Context, endpointID string, limit int, b
 // Redeliver sends a delivery again as soon as possible, with a fresh
 // retry period, whatever its state.
 func (o *Outbox) Redeliver(ctx context.Context, endpointID string, id int64, retryFor time.Duration) error {
-	tag, err := o.pool.Exec(ctx, `UPDATE webhook_deliveries SET state = 'PENDING', next_at = now(), lease_until = NULL,
-		retry_until = now() + $3 * interval '1 microsecond' WHERE id = $1 AND endpoint_id = $2`, id, endpointID, retryFor.Microseconds())
+	n, err := o.db.Exec(ctx, `UPDATE webhook_deliveries SET state = 'PENDING', next_at = `+o.db.d.now+`, lease_until = NULL,
+		retry_until = `+o.db.d.plusMicros("$3")+` WHERE id = $1 AND endpoint_id = $2`, id, endpointID, retryFor.Microseconds())
 	if err != nil {
 		return fmt.Errorf("redelivering: %w", err)
 	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		return ErrDeliveryNotFound
 	}
 	return nil
@@ -508,15 +507,15 @@ type Backlog struct {
 // Backlogs reports every enabled endpoint's pending deliveries (a disabled
 // one's wait on purpose).
 func (o *Outbox) Backlogs(ctx context.Context) ([]Backlog, error) {
-	rows, err := o.pool.Query(ctx, `SELECT ep.partner_id, ep.id, count(d.id),
-			coalesce(extract(epoch FROM now() - min(d.created_at)), 0)::float8, ep.failing_since IS NOT NULL
+	rows, err := o.db.Query(ctx, `SELECT ep.partner_id, ep.id, count(d.id),
+			`+o.db.d.secondsSince("min(d.created_at)")+`, ep.failing_since IS NOT NULL
 		FROM webhook_endpoints ep LEFT JOIN webhook_deliveries d ON d.endpoint_id = ep.id AND d.state = 'PENDING'
 		WHERE ep.disabled_at IS NULL
 		GROUP BY ep.partner_id, ep.id, ep.failing_since`)
 	if err != nil {
 		return nil, fmt.Errorf("reading webhook backlog: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Backlog, error) {
+	return collect(rows, func(r Row) (Backlog, error) {
 		var b Backlog
 		var age float64
 		err := r.Scan(&b.PartnerID, &b.EndpointID, &b.Pending, &age, &b.Failing)

@@ -58,8 +58,8 @@ func TestPoisonEntriesDoNotStall(t *testing.T) {
 	}
 
 	// Read back through the same path as Rebuild and Audit: byte for byte.
-	var rows []pgRow
-	if err := eachPGRow(ctx, fx.pool, mustTable(t, "customers"), func(r pgRow) error {
+	var rows []storedRow
+	if err := eachRow(ctx, fx.db, mustTable(t, "customers"), func(r storedRow) error {
 		if r.partner == "pa" {
 			rows = append(rows, r)
 		}

@@ -71,7 +71,7 @@ func TestMigrationGivesPartnersDefaultPrograms(t *testing.T) {
 	defer pool.Close()
 	rdb, prefix := ledgertest.MustRedis(t)
 	keys := ledger.Keys{Prefix: prefix}
-	if _, err := Rebuild(ctx, rdb, keys, pool); err != nil {
+	if _, err := Rebuild(ctx, rdb, keys, Postgres(pool)); err != nil {
 		t.Fatal(err)
 	}
 	l, err := ledger.New(rdb, ledger.Options{Prefix: prefix})

@@ -11,14 +11,13 @@ import (
 	"time"
 
 	"github.com/antaca/antaca/ledger"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 )
 
 // ErrUnflushed is returned by Rebuild when a journal stream still holds
-// entries the write-behind has not written to Postgres: rebuilding then
-// would overwrite newer Redis state with older Postgres rows.
-var ErrUnflushed = errors.New("journal entries not yet written to postgres")
+// entries the write-behind has not written to the durable store:
+// rebuilding then would overwrite newer Redis state with older rows.
+var ErrUnflushed = errors.New("journal entries not yet written to the durable store")
 
 // RebuildReport says what Rebuild restored.
 type RebuildReport struct {
@@ -115,34 +114,31 @@ func retired(t *table, vals []string, cfg rebuildConfig) bool {
 	return !at.IsZero() && !at.After(cfg.now())
 }
 
-// Rebuild restores the Redis state from Postgres after Redis lost it
-// (restart without persistence, failover to an empty replica). When the
-// ready key exists it does nothing. Otherwise it writes every row of every
-// table (in ledger.Tables order) as its hash, the auxiliary keys of
-// docs/ledger.md (partner set, BINs, id index of partners, customers,
-// balances and cards, PAN index, partner balance by type and currency, open
-// holds, the idempotency records and RRN references of holds) plus the
-// cards-per-balance and balances-per-customer sets the scripts keep, the
-// journal sequences (never lowered), creates each journal's consumer group
-// at "$" (Postgres already holds everything before it), and finally sets
-// ready. It pipelines its writes and can be re-run after a failure.
+// Rebuild restores the Redis state from the durable store (Postgres, or
+// SQLite for the demo) after Redis lost it (restart without persistence,
+// failover to an empty replica). When the ready key exists it does
+// nothing. Otherwise it writes every row of every table (in ledger.Tables
+// order) as its hash, the auxiliary keys of docs/ledger.md (partner set,
+// BINs, id index of partners, customers, balances and cards, PAN index,
+// partner balance by type and currency, open holds, the idempotency
+// records and RRN references of holds) plus the cards-per-balance and
+// balances-per-customer sets the scripts keep, the journal sequences
+// (never lowered), and finally sets ready. It pipelines its writes and can
+// be re-run after a failure.
 //
-// What Postgres does not hold is not restored: the idempotency answers of
+// What the store does not hold is not restored: the idempotency answers of
 // operations other than holds (reloads, captures, voids, declines) — a
 // retransmission of those after a rebuild is processed again — and the
 // declines counted by velocity counters (WithVelocityWindow restores the
 // counters from the holds).
 //
-// Rebuild trusts Postgres to be complete: callers flush the write-behind
+// Rebuild trusts the store to be complete: callers flush the write-behind
 // first (WriteBehind.Flush). As a guard it refuses, with ErrUnflushed, when
 // a journal stream still holds entries the write-behind has not
 // acknowledged. The switch must not serve traffic until Rebuild returns.
-func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, pool *pgxpool.Pool, opts ...RebuildOption) (RebuildReport, error) {
+func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, db *DB, opts ...RebuildOption) (RebuildReport, error) {
 	start := time.Now()
-	cfg := rebuildConfig{idemTTL: DefaultIdempotencyTTL, now: time.Now}
-	for _, o := range opts {
-		o(&cfg)
-	}
+	cfg := newRebuildConfig(opts)
 	if keys.Prefix == "" {
 		keys.Prefix = ledger.DefaultPrefix
 	}
@@ -156,203 +152,28 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 		return rep, nil
 	}
 
-	partners, err := rebuildPartners(ctx, rdb, keys, pool)
+	partners, err := rebuildPartners(ctx, rdb, keys, db)
 	if err != nil {
 		return rep, err
 	}
 	rep.Partners = len(partners)
-	if len(partners) > 0 {
-		streams := make([]string, len(partners))
-		for i, p := range partners {
-			streams[i] = keys.Journal(p)
-		}
-		lens, err := streamBacklogs(ctx, rdb, streams)
-		if err != nil {
-			return rep, fmt.Errorf("checking journal streams: %w", err)
-		}
-		for i, n := range lens {
-			if n > 0 {
-				return rep, fmt.Errorf("rebuilding: %s holds %d entries not in postgres (flush the write-behind first): %w",
-					streams[i], n, ErrUnflushed)
-			}
-		}
+	if err := checkFlushed(ctx, rdb, keys, partners); err != nil {
+		return rep, err
 	}
 
-	pw := &pipeWriter{ctx: ctx, pipe: rdb.Pipeline()}
-	pbalcur := map[string]string{}
-	// The RRN references of holds, the newest hold for each.
-	type refTarget struct {
-		hold    string
-		created int64
-		expires time.Time
-	}
-	refs := map[string]refTarget{}
-	// Velocity counters of the current window, per partner and card.
-	var velIndex int64
-	velocity := map[[2]string]int64{}
-	// Spend-control windows still running, from the holds that charged them.
-	spend := spendWindows{}
-	if cfg.velWindow > 0 {
-		velIndex = cfg.now().UnixMilli() / cfg.velWindow.Milliseconds()
-	}
+	rb := newRebuilder(ctx, rdb, keys, cfg, &rep)
 	for _, t := range tableOrder {
-		err := eachPGRow(ctx, pool, t, func(r pgRow) error {
-			if t.name == "holds" && retired(t, r.vals, cfg) {
-				rep.RetiredHolds++ // Postgres keeps it; Redis had let it go
-				return nil
-			}
-			rep.Rows[t.name]++
-			key := keys.Row(r.partner, t.name, r.id)
-			fields := make([]any, 0, 2*(3+len(t.cols)))
-			fields = append(fields, "id", r.id, "partner_id", r.partner, "v", r.v)
-			for i, c := range t.cols {
-				fields = append(fields, c, r.vals[i])
-			}
-			pw.pipe.Del(ctx, key)
-			pw.pipe.HSet(ctx, key, fields...)
-			col := func(name string) string { return r.vals[t.index[name]] }
-			switch t.name {
-			case "partners":
-				pw.pipe.SAdd(ctx, keys.Partners(), r.id)
-				pw.pipe.HSet(ctx, keys.Index(), r.id, r.id)
-				if bin := col("bin"); bin != "" {
-					pw.pipe.HSet(ctx, keys.BINs(), bin, r.id)
-				}
-			case "programs":
-				pw.pipe.HSet(ctx, keys.Index(), r.id, r.partner)
-				pw.pipe.SAdd(ctx, keys.Programs(r.partner), r.id)
-				var ranges []struct{ From, To string }
-				if raw := col("bin_ranges"); raw != "" {
-					if err := json.Unmarshal([]byte(raw), &ranges); err != nil {
-						rep.Notes = append(rep.Notes, fmt.Sprintf("program %s: bin_ranges unreadable, not routed: %v", r.id, err))
-					}
-				}
-				for _, rg := range ranges {
-					pw.pipe.HSet(ctx, keys.Ranges(), rg.From+"-"+rg.To, r.partner+"/"+r.id)
-				}
-			case "partner_balances":
-				pw.pipe.HSet(ctx, keys.Index(), r.id, r.partner)
-				typ, cur := col("type"), col("currency")
-				if typ != "" && cur != "" {
-					k := keys.PartnerBalanceByCurrency(r.partner, typ, cur)
-					if prev, dup := pbalcur[k]; dup {
-						rep.Notes = append(rep.Notes, fmt.Sprintf("partner %s has several %s %s balances (%s, %s); %s kept",
-							r.partner, typ, cur, prev, r.id, prev))
-						break
-					}
-					pbalcur[k] = r.id
-					pw.pipe.Set(ctx, k, r.id, 0)
-				}
-			case "customers":
-				pw.pipe.HSet(ctx, keys.Index(), r.id, r.partner)
-			case "user_balances":
-				pw.pipe.HSet(ctx, keys.Index(), r.id, r.partner)
-				if c := col("customer_id"); c != "" {
-					pw.pipe.SAdd(ctx, keys.CustomerBalances(r.partner, c), r.id)
-				}
-			case "cards":
-				pw.pipe.HSet(ctx, keys.Index(), r.id, r.partner)
-				if b := col("balance_id"); b != "" {
-					pw.pipe.SAdd(ctx, keys.BalanceCards(r.partner, b), r.id)
-				}
-				// A copy shares its original's PAN, and the lookup keeps
-				// naming the original (as create_card.lua does): only
-				// originals write it. Removed cards keep theirs, so they
-				// decline as removed rather than unknown.
-				if h := col("pan_hash"); h != "" && col("copy_of") == "" {
-					rep.PANs++
-					pw.pipe.Set(ctx, keys.PAN(r.partner, h), r.id, 0)
-				}
-			case "holds":
-				// Holds are not in the id index (docs/ledger.md): they
-				// are found by their idempotency key. A closed one keeps
-				// the lifetime the scripts gave it.
-				if at := holdRetiredAt(t, r.vals, cfg); !at.IsZero() {
-					pw.pipe.PExpireAt(ctx, key, at)
-				}
-				created, _ := strconv.ParseInt(col("created_ms"), 10, 64)
-				if col("state") == "OPEN" {
-					pw.pipe.ZAdd(ctx, keys.OpenHolds(r.partner), redis.Z{Score: float64(created), Member: r.id})
-					rep.OpenHolds++
-				}
-				if sp := col("spend"); sp != "" {
-					left := atoi64(col("approved")) - atoi64(col("released"))
-					spend.add(r.partner, col("card_id"), sp, left, cfg.now())
-				}
-				if cfg.velWindow > 0 && col("card_id") != "" && col("origin") != "force_post" &&
-					created/cfg.velWindow.Milliseconds() == velIndex {
-					velocity[[2]string{r.partner, col("card_id")}]++
-				}
-				expires := time.UnixMilli(created).Add(cfg.idemTTL)
-				if cfg.idemTTL > 0 && !expires.After(cfg.now()) {
-					break // the ledger would have forgotten its keys by now
-				}
-				// The reversal fallback (RRN + card id), with the lifetime
-				// the scripts give it: the idempotency TTL.
-				if ref := col("reference"); ref != "" {
-					// Several holds can share one (an advice without DE90
-					// repeating the RRN): the scripts leave the newest.
-					k := keys.Reference(r.partner, ref)
-					if cur, ok := refs[k]; !ok || created > cur.created || created == cur.created && r.id > cur.hold {
-						refs[k] = refTarget{hold: r.id, created: created, expires: expires}
-					}
-				}
-				if ik := col("idem_key"); ik != "" {
-					k := keys.Idem(r.partner, ik)
-					pw.pipe.HSet(ctx, k, storedAnswer(r.id, col)...)
-					if cfg.idemTTL > 0 {
-						pw.pipe.PExpireAt(ctx, k, expires)
-					}
-					rep.IdemKeys++
-				}
-			}
-			return pw.maybeFlush()
-		})
-		if err != nil {
+		if err := eachRow(ctx, db, t, func(r storedRow) error { return rb.restoreRow(t, r) }); err != nil {
 			return rep, fmt.Errorf("restoring %s: %w", t.name, err)
 		}
 	}
-
-	rows, err := pool.Query(ctx, `SELECT partner_id, max(seq) FROM journal GROUP BY partner_id`)
-	if err != nil {
-		return rep, fmt.Errorf("reading journal sequences: %w", err)
+	if err := rb.restoreSequences(db); err != nil {
+		return rep, err
 	}
-	for rows.Next() {
-		var (
-			p   string
-			seq int64
-		)
-		if err := rows.Scan(&p, &seq); err != nil {
-			rows.Close()
-			return rep, fmt.Errorf("reading journal sequences: %w", err)
-		}
-		setIfGreater.Eval(ctx, pw.pipe, []string{keys.Seq(p)}, seq)
-	}
-	if err := rows.Err(); err != nil {
-		return rep, fmt.Errorf("reading journal sequences: %w", err)
-	}
-	for k, t := range refs {
-		pw.pipe.Set(ctx, k, t.hold, 0)
-		if cfg.idemTTL > 0 {
-			pw.pipe.PExpireAt(ctx, k, t.expires)
-		}
-		rep.References++
-	}
-	for k, w := range spend {
-		key := keys.Spend(k.partner, k.card, k.window)
-		pw.pipe.HSet(ctx, key, "amount", w.amount, "count", w.count)
-		if w.end > 0 {
-			pw.pipe.PExpire(ctx, key, time.UnixMilli(w.end).Sub(cfg.now())+24*time.Hour)
-		}
-		rep.SpendWindows++
-	}
-	for pc, n := range velocity {
-		// As velocity.lua keeps them: the window's count, for two windows.
-		k := keys.Velocity(pc[0], pc[1], velIndex)
-		pw.pipe.Set(ctx, k, n, 2*cfg.velWindow)
-		rep.Velocity++
-	}
-	if err := pw.flush(); err != nil {
+	rb.restoreReferences()
+	rb.restoreSpendWindows()
+	rb.restoreVelocity()
+	if err := rb.pw.flush(); err != nil {
 		return rep, err
 	}
 	if err := rdb.Set(ctx, keys.Ready(), time.Now().UTC().Format(time.RFC3339), 0).Err(); err != nil {
@@ -360,6 +181,251 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, p
 	}
 	rep.Took = time.Since(start)
 	return rep, nil
+}
+
+func newRebuildConfig(opts []RebuildOption) rebuildConfig {
+	cfg := rebuildConfig{idemTTL: DefaultIdempotencyTTL, now: time.Now}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return cfg
+}
+
+// checkFlushed refuses, with ErrUnflushed, when a partner's journal stream
+// still holds entries the store has not acknowledged.
+func checkFlushed(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, partners []string) error {
+	if len(partners) == 0 {
+		return nil
+	}
+	streams := make([]string, len(partners))
+	for i, p := range partners {
+		streams[i] = keys.Journal(p)
+	}
+	lens, err := streamBacklogs(ctx, rdb, streams)
+	if err != nil {
+		return fmt.Errorf("checking journal streams: %w", err)
+	}
+	for i, n := range lens {
+		if n > 0 {
+			return fmt.Errorf("rebuilding: %s holds %d entries not in the durable store (flush the write-behind first): %w",
+				streams[i], n, ErrUnflushed)
+		}
+	}
+	return nil
+}
+
+// rebuilder writes what Rebuild restores, and collects what is written
+// once every row was read: the RRN references (the newest hold for each)
+// and the velocity counters of the current window.
+type rebuilder struct {
+	ctx  context.Context
+	pw   *pipeWriter
+	keys ledger.Keys
+	cfg  rebuildConfig
+	rep  *RebuildReport
+
+	pbalcur  map[string]string // partner balance by type and currency -> id
+	refs     map[string]refTarget
+	velIndex int64
+	velocity map[[2]string]int64 // partner, card -> authorizations
+	spend    spendWindows        // spend-control windows still running
+}
+
+type refTarget struct {
+	hold    string
+	created int64
+	expires time.Time
+}
+
+func newRebuilder(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, cfg rebuildConfig, rep *RebuildReport) *rebuilder {
+	rb := &rebuilder{ctx: ctx, pw: &pipeWriter{ctx: ctx, pipe: rdb.Pipeline()}, keys: keys, cfg: cfg, rep: rep,
+		pbalcur: map[string]string{}, refs: map[string]refTarget{}, velocity: map[[2]string]int64{}, spend: spendWindows{}}
+	if cfg.velWindow > 0 {
+		rb.velIndex = cfg.now().UnixMilli() / cfg.velWindow.Milliseconds()
+	}
+	return rb
+}
+
+// restoreRow writes one row as its hash, with the keys that find it.
+func (rb *rebuilder) restoreRow(t *table, r storedRow) error {
+	if t.name == "holds" && retired(t, r.vals, rb.cfg) {
+		rb.rep.RetiredHolds++ // the store keeps it; Redis had let it go
+		return nil
+	}
+	rb.rep.Rows[t.name]++
+	key := rb.keys.Row(r.partner, t.name, r.id)
+	fields := make([]any, 0, 2*(3+len(t.cols)))
+	fields = append(fields, "id", r.id, "partner_id", r.partner, "v", r.v)
+	for i, c := range t.cols {
+		fields = append(fields, c, r.vals[i])
+	}
+	pipe, ctx, keys := rb.pw.pipe, rb.ctx, rb.keys
+	pipe.Del(ctx, key)
+	pipe.HSet(ctx, key, fields...)
+	col := func(name string) string { return r.vals[t.index[name]] }
+	switch t.name {
+	case "partners":
+		pipe.SAdd(ctx, keys.Partners(), r.id)
+		pipe.HSet(ctx, keys.Index(), r.id, r.id)
+		if bin := col("bin"); bin != "" {
+			pipe.HSet(ctx, keys.BINs(), bin, r.id)
+		}
+	case "programs":
+		rb.restoreProgram(r, col("bin_ranges"))
+	case "partner_balances":
+		pipe.HSet(ctx, keys.Index(), r.id, r.partner)
+		rb.restorePartnerBalanceByCurrency(r, col("type"), col("currency"))
+	case "customers":
+		pipe.HSet(ctx, keys.Index(), r.id, r.partner)
+	case "user_balances":
+		pipe.HSet(ctx, keys.Index(), r.id, r.partner)
+		if c := col("customer_id"); c != "" {
+			pipe.SAdd(ctx, keys.CustomerBalances(r.partner, c), r.id)
+		}
+	case "cards":
+		pipe.HSet(ctx, keys.Index(), r.id, r.partner)
+		if b := col("balance_id"); b != "" {
+			pipe.SAdd(ctx, keys.BalanceCards(r.partner, b), r.id)
+		}
+		// A copy shares its original's PAN, and the lookup keeps naming
+		// the original (as create_card.lua does): only originals write
+		// it. Removed cards keep theirs, so they decline as removed
+		// rather than unknown.
+		if h := col("pan_hash"); h != "" && col("copy_of") == "" {
+			rb.rep.PANs++
+			pipe.Set(ctx, keys.PAN(r.partner, h), r.id, 0)
+		}
+	case "holds":
+		rb.restoreHold(t, r, key, col)
+	}
+	return rb.pw.maybeFlush()
+}
+
+// restorePartnerBalanceByCurrency writes the lookup of a partner's balance
+// of a type and currency; the first one found keeps it.
+func (rb *rebuilder) restorePartnerBalanceByCurrency(r storedRow, typ, cur string) {
+	if typ == "" || cur == "" {
+		return
+	}
+	k := rb.keys.PartnerBalanceByCurrency(r.partner, typ, cur)
+	if prev, dup := rb.pbalcur[k]; dup {
+		rb.rep.Notes = append(rb.rep.Notes, fmt.Sprintf("partner %s has several %s %s balances (%s, %s); %s kept",
+			r.partner, typ, cur, prev, r.id, prev))
+		return
+	}
+	rb.pbalcur[k] = r.id
+	rb.pw.pipe.Set(rb.ctx, k, r.id, 0)
+}
+
+// restoreHold writes what finds a hold: the open holds' index, its
+// idempotency record, its RRN reference (collected, the newest wins) and
+// its share of the velocity counter. Holds are not in the id index
+// (docs/ledger.md): they are found by their idempotency key. A closed one
+// keeps the lifetime the scripts gave it.
+func (rb *rebuilder) restoreHold(t *table, r storedRow, key string, col func(string) string) {
+	pipe, ctx, keys, cfg := rb.pw.pipe, rb.ctx, rb.keys, rb.cfg
+	if at := holdRetiredAt(t, r.vals, cfg); !at.IsZero() {
+		pipe.PExpireAt(ctx, key, at)
+	}
+	created, _ := strconv.ParseInt(col("created_ms"), 10, 64)
+	if col("state") == "OPEN" {
+		pipe.ZAdd(ctx, keys.OpenHolds(r.partner), redis.Z{Score: float64(created), Member: r.id})
+		rb.rep.OpenHolds++
+	}
+	if sp := col("spend"); sp != "" {
+		left := atoi64(col("approved")) - atoi64(col("released"))
+		rb.spend.add(r.partner, col("card_id"), sp, left, cfg.now())
+	}
+	if cfg.velWindow > 0 && col("card_id") != "" && col("origin") != "force_post" &&
+		created/cfg.velWindow.Milliseconds() == rb.velIndex {
+		rb.velocity[[2]string{r.partner, col("card_id")}]++
+	}
+	expires := time.UnixMilli(created).Add(cfg.idemTTL)
+	if cfg.idemTTL > 0 && !expires.After(cfg.now()) {
+		return // the ledger would have forgotten its keys by now
+	}
+	// The reversal fallback (RRN + card id), with the lifetime the scripts
+	// give it: the idempotency TTL. Several holds can share one (an advice
+	// without DE90 repeating the RRN): the scripts leave the newest.
+	if ref := col("reference"); ref != "" {
+		k := keys.Reference(r.partner, ref)
+		if cur, ok := rb.refs[k]; !ok || created > cur.created || created == cur.created && r.id > cur.hold {
+			rb.refs[k] = refTarget{hold: r.id, created: created, expires: expires}
+		}
+	}
+	if ik := col("idem_key"); ik != "" {
+		k := keys.Idem(r.partner, ik)
+		pipe.HSet(ctx, k, storedAnswer(r.id, col)...)
+		if cfg.idemTTL > 0 {
+			pipe.PExpireAt(ctx, k, expires)
+		}
+		rb.rep.IdemKeys++
+	}
+}
+
+// restoreSequences raises every partner's journal sequence to the highest
+// the store holds.
+func (rb *rebuilder) restoreSequences(db *DB) error {
+	rows, err := db.Query(rb.ctx, `SELECT partner_id, max(seq) FROM journal GROUP BY partner_id`)
+	if err != nil {
+		return fmt.Errorf("reading journal sequences: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			p   string
+			seq int64
+		)
+		if err := rows.Scan(&p, &seq); err != nil {
+			return fmt.Errorf("reading journal sequences: %w", err)
+		}
+		setIfGreater.Eval(rb.ctx, rb.pw.pipe, []string{rb.keys.Seq(p)}, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading journal sequences: %w", err)
+	}
+	return nil
+}
+
+// restoreReferences writes the RRN references collected from the holds.
+func (rb *rebuilder) restoreReferences() {
+	for k, t := range rb.refs {
+		rb.pw.pipe.Set(rb.ctx, k, t.hold, 0)
+		if rb.cfg.idemTTL > 0 {
+			rb.pw.pipe.PExpireAt(rb.ctx, k, t.expires)
+		}
+		rb.rep.References++
+	}
+}
+
+// restoreProgram writes a program's index entries and its BIN ranges
+// routing.
+func (rb *rebuilder) restoreProgram(r storedRow, binRanges string) {
+	pipe, ctx, keys := rb.pw.pipe, rb.ctx, rb.keys
+	pipe.HSet(ctx, keys.Index(), r.id, r.partner)
+	pipe.SAdd(ctx, keys.Programs(r.partner), r.id)
+	var ranges []struct{ From, To string }
+	if binRanges != "" {
+		if err := json.Unmarshal([]byte(binRanges), &ranges); err != nil {
+			rb.rep.Notes = append(rb.rep.Notes, fmt.Sprintf("program %s: bin_ranges unreadable, not routed: %v", r.id, err))
+		}
+	}
+	for _, rg := range ranges {
+		pipe.HSet(ctx, keys.Ranges(), rg.From+"-"+rg.To, r.partner+"/"+r.id)
+	}
+}
+
+// restoreSpendWindows writes the spend-control windows that have not
+// ended, as the reservation script charges them.
+func (rb *rebuilder) restoreSpendWindows() {
+	for k, w := range rb.spend {
+		key := rb.keys.Spend(k.partner, k.card, k.window)
+		rb.pw.pipe.HSet(rb.ctx, key, "amount", w.amount, "count", w.count)
+		if w.end > 0 {
+			rb.pw.pipe.PExpire(rb.ctx, key, time.UnixMilli(w.end).Sub(rb.cfg.now())+24*time.Hour)
+		}
+		rb.rep.SpendWindows++
+	}
 }
 
 type spendKey struct{ partner, card, window string }
@@ -400,6 +466,16 @@ func atoi64(s string) int64 {
 	return n
 }
 
+// restoreVelocity writes the counters of the current velocity window, as
+// velocity.lua keeps them: the window's count, for two windows.
+func (rb *rebuilder) restoreVelocity() {
+	for pc, n := range rb.velocity {
+		k := rb.keys.Velocity(pc[0], pc[1], rb.velIndex)
+		rb.pw.pipe.Set(rb.ctx, k, n, 2*rb.cfg.velWindow)
+		rb.rep.Velocity++
+	}
+}
+
 // storedAnswer is the idempotency record the script that made a hold wrote
 // (reserve.lua, force_post.lua, refund.lua), rebuilt from the hold's row.
 // Rows written before migration 0003 lack origin, requested and
@@ -437,10 +513,10 @@ func storedAnswer(holdID string, col func(string) string) []any {
 	return out
 }
 
-// rebuildPartners lists every partner Postgres or Redis knows.
-func rebuildPartners(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, pool *pgxpool.Pool) ([]string, error) {
+// rebuildPartners lists every partner the store or Redis knows.
+func rebuildPartners(ctx context.Context, rdb redis.UniversalClient, keys ledger.Keys, db *DB) ([]string, error) {
 	set := map[string]bool{}
-	rows, err := pool.Query(ctx, `SELECT id FROM partners UNION SELECT DISTINCT partner_id FROM journal`)
+	rows, err := db.Query(ctx, `SELECT id FROM partners UNION SELECT DISTINCT partner_id FROM journal`)
 	if err != nil {
 		return nil, fmt.Errorf("listing partners: %w", err)
 	}
@@ -496,22 +572,22 @@ func (pw *pipeWriter) flush() error {
 	return nil
 }
 
-// pgRow is one row read from Postgres, every value as text.
-type pgRow struct {
+// storedRow is one row read from the durable store, every value as text.
+type storedRow struct {
 	partner, id, v string
 	vals           []string // t.cols order
 }
 
-// eachPGRow streams every row of t.
-func eachPGRow(ctx context.Context, pool *pgxpool.Pool, t *table, fn func(pgRow) error) error {
-	rows, err := pool.Query(ctx, t.selectSQL)
+// eachRow streams every row of t.
+func eachRow(ctx context.Context, db *DB, t *table, fn func(storedRow) error) error {
+	rows, err := db.Query(ctx, t.selectSQL)
 	if err != nil {
 		return fmt.Errorf("querying %s: %w", t.name, err)
 	}
 	defer rows.Close()
 	dst := make([]any, 3+len(t.cols))
 	for rows.Next() {
-		r := pgRow{vals: make([]string, len(t.cols))}
+		r := storedRow{vals: make([]string, len(t.cols))}
 		dst[0], dst[1], dst[2] = &r.id, &r.partner, &r.v
 		for i := range t.cols {
 			dst[3+i] = &r.vals[i]

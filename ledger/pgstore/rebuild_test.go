@@ -105,13 +105,13 @@ func TestRebuild(t *testing.T) {
 	}
 	delete(before, oldHold) // a live Redis would have let it go by now
 
-	rep, err := Rebuild(ctx, fx.rdb, fx.keys, fx.pool)
+	rep, err := Rebuild(ctx, fx.rdb, fx.keys, fx.db)
 	if err != nil || !rep.Skipped {
 		t.Fatalf("Rebuild with ready set = %+v, %v; want skipped", rep, err)
 	}
 
 	ledgertest.DeleteKeys(t, ctx, fx.rdb, fx.keys.Pattern())
-	rep, err = Rebuild(ctx, fx.rdb, fx.keys, fx.pool)
+	rep, err = Rebuild(ctx, fx.rdb, fx.keys, fx.db)
 	if err != nil {
 		t.Fatalf("Rebuild: %v", err)
 	}
@@ -144,7 +144,7 @@ func TestRebuild(t *testing.T) {
 			t.Fatalf("journal stream of %s after rebuild holds %d entries (%v); want none", p, n, err)
 		}
 	}
-	if a, err := Audit(ctx, fx.rdb, fx.keys, fx.pool); err != nil || !a.OK() {
+	if a, err := Audit(ctx, fx.rdb, fx.keys, fx.db); err != nil || !a.OK() {
 		t.Fatalf("Audit after rebuild: %v\n%s", err, a)
 	} else if a.RetiredHolds != 1 {
 		t.Errorf("audit counted %d retired holds, want 1 (pa-old)", a.RetiredHolds)
@@ -169,7 +169,7 @@ func TestRebuildRefusesUnflushed(t *testing.T) {
 	fx := newFixture(t)
 	ctx := ctxT(t, 20*time.Second)
 	fx.seedProgram(t, "pa", "DEPOSIT", "400001")
-	_, err := Rebuild(ctx, fx.rdb, fx.keys, fx.pool)
+	_, err := Rebuild(ctx, fx.rdb, fx.keys, fx.db)
 	if !errors.Is(err, ErrUnflushed) {
 		t.Fatalf("Rebuild with an unflushed journal: err = %v, want ErrUnflushed", err)
 	}
@@ -202,7 +202,7 @@ func TestRebuildNeverLowersSeq(t *testing.T) {
 			if tt.start != "" {
 				must(t, fx.rdb.Set(ctx, fx.keys.Seq("pa"), tt.start, 0).Err())
 			}
-			if _, err := Rebuild(ctx, fx.rdb, fx.keys, fx.pool); err != nil {
+			if _, err := Rebuild(ctx, fx.rdb, fx.keys, fx.db); err != nil {
 				t.Fatal(err)
 			}
 			if got := fx.rdb.Get(ctx, fx.keys.Seq("pa")).Val(); got != tt.want {

@@ -18,9 +18,10 @@ type table struct {
 	numeric []bool   // numeric[i] reports whether cols[i] is a bigint column
 	index   map[string]int
 
-	selectSQL string // every row, every column as text
-	updateSQL string // aggregated changes to existing rows (see PGSink)
-	insertSQL string // rows that did not exist yet
+	selectSQL string // every row, every column as text (any dialect)
+	updateSQL string // Postgres: aggregated changes to existing rows (see PGSink)
+	insertSQL string // Postgres: rows that did not exist yet
+	lite      tableSQL
 }
 
 // identRE is what a table or column name must look like before it is put in
@@ -90,14 +91,28 @@ func (t *table) pgType(i int) string {
 	return "text"
 }
 
-func (t *table) buildSQL() {
-	q := quote(t.name)
+// tableSQL are a table's write statements in one dialect.
+type tableSQL struct {
+	updateSQL string // aggregated changes to existing rows (see PGSink)
+	insertSQL string // rows that did not exist yet
+}
 
-	sel := []string{"id", "partner_id", "v::text"}
+func (t *table) buildSQL() {
+	sel := []string{"id", "partner_id", "CAST(v AS text)"}
 	for _, c := range t.cols {
-		sel = append(sel, quote(c)+"::text")
+		sel = append(sel, "CAST("+quote(c)+" AS text)")
 	}
-	t.selectSQL = "SELECT " + strings.Join(sel, ", ") + " FROM " + q + " ORDER BY partner_id, id"
+	t.selectSQL = "SELECT " + strings.Join(sel, ", ") + " FROM " + quote(t.name) + " ORDER BY partner_id, id"
+
+	pg := t.writeSQL(postgresDialect)
+	t.updateSQL, t.insertSQL = pg.updateSQL, pg.insertSQL
+	t.lite = t.writeSQL(sqliteDialect)
+}
+
+// writeSQL builds the table's UPDATE and INSERT of a batch in dialect d:
+// the rule is the same for every store, only its spelling differs.
+func (t *table) writeSQL(d *dialect) tableSQL {
+	q := quote(t.name)
 
 	// UPDATE of rows that exist. Per column the arrays carry the version of
 	// the change that last set it (0: not set in this batch), that value,
@@ -110,11 +125,9 @@ func (t *table) buildSQL() {
 	// (ca[i]): the scripts only add to a numeric column after the set that
 	// created it, so those adds are newer. See aggregate for why, in order,
 	// this equals applying the changes one by one.
-	var sets, cvs, cas, params, names []string
-	n := 0
+	var sets, cvs, cas, types, names []string
 	param := func(typ, alias string) {
-		n++
-		params = append(params, fmt.Sprintf("$%d::%s[]", n, typ))
+		types = append(types, typ)
 		names = append(names, alias)
 	}
 	param("text", "id")
@@ -123,7 +136,7 @@ func (t *table) buildSQL() {
 		ver, val := fmt.Sprintf("x.ver_%d", i), fmt.Sprintf("x.val_%d", i)
 		param("bigint", ver[2:])
 		param(t.pgType(i), val[2:])
-		stored := fmt.Sprintf("COALESCE(r.cv[%d], r.v)", i+1)
+		stored := fmt.Sprintf("COALESCE(%s, r.v)", d.elem("r.cv", i))
 		// A version equal to the row's was applied already (the same event).
 		wins := ver + " > " + stored + " AND " + ver + " <> r.v"
 		cvs = append(cvs, fmt.Sprintf("CASE WHEN %s THEN %s ELSE %s END", wins, ver, stored))
@@ -131,40 +144,40 @@ func (t *table) buildSQL() {
 			after, all := fmt.Sprintf("x.aft_%d", i), fmt.Sprintf("x.all_%d", i)
 			param("bigint", after[2:])
 			param("bigint", all[2:])
-			since := fmt.Sprintf("CASE WHEN %s < r.v THEN COALESCE(r.ca[%d], 0) ELSE 0 END", ver, i+1)
+			since := fmt.Sprintf("CASE WHEN %s < r.v THEN COALESCE(%s, 0) ELSE 0 END", ver, d.elem("r.ca", i))
 			sets = append(sets, fmt.Sprintf("%s = CASE WHEN %s THEN %s + %s + %s ELSE r.%s + %s END",
 				quote(c), wins, val, after, since, quote(c), all))
-			cas = append(cas, fmt.Sprintf("CASE WHEN %s THEN %s + %s ELSE COALESCE(r.ca[%d], 0) + %s END",
-				wins, after, since, i+1, all))
+			cas = append(cas, fmt.Sprintf("CASE WHEN %s THEN %s + %s ELSE COALESCE(%s, 0) + %s END",
+				wins, after, since, d.elem("r.ca", i), all))
 		} else {
 			sets = append(sets, fmt.Sprintf("%s = CASE WHEN %s THEN %s ELSE r.%s END", quote(c), wins, val, quote(c)))
 			cas = append(cas, "0")
 		}
 	}
-	sets = append(sets, "v = GREATEST(r.v, x.v)",
-		"cv = ARRAY["+strings.Join(cvs, ", ")+"]::bigint[]",
-		"ca = ARRAY["+strings.Join(cas, ", ")+"]::bigint[]")
-	// The redundant r.id = ANY($1) lets the planner probe the primary key
-	// for the batch's rows; joined with the unnest alone it hashes the
-	// whole table, which on holds grows with every authorization.
-	t.updateSQL = "UPDATE " + q + " AS r SET " + strings.Join(sets, ", ") +
-		" FROM unnest(" + strings.Join(params, ", ") + ") AS x(" + strings.Join(names, ", ") + ")" +
-		" WHERE r.id = x.id AND r.id = ANY($1::text[])"
+	sets = append(sets, "v = "+d.greatest("r.v", "x.v"), "cv = "+d.array(cvs), "ca = "+d.array(cas))
+	// The redundant r.id = ANY($1) lets Postgres's planner probe the
+	// primary key for the batch's rows; joined with the unnest alone it
+	// hashes the whole table, which on holds grows with every
+	// authorization.
+	var out tableSQL
+	out.updateSQL = "UPDATE " + q + " AS r SET " + strings.Join(sets, ", ") +
+		" FROM " + d.batchRows(types, names, "x") + " WHERE r.id = x.id" + d.batchFilter
 
 	// INSERT of rows that did not exist: their values are computed in Go;
 	// cv and ca arrive as array literals.
 	cols := []string{"id", "partner_id", "v", "cv", "ca"}
-	ins := []string{"$1::text[]", "$2::text[]", "$3::bigint[]", "$4::text[]", "$5::text[]"}
-	sel = []string{"u.c1", "u.c2", "u.c3", "u.c4::bigint[]", "u.c5::bigint[]"}
+	types = []string{"text", "text", "bigint", "text", "text"}
+	sel := []string{"u.c1", "u.c2", "u.c3", d.castArray("u.c4"), d.castArray("u.c5")}
 	alias := []string{"c1", "c2", "c3", "c4", "c5"}
 	for i, c := range t.cols {
 		cols = append(cols, quote(c))
-		ins = append(ins, fmt.Sprintf("$%d::%s[]", i+6, t.pgType(i)))
+		types = append(types, t.pgType(i))
 		sel = append(sel, fmt.Sprintf("u.c%d", i+6))
 		alias = append(alias, fmt.Sprintf("c%d", i+6))
 	}
-	t.insertSQL = "INSERT INTO " + q + " (" + strings.Join(cols, ", ") + ") SELECT " + strings.Join(sel, ", ") +
-		" FROM unnest(" + strings.Join(ins, ", ") + ") AS u(" + strings.Join(alias, ", ") + ") ON CONFLICT (id) DO NOTHING"
+	out.insertSQL = "INSERT INTO " + q + " (" + strings.Join(cols, ", ") + ") SELECT " + strings.Join(sel, ", ") +
+		" FROM " + d.batchRows(types, alias, "u") + d.insertSelect + " ON CONFLICT (id) DO NOTHING"
+	return out
 }
 
 // sensitive columns are never printed: the audit says they differ, not how.

@@ -79,6 +79,22 @@ func (s *PGSink) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 // base64 of their bytes, whatever they hold; storing the same entry twice
 // keeps the first.
 func (s *PGSink) Quarantine(ctx context.Context, q QuarantinedEntry) error {
+	fields, err := quarantineFields(q)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO journal_quarantine (partner_id, stream_id, seq, fields, error)
+VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+		safeText(q.PartnerID), safeText(q.StreamID), q.Seq, string(fields), safeText(q.Err))
+	if err != nil {
+		return fmt.Errorf("storing quarantined entry: %w", err)
+	}
+	return nil
+}
+
+// quarantineFields is how a quarantined entry's fields are stored: a JSON
+// object of field name -> base64 of the raw bytes.
+func quarantineFields(q QuarantinedEntry) (string, error) {
 	raw := make(map[string][]byte, len(q.Fields))
 	for k, v := range q.Fields {
 		switch t := v.(type) {
@@ -90,15 +106,9 @@ func (s *PGSink) Quarantine(ctx context.Context, q QuarantinedEntry) error {
 	}
 	fields, err := json.Marshal(raw)
 	if err != nil {
-		return fmt.Errorf("encoding quarantined entry: %w", err)
+		return "", fmt.Errorf("encoding quarantined entry: %w", err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO journal_quarantine (partner_id, stream_id, seq, fields, error)
-VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-		safeText(q.PartnerID), safeText(q.StreamID), q.Seq, string(fields), safeText(q.Err))
-	if err != nil {
-		return fmt.Errorf("storing quarantined entry: %w", err)
-	}
-	return nil
+	return string(fields), nil
 }
 
 // safeText makes s storable as Postgres text, for messages: invalid bytes
@@ -178,30 +188,9 @@ func (e *ConflictError) Error() string {
 // round trip, only then): a replay is identical; anything else is a reused
 // sequence and fails the batch with a *ConflictError.
 func (s *PGSink) Apply(ctx context.Context, events []Event) (int, error) {
-	if len(events) == 0 {
-		return 0, nil
-	}
-	// In journal order, one event per id; the same id twice with other
-	// content is a conflict (sorted, the same ids are neighbours).
-	sorted := append([]Event(nil), events...)
-	sortEvents(sorted)
-	evs := sorted[:0]
-	chs := make([]string, 0, len(sorted))
-	var conflicts []EventID
-	for _, ev := range sorted {
-		ch := string(changesJSON(ev.Changes))
-		if n := len(evs); n > 0 && evs[n-1].PartnerID == ev.PartnerID && evs[n-1].Seq == ev.Seq {
-			p := evs[n-1]
-			if p.Type != ev.Type || p.Reason != ev.Reason || p.TsMs != ev.TsMs || chs[n-1] != ch || p.Meta != ev.Meta {
-				conflicts = append(conflicts, EventID{ev.PartnerID, ev.Seq})
-			}
-			continue
-		}
-		evs = append(evs, ev)
-		chs = append(chs, ch)
-	}
-	if len(conflicts) > 0 {
-		return 0, &ConflictError{Events: conflicts}
+	evs, chs, err := distinctEvents(events)
+	if err != nil || len(evs) == 0 {
+		return 0, err
 	}
 	cols := newJournalColumns(evs, chs)
 	if n, err, done := s.applyAllNew(ctx, evs, cols); done {
@@ -341,14 +330,10 @@ func (s *PGSink) applyChecked(ctx context.Context, evs []Event, cols journalColu
 }
 
 // changeSettingsSQL sets, for the rest of the transaction, what the
-// statements of aggregate.queue need:
-//   - the UPDATEs join a batch's few hundred ids with tables that grow by
-//     every authorization (holds): probing the primary key is always
-//     right, but until the table is large the planner prefers hashing all
-//     of it, hence enable_seqscan off;
-//   - planning an UPDATE with a CASE per column costs more than running it
-//     for a small batch (about 0.25 ms against 0.1 ms), and the plan is the
-//     same for every batch: a generic plan is made once per connection.
+// statements of aggregate.queue need: // the UPDATEs join a batch's few hundred ids with tables that grow by
+// every authorization (holds): probing the primary key is always right,
+// but until the table is large the planner prefers hashing all of it,
+// hence enable_seqscan off.
 const changeSettingsSQL = `SELECT set_config('enable_seqscan', 'off', true)`
 
 // queue adds the aggregated changes to batch: an UPDATE and an INSERT per
@@ -362,6 +347,34 @@ func (a *aggregate) queue(batch *pgx.Batch) {
 		batch.Queue(t.updateSQL, ta.updateArgs()...)
 		batch.Queue(t.insertSQL, ta.insertArgs()...)
 	}
+}
+
+// distinctEvents puts events in journal order (partner, seq) and keeps one
+// event per id, with its changes in their canonical text (changesJSON);
+// the same id twice with other content is a *ConflictError.
+func distinctEvents(events []Event) ([]Event, []string, error) {
+	sorted := append([]Event(nil), events...)
+	sortEvents(sorted)
+	evs := sorted[:0]
+	chs := make([]string, 0, len(sorted))
+	var conflicts []EventID
+	for _, ev := range sorted {
+		ch := string(changesJSON(ev.Changes))
+		// Sorted, the same ids are neighbours.
+		if n := len(evs); n > 0 && evs[n-1].PartnerID == ev.PartnerID && evs[n-1].Seq == ev.Seq {
+			p := evs[n-1]
+			if p.Type != ev.Type || p.Reason != ev.Reason || p.TsMs != ev.TsMs || chs[n-1] != ch || p.Meta != ev.Meta {
+				conflicts = append(conflicts, EventID{ev.PartnerID, ev.Seq})
+			}
+			continue
+		}
+		evs = append(evs, ev)
+		chs = append(chs, ch)
+	}
+	if len(conflicts) > 0 {
+		return nil, nil, &ConflictError{Events: conflicts}
+	}
+	return evs, chs, nil
 }
 
 // aggregate folds the changes of a batch into one pending write per row, so

@@ -2,19 +2,17 @@ package pgstore
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Transactions reads the transaction history of cards and balances from
-// Postgres: holds (authorizations, financial messages, forced posts,
+// the durable store: holds (authorizations, financial messages, forced posts,
 // refunds) with the journal entries that changed them, and the declines
 // and user balance reloads that left no hold (migration 0010:
 // journal_refs and the holds indexes). docs/transactions.md describes it.
@@ -24,11 +22,11 @@ import (
 // decline's entry follows in the next group commit. Callers that must see
 // those too wait for the write-behind first (api.Config.JournalBarrier).
 type Transactions struct {
-	pool *pgxpool.Pool
+	db *DB
 }
 
-// NewTransactions reads from pool.
-func NewTransactions(pool *pgxpool.Pool) *Transactions { return &Transactions{pool: pool} }
+// NewTransactions reads from db.
+func NewTransactions(db *DB) *Transactions { return &Transactions{db: db} }
 
 // HoldRow is a hold row as Postgres holds it.
 type HoldRow struct {
@@ -145,7 +143,7 @@ func keyOf(t Txn) sortKey {
 const holdColumns = `id, partner_id, balance_id, card_id, currency, state, approval_code, txn_type, origin,
 	amount, captured, released, requested, approved, created_ms, closed_ms`
 
-func scanHold(row pgx.Row) (HoldRow, error) {
+func scanHold(row Row) (HoldRow, error) {
 	var h HoldRow
 	err := row.Scan(&h.ID, &h.PartnerID, &h.BalanceID, &h.CardID, &h.Currency, &h.State, &h.ApprovalCode, &h.TxnType, &h.Origin,
 		&h.Amount, &h.Captured, &h.Released, &h.Requested, &h.Approved, &h.CreatedMs, &h.ClosedMs)
@@ -187,11 +185,11 @@ func (s *Transactions) List(ctx context.Context, q TxnQuery) ([]Txn, bool, error
 		}
 		hid = ""
 	}
-	rows, err := s.pool.Query(ctx, holdsSQL, owner, q.PartnerID, hms, hid, n)
+	rows, err := s.db.Query(ctx, holdsSQL, owner, q.PartnerID, hms, hid, n)
 	if err != nil {
 		return nil, false, fmt.Errorf("listing holds: %w", err)
 	}
-	holds, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (HoldRow, error) { return scanHold(r) })
+	holds, err := collect(rows, scanHold)
 	if err != nil {
 		return nil, false, fmt.Errorf("listing holds: %w", err)
 	}
@@ -213,28 +211,24 @@ func (s *Transactions) List(ctx context.Context, q TxnQuery) ([]Txn, bool, error
 	if q.CardID == "" {
 		sources = []source{{refs: q.CardIDs, typ: "decline"}, {refs: []string{q.BalanceID}, typ: "user_balance_reload"}}
 	}
-	var ps []string
 	var seqs []int64
 	for _, src := range sources {
 		if len(src.refs) == 0 {
 			continue
 		}
-		rows, err := s.pool.Query(ctx, `SELECT seq FROM journal_refs
-			WHERE ref_id = ANY($1) AND type = $2 AND partner_id = $3 AND (ts_ms, seq) < ($4, $5)
+		rows, err := s.db.Query(ctx, `SELECT seq FROM journal_refs
+			WHERE `+s.db.In("ref_id", "$1")+` AND type = $2 AND partner_id = $3 AND (ts_ms, seq) < ($4, $5)
 			ORDER BY ts_ms DESC, seq DESC LIMIT $6`, src.refs, src.typ, q.PartnerID, jms, jseq, n)
 		if err != nil {
 			return nil, false, fmt.Errorf("listing %s entries: %w", src.typ, err)
 		}
-		got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		got, err := collect(rows, scanInt64)
 		if err != nil {
 			return nil, false, fmt.Errorf("listing %s entries: %w", src.typ, err)
 		}
-		for _, seq := range got {
-			ps = append(ps, q.PartnerID)
-			seqs = append(seqs, seq)
-		}
+		seqs = append(seqs, got...)
 	}
-	entries, err := s.entries(ctx, ps, seqs)
+	entries, err := s.entries(ctx, q.PartnerID, seqs)
 	if err != nil {
 		return nil, false, err
 	}
@@ -279,8 +273,8 @@ func (s *Transactions) List(ctx context.Context, q TxnQuery) ([]Txn, bool, error
 func (s *Transactions) cursorKey(ctx context.Context, q TxnQuery) (sortKey, error) {
 	a := q.After
 	if a.HoldID != "" {
-		h, err := scanHold(s.pool.QueryRow(ctx, `SELECT `+holdColumns+` FROM holds WHERE id = $1`, a.HoldID))
-		if errors.Is(err, pgx.ErrNoRows) {
+		h, err := scanHold(s.db.QueryRow(ctx, `SELECT `+holdColumns+` FROM holds WHERE id = $1`, a.HoldID))
+		if errors.Is(err, sql.ErrNoRows) {
 			return sortKey{}, ErrForeignCursor
 		}
 		if err != nil {
@@ -294,7 +288,7 @@ func (s *Transactions) cursorKey(ctx context.Context, q TxnQuery) (sortKey, erro
 	if a.PartnerID != q.PartnerID {
 		return sortKey{}, ErrForeignCursor
 	}
-	es, err := s.entries(ctx, []string{a.PartnerID}, []int64{a.Seq})
+	es, err := s.entries(ctx, a.PartnerID, []int64{a.Seq})
 	if err != nil {
 		return sortKey{}, err
 	}
@@ -326,23 +320,22 @@ func DeclinedCard(e JournalRow) string {
 	return m.Card
 }
 
-// entries reads journal entries by id, in the order of the ids given
-// (missing ones are left out).
-func (s *Transactions) entries(ctx context.Context, partners []string, seqs []int64) ([]JournalRow, error) {
+// entries reads journal entries of a partner by sequence number (missing
+// ones are left out), in no particular order.
+func (s *Transactions) entries(ctx context.Context, partnerID string, seqs []int64) ([]JournalRow, error) {
 	if len(seqs) == 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT j.partner_id, j.seq, j.type, j.reason, j.ts_ms, j.changes, j.meta
-		FROM unnest($1::text[], $2::bigint[]) AS u(p, s)
-		JOIN journal j ON j.partner_id = u.p AND j.seq = u.s`, partners, seqs)
+	rows, err := s.db.Query(ctx, `SELECT partner_id, seq, type, reason, ts_ms, changes, meta
+		FROM journal WHERE partner_id = $1 AND `+s.db.In("seq", "$2"), partnerID, seqs)
 	if err != nil {
 		return nil, fmt.Errorf("reading journal entries: %w", err)
 	}
 	return collectEntries(rows)
 }
 
-func collectEntries(rows pgx.Rows) ([]JournalRow, error) {
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (JournalRow, error) {
+func collectEntries(rows Rows) ([]JournalRow, error) {
+	out, err := collect(rows, func(r Row) (JournalRow, error) {
 		var j JournalRow
 		var ch, meta []byte
 		if err := r.Scan(&j.PartnerID, &j.Seq, &j.Type, &j.Reason, &j.TsMs, &ch, &meta); err != nil {
@@ -367,9 +360,9 @@ func (s *Transactions) Histories(ctx context.Context, partnerID string, holdIDs 
 	if len(holdIDs) == 0 {
 		return out, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT r.ref_id, j.partner_id, j.seq, j.type, j.reason, j.ts_ms, j.changes, j.meta
+	rows, err := s.db.Query(ctx, `SELECT r.ref_id, j.partner_id, j.seq, j.type, j.reason, j.ts_ms, j.changes, j.meta
 		FROM journal_refs r JOIN journal j ON j.partner_id = r.partner_id AND j.seq = r.seq
-		WHERE r.ref_id = ANY($1) AND r.partner_id = $2 AND r.type <> 'decline' AND r.seq <= $3
+		WHERE `+s.db.In("r.ref_id", "$1")+` AND r.partner_id = $2 AND r.type <> 'decline' AND r.seq <= $3
 		ORDER BY r.seq`, holdIDs, partnerID, upTo)
 	if err != nil {
 		return nil, fmt.Errorf("reading hold histories: %w", err)
@@ -399,7 +392,7 @@ func (s *Transactions) Histories(ctx context.Context, partnerID string, holdIDs 
 // history rather than read from its row. ok is false when there is none.
 func (s *Transactions) Get(ctx context.Context, partnerID string, ref TxnRef, upTo int64) (Txn, bool, error) {
 	if ref.HoldID == "" {
-		es, err := s.entries(ctx, []string{ref.PartnerID}, []int64{ref.Seq})
+		es, err := s.entries(ctx, ref.PartnerID, []int64{ref.Seq})
 		if err != nil || len(es) == 0 {
 			return Txn{}, false, err
 		}

@@ -132,7 +132,7 @@ func BenchmarkTransactionList(b *testing.B) {
 	}
 	b.Logf("loaded %d holds and %d declines (%d journal references) in %s", nHolds, cards*declinesPerCar, nRefs, time.Since(start).Round(time.Second))
 
-	store := NewTransactions(pool)
+	store := NewTransactions(Postgres(pool))
 	run := func(b *testing.B, cursor bool) {
 		var took []time.Duration
 		for b.Loop() {

@@ -36,7 +36,7 @@ func (a *App) mountAPI(mux *http.ServeMux, le *ledger.Engine) error {
 	}
 	srv, err := api.New(api.Config{
 		Ledger: a.Ledger, Issuing: a.Issuing, Keys: a.Keys, Redis: a.Redis, RedisPrefix: a.cfg.KeyPrefix + "-api",
-		DB: a.Pool, SessionTTL: a.cfg.SessionTTL, AdminSessionTTL: a.cfg.AdminSessionTTL,
+		DB: a.DB, SessionTTL: a.cfg.SessionTTL, AdminSessionTTL: a.cfg.AdminSessionTTL,
 		PasswordIterations: a.cfg.AdminPasswordIterations,
 		BootstrapAdminUser: a.cfg.AdminUser, BootstrapAdminPassword: a.cfg.AdminPassword,
 		LowBalanceWebhook: a.cfg.LowBalanceWebhook, LowBalanceWebhookSecret: a.cfg.LowBalanceWebhookSecret,

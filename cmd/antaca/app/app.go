@@ -2,6 +2,8 @@
 // (migrations, write-behind, recovery), Redis (the ledger), the decision
 // engine, the ISO 8583 listener and the HTTP listener (REST API, health,
 // metrics). Tests start it on 127.0.0.1:0 and stop it like `antaca serve`.
+// NewOn runs the same parts on stores its caller opened: `antaca demo`
+// gives it an in-process Redis and a SQLite file.
 package app
 
 import (
@@ -39,8 +41,10 @@ type App struct {
 	log      *slog.Logger
 	Registry *prometheus.Registry
 
-	Keys    *cardcrypto.Keys
-	Redis   redis.UniversalClient
+	Keys  *cardcrypto.Keys
+	Redis redis.UniversalClient
+	// DB is the durable store; Pool is its Postgres pool (nil on SQLite).
+	DB      *pgstore.DB
 	Pool    *pgxpool.Pool
 	Ledger  *ledger.Ledger
 	Issuing *issuing.Service
@@ -55,23 +59,63 @@ type App struct {
 
 	keysCreated bool // this start created the keys directory's keys
 
-	ready    atomic.Bool
-	draining atomic.Bool
-	rebuilds prometheus.Counter
-	rebuilt  atomic.Int64
-	recheck  chan struct{} // wakes watchRedis before its next tick
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	errs     chan error
+	ready       atomic.Bool
+	draining    atomic.Bool
+	rebuilds    prometheus.Counter
+	rebuilt     atomic.Int64
+	lastRebuild atomic.Pointer[pgstore.RebuildReport]
+	recheck     chan struct{} // wakes watchRedis before its next tick
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	errs        chan error
 
 	// expiryErrors counts the failures of the periodic hold expiry.
 	expiryErrors prometheus.Counter
 }
 
+// Stores are what an App keeps its state in: Redis (the ledger) and the
+// durable store. The App closes them when it stops.
+type Stores struct {
+	Redis redis.UniversalClient
+	DB    *pgstore.DB
+}
+
 // New prepares an App: it loads keys, migrates Postgres, connects to Redis,
 // rebuilds Redis from Postgres when Redis lost its state, and binds the
-// listeners. Start begins serving.
+// listeners. Start begins serving. Without its stores it fails: it never
+// falls back to others.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	return newApp(ctx, cfg, log, func(a *App) (Stores, error) {
+		if err := pgstore.Migrate(ctx, cfg.DatabaseURL); err != nil {
+			return Stores{}, fmt.Errorf("migrating: %w", err)
+		}
+		pool, err := pgstore.OpenPool(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return Stores{}, fmt.Errorf("opening postgres: %w", err)
+		}
+		a.DB = pgstore.Postgres(pool) // closed with the App from here on
+		rdb, err := newRedis(cfg)
+		if err != nil {
+			return Stores{}, err
+		}
+		return Stores{Redis: rdb, DB: a.DB}, nil
+	})
+}
+
+// NewOn is New on stores the caller opened (cfg's store settings are not
+// used). The App takes them over: it closes them on Shutdown, or when
+// NewOn fails.
+func NewOn(ctx context.Context, cfg Config, log *slog.Logger, st Stores) (*App, error) {
+	taken := false
+	a, err := newApp(ctx, cfg, log, func(*App) (Stores, error) { taken = true; return st, nil })
+	if err != nil && !taken {
+		_ = st.Redis.Close()
+		st.DB.Close()
+	}
+	return a, err
+}
+
+func newApp(ctx context.Context, cfg Config, log *slog.Logger, open func(*App) (Stores, error)) (*App, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -98,20 +142,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if a.Keys, err = cardcrypto.LoadOrCreate(cfg.KeysDir); err != nil {
 		return nil, fmt.Errorf("loading keys: %w", err)
 	}
-	if err := pgstore.Migrate(ctx, cfg.DatabaseURL); err != nil {
-		return nil, fmt.Errorf("migrating: %w", err)
-	}
-	if a.Pool, err = pgstore.OpenPool(ctx, cfg.DatabaseURL); err != nil {
-		return nil, fmt.Errorf("opening postgres: %w", err)
-	}
-	if a.Redis, err = newRedis(cfg); err != nil {
+	st, err := open(a)
+	if err != nil {
 		return nil, err
 	}
+	a.Redis, a.DB, a.Pool = st.Redis, st.DB, st.DB.Pool()
 	useRedisLogger(log)
 	if err := a.Redis.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("connecting to redis: %w", err)
 	}
-	if a.Ledger, err = ledger.New(a.Redis, ledger.Options{Prefix: cfg.KeyPrefix, AutoPipeline: true}); err != nil {
+	if a.Ledger, err = ledger.New(a.Redis, ledger.Options{Prefix: cfg.KeyPrefix, IdempotencyTTL: cfg.IdempotencyTTL, AutoPipeline: true}); err != nil {
 		return nil, err
 	}
 	if err := a.Ledger.Preload(ctx); err != nil {
@@ -122,7 +162,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.writeBehind, err = pgstore.NewWriteBehind(pgstore.Options{
-		Redis: a.Redis, Keys: a.Ledger.Keys(), Pool: a.Pool, Registerer: a.Registry, Logger: log,
+		Redis: a.Redis, Keys: a.Ledger.Keys(), Sink: a.DB.Sink(), Registerer: a.Registry, Logger: log,
 		CommitInterval: cfg.CommitInterval,
 	})
 	if err != nil {
@@ -208,19 +248,20 @@ func (a *App) recover(ctx context.Context) error {
 			return fmt.Errorf("committing the queued journal before the rebuild: %w", err)
 		}
 	}
-	var opts []pgstore.RebuildOption
+	opts := []pgstore.RebuildOption{pgstore.WithIdempotencyTTL(a.cfg.IdempotencyTTL)}
 	if a.cfg.VelocityMax > 0 {
 		opts = append(opts, pgstore.WithVelocityWindow(a.cfg.VelocityWindow))
 	}
-	rep, err := pgstore.Rebuild(ctx, a.Redis, a.Ledger.Keys(), a.Pool, opts...)
+	rep, err := pgstore.Rebuild(ctx, a.Redis, a.Ledger.Keys(), a.DB, opts...)
 	if err != nil {
-		return fmt.Errorf("rebuilding redis from postgres: %w", err)
+		return fmt.Errorf("rebuilding redis from %s: %w", a.DB.Engine(), err)
 	}
 	if !rep.Skipped {
 		a.rebuilds.Inc()
 		a.rebuilt.Add(1)
+		a.lastRebuild.Store(&rep)
 	}
-	a.log.Info("rebuilt redis state from postgres", "report", rep.String())
+	a.log.Info("rebuilt redis state from "+a.DB.Engine(), "report", rep.String())
 	return nil
 }
 
@@ -254,6 +295,15 @@ func (a *App) reportMode(ctx context.Context, mode ledger.AnswerAfter) {
 
 // Rebuilds is how many times this instance rebuilt Redis from Postgres.
 func (a *App) Rebuilds() int64 { return a.rebuilt.Load() }
+
+// LastRebuild is the report of this instance's latest rebuild of Redis;
+// false when it has made none.
+func (a *App) LastRebuild() (pgstore.RebuildReport, bool) {
+	if r := a.lastRebuild.Load(); r != nil {
+		return *r, true
+	}
+	return pgstore.RebuildReport{}, false
+}
 
 func (a *App) newISO() error {
 	profile, err := iso.ProfileByName(a.cfg.ISOProfile)
@@ -531,8 +581,8 @@ func (a *App) closeStores() {
 	if a.Redis != nil {
 		_ = a.Redis.Close()
 	}
-	if a.Pool != nil {
-		a.Pool.Close()
+	if a.DB != nil {
+		a.DB.Close()
 	}
 }
 

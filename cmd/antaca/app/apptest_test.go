@@ -398,7 +398,7 @@ func (h *harness) auditErr() error {
 	if err := h.App.FlushJournal(ctx); err != nil {
 		return fmt.Errorf("flushing the journal: %w", err)
 	}
-	rep, err := pgstore.Audit(ctx, h.App.Redis, h.App.Ledger.Keys(), h.App.Pool)
+	rep, err := pgstore.Audit(ctx, h.App.Redis, h.App.Ledger.Keys(), h.App.DB)
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,10 @@ type Config struct {
 
 	KeysDir string
 
-	HoldMaxAge     time.Duration
+	HoldMaxAge time.Duration
+	// IdempotencyTTL is how long the ledger keeps the answer to a message
+	// for its retransmissions, and a closed hold in Redis.
+	IdempotencyTTL time.Duration
 	MaxAmount      int64
 	MaxCashAmount  int64
 	AllowPartial   bool
@@ -124,6 +127,7 @@ func DefaultConfig() Config {
 		AdminPasswordIterations: 600_000,
 		KeysDir:                 "./keys",
 		HoldMaxAge:              7 * 24 * time.Hour,
+		IdempotencyTTL:          7 * 24 * time.Hour,
 		MaxAmount:               500_000,
 		MaxCashAmount:           100_000,
 		VelocityWindow:          time.Hour,
@@ -178,6 +182,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		env("admin-password-iterations", "PBKDF2-HMAC-SHA256 iterations of new admin password hashes"))
 	str(&c.KeysDir, "keys-dir", "directory of the server's keys (JWE, PAN, lookup, PIN, ZPK); filled on first start")
 	dur(&c.HoldMaxAge, "hold-max-age", "age after which an unresolved hold expires and its funds return")
+	dur(&c.IdempotencyTTL, "idempotency-ttl", "how long the answer to a message is kept for its retransmissions, and a closed hold stays in Redis")
 	fs.Int64Var(&c.MaxAmount, "max-amount", c.MaxAmount, env("max-amount", "largest purchase in minor units (0: no limit)"))
 	fs.Int64Var(&c.MaxCashAmount, "max-cash-amount", c.MaxCashAmount, env("max-cash-amount", "largest cash withdrawal in minor units (0: max-amount)"))
 	fs.BoolVar(&c.AllowPartial, "allow-partial", c.AllowPartial, env("allow-partial", "approve partial amounts of purchases when funds are short"))

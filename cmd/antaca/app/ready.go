@@ -40,7 +40,7 @@ func (a *App) readyCheck(ctx context.Context, name string) string {
 			return "redis unreachable"
 		}
 	case "postgres":
-		if a.Pool.Ping(ctx) != nil {
+		if a.DB.Ping(ctx) != nil {
 			return "postgres unreachable"
 		}
 	}

@@ -35,7 +35,7 @@ func (a *App) logStartup(ctx context.Context) {
 
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	var admins int
-	err := a.Pool.QueryRow(qctx, `SELECT count(*) FROM admins`).Scan(&admins)
+	err := a.DB.QueryRow(qctx, `SELECT count(*) FROM admins`).Scan(&admins)
 	cancel()
 	switch {
 	case err != nil:

@@ -122,6 +122,7 @@ var settingChecks = []settingCheck{
 		return atLeast(int64(c.AdminPasswordIterations), 10_000, "PBKDF2 iterations; fewer make stolen hashes cheap to guess")
 	}},
 	{"hold-max-age", func(c *Config) string { return positive(c.HoldMaxAge) }},
+	{"idempotency-ttl", func(c *Config) string { return positive(c.IdempotencyTTL) }},
 	{"max-amount", func(c *Config) string { return atLeast(c.MaxAmount, 0, "0 means no limit") }},
 	{"max-cash-amount", func(c *Config) string { return atLeast(c.MaxCashAmount, 0, "0 means --max-amount") }},
 	{"velocity-max", func(c *Config) string { return atLeast(c.VelocityMax, 0, "0 means no limit") }},
