@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/cmd/antaca/app"
 	"github.com/antaca/antaca/simulator"
 )
@@ -84,6 +86,16 @@ type Options struct {
 	// SkipPostgres leaves it out.
 	PGBenchSeconds, PGBenchClients int
 	SkipPostgres                   bool
+
+	// Controls, when set, are spend controls (JSON, as PUT .../controls
+	// takes them) set on every seeded card: the reservation then checks
+	// and charges them on every authorization.
+	Controls string
+	// RemoteDecision, when positive, starts a local decisioning backend
+	// answering "approved" after this long and makes it the remoteUrl of
+	// every seeded program (stand-in approve_if_funded, decision timeout
+	// RemoteTimeout, default 250ms).
+	RemoteDecision, RemoteTimeout time.Duration
 
 	// Progress receives one line per phase; nil is silent.
 	Progress func(format string, args ...any)
@@ -178,6 +190,10 @@ type Result struct {
 	InFlight    int     `json:"in_flight"`
 	AnswerAfter string  `json:"answer_after"`
 	TargetP99   float64 `json:"target_p99_ms"`
+	// Controls set on every card, and the local partner backend's answer
+	// time, when the run had them.
+	Controls         string  `json:"controls,omitempty"`
+	RemoteDecisionMS float64 `json:"remote_decision_ms,omitempty"`
 
 	// ClosedLoop is the maximum: InFlight messages outstanding.
 	ClosedLoop *LoadResult `json:"closed_loop"`
@@ -384,6 +400,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("seeding: %w", err)
 	}
 	o.Progress("seeded %d cards, one customer and balance each", len(cards.Cards))
+	stopRemote, err := applyProgramOptions(ctx, o, sw, cards, res)
+	if err != nil {
+		return nil, err
+	}
+	defer stopRemote()
 
 	var scripts []scriptCommand
 	if !o.SkipRedis {
@@ -588,4 +609,49 @@ func dropDatabase(ctx context.Context, adminURL, name string) error {
 	defer c.Close(ctx)
 	_, err = c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	return err
+}
+
+// applyProgramOptions sets Controls on every seeded card and, with
+// RemoteDecision, starts the local partner backend and points every seeded
+// program at it. The returned function stops the backend.
+func applyProgramOptions(ctx context.Context, o Options, sw *switchUnderTest, cards *simulator.CardsFile, res *Result) (func(), error) {
+	iss := &simulator.DirectIssuer{Ledger: sw.app.Ledger, Issuing: sw.app.Issuing}
+	stop := func() {}
+	if o.Controls != "" {
+		for _, c := range cards.Cards {
+			p, _ := cards.Partner(c.PartnerID)
+			if err := iss.SetCardControls(ctx, p, c.CustomerID, c.ID, o.Controls); err != nil {
+				return stop, fmt.Errorf("setting controls on card %s: %w", c.ID, err)
+			}
+		}
+		res.Controls = o.Controls
+		o.Progress("controls set on %d cards: %s", len(cards.Cards), o.Controls)
+	}
+	if o.RemoteDecision > 0 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return stop, fmt.Errorf("starting the partner backend: %w", err)
+		}
+		timeout := o.RemoteTimeout
+		if timeout <= 0 {
+			timeout = 250 * time.Millisecond
+		}
+		b := simulator.NewPartnerBackend(simulator.PartnerConfig{Latency: o.RemoteDecision})
+		bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		go func() { _ = simulator.ServePartner(bctx, ln, b) }()
+		stop = func() {
+			cancel()
+			o.Progress("partner backend: %s", b.Stats.String())
+		}
+		url := "http://" + ln.Addr().String() + "/"
+		for _, p := range cards.Partners {
+			if _, err := iss.SetRemote(ctx, p, url, authz.StandIn{Policy: authz.StandInApproveIfFunded}, timeout.Milliseconds()); err != nil {
+				stop()
+				return func() {}, fmt.Errorf("pointing program of %s at the partner backend: %w", p.ID, err)
+			}
+		}
+		res.RemoteDecisionMS = float64(o.RemoteDecision) / float64(time.Millisecond)
+		o.Progress("partner backend %s answers in %s for %d program(s)", url, o.RemoteDecision, len(cards.Partners))
+	}
+	return stop, nil
 }

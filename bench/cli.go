@@ -53,6 +53,9 @@ func CommandWithOutput(stdout, stderr io.Writer) *ffcli.Command {
 	fs.IntVar(&o.PGBenchSeconds, "pgbench-seconds", 10, "pgbench duration")
 	fs.IntVar(&o.PGBenchClients, "pgbench-clients", 16, "pgbench connections")
 	fs.BoolVar(&o.SkipPostgres, "skip-pgbench", false, "leave out pgbench")
+	fs.StringVar(&o.Controls, "controls", "", `spend controls set on every card, JSON as PUT .../controls takes them, e.g. '{"limits":[{"interval":"day","amount":999999999999}]}'`)
+	fs.DurationVar(&o.RemoteDecision, "remote-decision", 0, "start a local partner backend answering after this long (e.g. 5ms) and make it every program's remoteUrl")
+	fs.DurationVar(&o.RemoteTimeout, "remote-timeout", 250*time.Millisecond, "the programs' decision timeout with --remote-decision")
 	return &ffcli.Command{
 		Name:       "bench",
 		ShortUsage: "antaca bench [flags]",
