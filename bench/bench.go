@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/antaca/antaca/authz"
 	"github.com/antaca/antaca/authz/issuing"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/simulator"
@@ -92,6 +94,15 @@ type Options struct {
 	// seeded partner to every event type, served by a receiver in this
 	// process, so that the run measures the switch while it sends events.
 	WebhookEndpoints int
+	// Controls, when set, are spend controls (JSON, as PUT .../controls
+	// takes them) set on every seeded card: the reservation then checks
+	// and charges them on every authorization.
+	Controls string
+	// RemoteDecision, when positive, starts a local decisioning backend
+	// answering "approved" after this long and makes it the remoteUrl of
+	// every seeded program (stand-in approve_if_funded, decision timeout
+	// RemoteTimeout, default 250ms).
+	RemoteDecision, RemoteTimeout time.Duration
 
 	// Progress receives one line per phase; nil is silent.
 	Progress func(format string, args ...any)
@@ -224,6 +235,10 @@ type Result struct {
 	InFlight    int     `json:"in_flight"`
 	AnswerAfter string  `json:"answer_after"`
 	TargetP99   float64 `json:"target_p99_ms"`
+	// Controls set on every card, and the local partner backend's answer
+	// time, when the run had them.
+	Controls         string  `json:"controls,omitempty"`
+	RemoteDecisionMS float64 `json:"remote_decision_ms,omitempty"`
 
 	// ClosedLoop is the maximum: InFlight messages outstanding.
 	ClosedLoop *LoadResult `json:"closed_loop"`
@@ -446,6 +461,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}()
 		o.Progress("%d webhook endpoints subscribed to every event type", o.WebhookEndpoints)
 	}
+	stopRemote, err := applyProgramOptions(ctx, o, sw, cards, res)
+	if err != nil {
+		return nil, err
+	}
+	defer stopRemote()
 
 	var scripts []scriptCommand
 	if !o.SkipRedis {
@@ -645,4 +665,49 @@ func dropDatabase(ctx context.Context, adminURL, name string) error {
 	defer c.Close(ctx)
 	_, err = c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	return err
+}
+
+// applyProgramOptions sets Controls on every seeded card and, with
+// RemoteDecision, starts the local partner backend and points every seeded
+// program at it. The returned function stops the backend.
+func applyProgramOptions(ctx context.Context, o Options, sw *switchUnderTest, cards *simulator.CardsFile, res *Result) (func(), error) {
+	iss := &simulator.DirectIssuer{Ledger: sw.Ledger, Issuing: sw.Issuing}
+	stop := func() {}
+	if o.Controls != "" {
+		for _, c := range cards.Cards {
+			p, _ := cards.Partner(c.PartnerID)
+			if err := iss.SetCardControls(ctx, p, c.CustomerID, c.ID, o.Controls); err != nil {
+				return stop, fmt.Errorf("setting controls on card %s: %w", c.ID, err)
+			}
+		}
+		res.Controls = o.Controls
+		o.Progress("controls set on %d cards: %s", len(cards.Cards), o.Controls)
+	}
+	if o.RemoteDecision > 0 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return stop, fmt.Errorf("starting the partner backend: %w", err)
+		}
+		timeout := o.RemoteTimeout
+		if timeout <= 0 {
+			timeout = 250 * time.Millisecond
+		}
+		b := simulator.NewPartnerBackend(simulator.PartnerConfig{Latency: o.RemoteDecision})
+		bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		go func() { _ = simulator.ServePartner(bctx, ln, b) }()
+		stop = func() {
+			cancel()
+			o.Progress("partner backend: %s", b.Stats.String())
+		}
+		url := "http://" + ln.Addr().String() + "/"
+		for _, p := range cards.Partners {
+			if _, err := iss.SetRemote(ctx, p, url, authz.StandIn{Policy: authz.StandInApproveIfFunded}, timeout.Milliseconds()); err != nil {
+				stop()
+				return func() {}, fmt.Errorf("pointing program of %s at the partner backend: %w", p.ID, err)
+			}
+		}
+		res.RemoteDecisionMS = float64(o.RemoteDecision) / float64(time.Millisecond)
+		o.Progress("partner backend %s answers in %s for %d program(s)", url, o.RemoteDecision, len(cards.Partners))
+	}
+	return stop, nil
 }

@@ -49,6 +49,9 @@ func Command(stdout, stderr io.Writer, start StartSwitch) *ffcli.Command {
 	fs.IntVar(&o.PGBenchClients, "pgbench-clients", 16, "pgbench connections")
 	fs.BoolVar(&o.SkipPostgres, "skip-pgbench", false, "leave out pgbench")
 	fs.IntVar(&o.WebhookEndpoints, "webhook-endpoints", 0, "webhook endpoints of the seeded partner subscribed to every event type, served by a receiver in the run (the switch sends its events meanwhile)")
+	fs.StringVar(&o.Controls, "controls", "", `spend controls set on every card, JSON as PUT .../controls takes them, e.g. '{"limits":[{"interval":"day","amount":999999999999}]}'`)
+	fs.DurationVar(&o.RemoteDecision, "remote-decision", 0, "start a local partner backend answering after this long (e.g. 5ms) and make it every program's remoteUrl")
+	fs.DurationVar(&o.RemoteTimeout, "remote-timeout", 250*time.Millisecond, "the programs' decision timeout with --remote-decision")
 	return &ffcli.Command{
 		Name:       "bench",
 		ShortUsage: "antaca bench [flags]",

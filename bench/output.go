@@ -112,6 +112,12 @@ func (r *Result) WriteTable(w io.Writer) {
 	_ = tw.Flush()
 	fmt.Fprintf(w, "host: %d CPUs, %s, Redis %s, Postgres %s; switch, load generator and stores share the machine; load average %.1f at the start, %.1f at the end; %.0f s\n",
 		r.Host.CPUs, r.Host.GoVersion, r.Host.Redis, r.Host.Postgres, r.Host.LoadAvgStart, r.Host.LoadAvgEnd, r.Seconds)
+	if r.Controls != "" {
+		fmt.Fprintf(w, "spend controls on every card: %s\n", r.Controls)
+	}
+	if r.RemoteDecisionMS > 0 {
+		fmt.Fprintf(w, "every program's backend: a local partner backend answering in %.1f ms (in the switch's process)\n", r.RemoteDecisionMS)
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}

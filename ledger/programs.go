@@ -271,12 +271,12 @@ func (l *Ledger) ensureDefaultProgram(ctx context.Context, partnerID string) (in
 	if err != nil {
 		return 0, mapScriptError("creating default program", err)
 	}
-	bin, err := l.rdb.HGet(ctx, l.keys.Row(partnerID, "partners", partnerID), "bin").Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return 0, fmt.Errorf("reading partner BIN: %w", err)
+	if n == 0 {
+		return 0, nil // there already, or no BIN: nothing to write
 	}
-	if bin == "" {
-		return 0, nil
+	bin, err := l.rdb.HGet(ctx, l.keys.Row(partnerID, "partners", partnerID), "bin").Result()
+	if err != nil {
+		return 0, fmt.Errorf("reading partner BIN: %w", err)
 	}
 	// The BIN was claimed for the partner when it was made; the range
 	// only records it for the routing table.

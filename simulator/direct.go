@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -279,3 +280,33 @@ func (d *DirectIssuer) Remove(ctx context.Context, p Partner, _, cardID string) 
 
 // deliveryJSON is the delivery address of every simulated plastic.
 const deliveryJSON = `{"name":"Sim User","line1":"Simulatorstrasse 1","city":"Berlin","postalCode":"10115","country":"DE"}`
+
+// SetCardControls implements Issuer.
+func (d *DirectIssuer) SetCardControls(ctx context.Context, p Partner, _, cardID, controls string) error {
+	var c authz.Controls
+	if err := json.Unmarshal([]byte(controls), &c); err != nil {
+		return &APIError{Status: http.StatusBadRequest, Code: "MALFORMED_JSON", Op: "setting card controls", Message: err.Error()}
+	}
+	c.Normalize()
+	if err := c.Validate(); err != nil {
+		return &APIError{Status: http.StatusBadRequest, Code: "VALIDATION_ERROR", Op: "setting card controls", Message: err.Error()}
+	}
+	return directErr("setting card controls", d.Ledger.SetCardControls(ctx, p.ID, cardID, &c, nil))
+}
+
+// SetRemote implements Issuer.
+func (d *DirectIssuer) SetRemote(ctx context.Context, p Partner, url string, standIn authz.StandIn, timeoutMS int64) (string, error) {
+	l := d.Ledger
+	prog, err := l.Program(ctx, p.ID, ledger.DefaultProgramID(p.ID))
+	if err != nil {
+		return "", directErr("reading program", err)
+	}
+	prog.RemoteURL, prog.StandIn, prog.DecisionTimeoutMS = url, standIn, timeoutMS
+	if err := prog.Validate(); err != nil {
+		return "", &APIError{Status: http.StatusBadRequest, Code: "VALIDATION_ERROR", Op: "setting the program's backend", Message: err.Error()}
+	}
+	if prog.RemoteSecret == "" {
+		prog.RemoteSecret = "sim-" + randomDigits(24)
+	}
+	return prog.RemoteSecret, directErr("setting the program's backend", l.UpdateProgram(ctx, prog))
+}

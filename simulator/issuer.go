@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/antaca/antaca/authz"
 )
 
 // Issuer is what the simulator asks of the issuer platform besides
@@ -53,6 +55,13 @@ type Issuer interface {
 	Replace(ctx context.Context, p Partner, customerID, cardID string, keepOld bool) (Card, error)
 	Unlock(ctx context.Context, p Partner, customerID, cardID string) error
 	Remove(ctx context.Context, p Partner, customerID, cardID string) error
+	// SetCardControls sets a card's own spend controls (JSON as PUT
+	// .../controls takes it).
+	SetCardControls(ctx context.Context, p Partner, customerID, cardID, controls string) error
+	// SetRemote gives the partner's default program a decisioning backend
+	// (remoteUrl), its stand-in policy and decision timeout; it returns
+	// the secret that signs the requests.
+	SetRemote(ctx context.Context, p Partner, url string, standIn authz.StandIn, timeoutMS int64) (string, error)
 }
 
 // PartnerSpec describes a program to create.

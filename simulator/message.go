@@ -56,6 +56,8 @@ type Txn struct {
 	PINBlock []byte // DE52, 8 bytes
 
 	MCC, POSEntry string // DE18, DE22; defaults when empty
+	// Country replaces the merchant's country at the end of DE43.
+	Country string
 
 	// TransmissionTime is DE7 (MMDDhhmmss, UTC); now when empty.
 	TransmissionTime string
@@ -135,7 +137,7 @@ func (n *Network) Build(t *Txn) (*iso8583.Message, error) {
 		37: t.RRN,
 		41: t.Terminal,
 		42: t.Merchant,
-		43: DefaultMerchantName,
+		43: merchantName(t.Country),
 		49: t.Currency,
 	}
 	if t.Expiry != "" {
@@ -233,4 +235,12 @@ func RepeatMTI(mti string) string {
 		return mti
 	}
 	return mti[:3] + "1"
+}
+
+// merchantName is DE43 with the merchant's country (alpha-2) at its end.
+func merchantName(country string) string {
+	if len(country) != 2 {
+		return DefaultMerchantName
+	}
+	return DefaultMerchantName[:38] + strings.ToUpper(country)
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,9 +52,25 @@ func (s *PartnerStats) String() string {
 
 // PartnerBackend plays a program's decisioning backend (docs/decisioning.md).
 type PartnerBackend struct {
+	mu    sync.RWMutex
 	cfg   PartnerConfig
 	rnd   func() float64
 	Stats PartnerStats
+}
+
+// SetKnobs changes how the backend answers from the next request on (its
+// secret stays).
+func (b *PartnerBackend) SetKnobs(cfg PartnerConfig) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cfg.Secret, cfg.Seed = b.cfg.Secret, b.cfg.Seed
+	b.cfg = cfg
+}
+
+func (b *PartnerBackend) knobs() PartnerConfig {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.cfg
 }
 
 // NewPartnerBackend returns a backend with cfg's knobs.
@@ -74,12 +91,13 @@ func NewPartnerBackend(cfg PartnerConfig) *PartnerBackend {
 // ServeHTTP answers one decision request.
 func (b *PartnerBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.Stats.Requests.Add(1)
+	cfg := b.knobs()
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	if err != nil || r.Method != http.MethodPost {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
-	if b.cfg.Secret != "" && !validSignature(b.cfg.Secret, r.Header.Get(signing.Header), body) {
+	if cfg.Secret != "" && !validSignature(cfg.Secret, r.Header.Get(signing.Header), body) {
 		b.Stats.BadSignature.Add(1)
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return
@@ -88,21 +106,21 @@ func (b *PartnerBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Amount int64 `json:"amount"`
 	}
 	_ = json.Unmarshal(body, &txn)
-	wait := b.cfg.Latency
-	if b.cfg.Jitter > 0 {
-		wait += time.Duration(b.rnd() * float64(b.cfg.Jitter))
+	wait := cfg.Latency
+	if cfg.Jitter > 0 {
+		wait += time.Duration(b.rnd() * float64(cfg.Jitter))
 	}
 	roll := b.rnd()
 	switch {
-	case roll < b.cfg.Hang:
+	case roll < cfg.Hang:
 		b.Stats.Hung.Add(1)
 		wait = 10 * time.Second
-	case roll < b.cfg.Hang+b.cfg.Fail:
+	case roll < cfg.Hang+cfg.Fail:
 		sleep(r.Context(), wait)
 		b.Stats.Failed.Add(1)
 		http.Error(w, "simulated failure", http.StatusInternalServerError)
 		return
-	case roll < b.cfg.Hang+b.cfg.Fail+b.cfg.Garbage:
+	case roll < cfg.Hang+cfg.Fail+cfg.Garbage:
 		sleep(r.Context(), wait)
 		b.Stats.Garbage.Add(1)
 		_, _ = io.WriteString(w, "<html>simulated garbage</html>")
@@ -112,17 +130,17 @@ func (b *PartnerBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if b.cfg.DeclineOver > 0 && txn.Amount > b.cfg.DeclineOver {
+	if cfg.DeclineOver > 0 && txn.Amount > cfg.DeclineOver {
 		b.Stats.Declined.Add(1)
 		_, _ = io.WriteString(w, `{"approved": false, "reason": "over the simulated limit"}`)
 		return
 	}
 	b.Stats.Approved.Add(1)
 	ans := map[string]any{"approved": true}
-	if b.cfg.Partial > 0 && txn.Amount > b.cfg.Partial {
-		ans["amount"] = b.cfg.Partial
+	if cfg.Partial > 0 && txn.Amount > cfg.Partial {
+		ans["amount"] = cfg.Partial
 	}
-	if b.cfg.Fund && txn.Amount > 0 {
+	if cfg.Fund && txn.Amount > 0 {
 		ans["fund"] = txn.Amount
 	}
 	_ = json.NewEncoder(w).Encode(ans)

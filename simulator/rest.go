@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/antaca/antaca/api/jwe"
+	"github.com/antaca/antaca/authz"
 )
 
 // Bureau endpoints of the API (admin channel, roles Admin or Bureau; see
@@ -706,4 +707,28 @@ func (r *RESTIssuer) Unlock(ctx context.Context, p Partner, customerID, cardID s
 // Remove implements Issuer.
 func (r *RESTIssuer) Remove(ctx context.Context, p Partner, customerID, cardID string) error {
 	return r.do(ctx, call{op: "removing card", method: http.MethodDelete, path: secure(customerID, "cards", esc(cardID)), partner: &p}, nil)
+}
+
+// SetCardControls implements Issuer: the partner sets the card's controls.
+func (r *RESTIssuer) SetCardControls(ctx context.Context, p Partner, customerID, cardID, controls string) error {
+	return r.do(ctx, call{op: "setting card controls", method: http.MethodPut, path: secure(customerID, "cards", esc(cardID), "controls"),
+		partner: &p, body: json.RawMessage(controls)}, nil)
+}
+
+// SetRemote implements Issuer: an admin changes the default program.
+func (r *RESTIssuer) SetRemote(ctx context.Context, p Partner, url string, standIn authz.StandIn, timeoutMS int64) (string, error) {
+	path := "/admin/partners/" + esc(p.ID) + "/programs/" + esc("prg_"+p.ID)
+	var prog map[string]any
+	if err := r.adminDo(ctx, call{op: "reading program", method: http.MethodGet, path: path}, &prog); err != nil {
+		return "", err
+	}
+	prog["remoteUrl"], prog["standIn"], prog["decisionTimeoutMs"] = url, standIn, timeoutMS
+	for _, k := range []string{"partnerId", "createdAt", "remoteSecret"} {
+		delete(prog, k)
+	}
+	var out struct {
+		RemoteSecret string `json:"remoteSecret"`
+	}
+	err := r.adminDo(ctx, call{op: "setting the program's backend", method: http.MethodPut, path: path, body: prog}, &out)
+	return out.RemoteSecret, err
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,6 +67,7 @@ func RunScenarios(ctx context.Context, cfg RunConfig, scenarios []*Scenario) Sum
 	for _, sc := range scenarios {
 		sum.Scenarios++
 		r := newRun(cfg, sc)
+		defer r.close()
 		failed := false
 		for i := range sc.Steps {
 			st := sc.Steps[i] // a copy: interpolation must not change the scenario
@@ -110,6 +112,9 @@ type run struct {
 	cards     map[string]Card
 	msgs      map[string]*sentMsg
 	vals      map[string]map[string]string
+	// closers stop what the run started (partner backends).
+	closers  []func()
+	backends map[string]*PartnerBackend // by partner id
 }
 
 type custRef struct {
@@ -138,6 +143,13 @@ func newRun(cfg RunConfig, sc *Scenario) *run {
 		}
 	}
 	return r
+}
+
+func (r *run) close() {
+	for _, c := range r.closers {
+		c()
+	}
+	r.closers = nil
 }
 
 func (r *run) set(name string, kv ...string) {
@@ -303,7 +315,76 @@ var actions = []action{
 	{name: "remove", do: cardAction(func(r *run, ctx context.Context, _ *Step, c Card, p Partner) error {
 		return r.cfg.Issuer.Remove(ctx, p, c.CustomerID, c.ID)
 	})},
+	{name: "set_controls", do: cardAction(func(r *run, ctx context.Context, st *Step, c Card, p Partner) error {
+		return r.cfg.Issuer.SetCardControls(ctx, p, c.CustomerID, c.ID, st.Controls)
+	})},
+	{name: "partner_backend", do: (*run).partnerBackend},
 	{name: "sleep", do: (*run).sleep, local: true},
+}
+
+// partnerBackend starts a simulated decisioning backend for the run and
+// makes it the partner's default program's remoteUrl.
+func (r *run) partnerBackend(ctx context.Context, st *Step) (string, error) {
+	p, err := r.partnerOf(st.Partner)
+	if err != nil {
+		return "", err
+	}
+	var cfg PartnerConfig
+	if st.Latency != "" {
+		if cfg.Latency, err = time.ParseDuration(st.Latency); err != nil {
+			return "", fmt.Errorf("latency %q: %w", st.Latency, err)
+		}
+	}
+	for _, f := range []struct {
+		name, v string
+		dst     *float64
+	}{{"fail", st.Fail, &cfg.Fail}, {"garbage", st.Garbage, &cfg.Garbage}} {
+		if f.v != "" {
+			if *f.dst, err = strconv.ParseFloat(f.v, 64); err != nil {
+				return "", fmt.Errorf("%s %q: %w", f.name, f.v, err)
+			}
+		}
+	}
+	if cfg.DeclineOver, err = optInt("declineOver", st.DeclineOver, 0); err != nil {
+		return "", err
+	}
+	standIn := authz.StandIn{Policy: st.StandIn}
+	if standIn.Amount, err = optInt("standInAmount", st.StandInAmount, 0); err != nil {
+		return "", err
+	}
+	if b := r.backends[p.ID]; b != nil {
+		// A program's stand-in policy and timeout reach the switch within
+		// its program cache's TTL: a running backend only changes knobs.
+		b.SetKnobs(cfg)
+		return fmt.Sprintf("partner backend of %s now: latency %s, fail %.2f, garbage %.2f", p.ID, cfg.Latency, cfg.Fail, cfg.Garbage), nil
+	}
+	timeout := 500 * time.Millisecond
+	if st.DecisionTimeout != "" {
+		if timeout, err = time.ParseDuration(st.DecisionTimeout); err != nil {
+			return "", fmt.Errorf("decisionTimeout %q: %w", st.DecisionTimeout, err)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("starting the partner backend: %w", err)
+	}
+	url := "http://" + ln.Addr().String() + "/"
+	secret, err := r.cfg.Issuer.SetRemote(ctx, p, url, standIn, timeout.Milliseconds())
+	if err != nil {
+		_ = ln.Close()
+		return "", err
+	}
+	cfg.Secret = secret
+	b := NewPartnerBackend(cfg)
+	if r.backends == nil {
+		r.backends = map[string]*PartnerBackend{}
+	}
+	r.backends[p.ID] = b
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.closers = append(r.closers, cancel)
+	go func() { _ = ServePartner(bctx, ln, b) }()
+	return fmt.Sprintf("partner backend %s for %s (latency %s, fail %.2f, garbage %.2f, stand-in %s)", url, p.ID,
+		cfg.Latency, cfg.Fail, cfg.Garbage, standIn.Policy), nil
 }
 
 // actionNames are the names of actions, in their order.
@@ -665,7 +746,7 @@ func (r *run) buildTxn(st *Step) (Txn, Card, error) {
 	} else if p, err := r.partnerOf(st.Partner); err == nil {
 		partner = p
 	}
-	t := Txn{MTI: st.MTI, PAN: card.PAN, STAN: st.STAN, RRN: st.RRN, Acquirer: st.Acquirer, MCC: st.MCC}
+	t := Txn{MTI: st.MTI, PAN: card.PAN, STAN: st.STAN, RRN: st.RRN, Acquirer: st.Acquirer, MCC: st.MCC, POSEntry: st.Entry, Country: st.Country}
 	switch st.PAN {
 	case "":
 	case "unknown":

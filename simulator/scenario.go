@@ -64,6 +64,18 @@ type Step struct {
 	// KeepOld "true": replace keeps the old plastic working until the new
 	// one is activated.
 	KeepOld string `yaml:"keepOld"`
+	// Controls is a card's spend controls as JSON (set_controls).
+	Controls string `yaml:"controls"`
+	// The decisioning backend of partner_backend: its stand-in policy
+	// (and amount), decision timeout, latency, failure and garbage shares,
+	// and the amount above which it declines.
+	StandIn         string `yaml:"standIn"`
+	StandInAmount   string `yaml:"standInAmount"`
+	DecisionTimeout string `yaml:"decisionTimeout"`
+	Latency         string `yaml:"latency"`
+	Fail            string `yaml:"fail"`
+	Garbage         string `yaml:"garbage"`
+	DeclineOver     string `yaml:"declineOver"`
 
 	// Network message fields.
 	MTI         string `yaml:"mti"`
@@ -80,6 +92,8 @@ type Step struct {
 	STAN        string `yaml:"stan"`
 	Acquirer    string `yaml:"acquirer"`
 	MCC         string `yaml:"mcc"`
+	Country     string `yaml:"country"` // the merchant's country at the end of DE43 (alpha-2)
+	Entry       string `yaml:"entry"`   // DE22 POS entry mode
 	Timeout     string `yaml:"timeout"`
 	// File is the file update of an 0302: add (lock with reason) or
 	// delete (unlock).

@@ -7,10 +7,7 @@ local id = ARGV[3]
 local p = row('partners', pid)
 if p == nil then return fail('PARTNER_NOT_FOUND') end
 if p.bin == nil or p.bin == '' then return 0 end
-if redis.call('EXISTS', rkey('programs', id)) == 1 then
-  redis.call('SADD', base .. ':programs', id)
-  return 0
-end
+if redis.call('EXISTS', rkey('programs', id)) == 1 then return 0 end
 newrow('programs', id, {
   'name', p.name or '',
   'currency', p.currency or '',
