@@ -66,6 +66,7 @@ func startSwitch(t testing.TB, mutate ...func(*app.Config)) *testSwitch {
 	cfg.TLSKey = filepath.Join(dir, "server.key")
 	cfg.PartnerCA = filepath.Join(dir, "ca.crt")
 	cfg.AdminUser, cfg.AdminPassword = testAdminUser, testAdminPassword
+	cfg.AdminPasswordIterations = 10_000 // the lowest accepted: logins stay quick under -race on a busy machine
 	cfg.ISODeadline = 2 * time.Second // -race on two cores: keep slow answers apart from real timeouts
 	for _, m := range mutate {
 		m(&cfg)
