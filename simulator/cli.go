@@ -486,7 +486,8 @@ func kycProviderCommand(stdout, _ io.Writer) *ffcli.Command {
 		ShortHelp:  "play the KYC provider: verify or reject customers by a rule, and call the switch back",
 		LongHelp: "Takes the switch's signed KYC requests (POST /), answers 202 with a reference and,\n" +
 			"after --delay, POSTs {id, reference, status} signed with the same secret to the callback URL.\n" +
-			"Customers whose last name is in --reject-last-names, and --reject-percent of the others, are REJECTED.",
+			"Customers whose last name is in --reject-last-names, and --reject-percent of the others,\n" +
+			"are REJECTED.",
 		FlagSet: fs,
 		Options: envOptions,
 		Exec: func(ctx context.Context, _ []string) error {
