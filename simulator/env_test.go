@@ -67,7 +67,7 @@ func startSwitch(t testing.TB, mutate ...func(*app.Config)) *testSwitch {
 	cfg.PartnerCA = filepath.Join(dir, "ca.crt")
 	cfg.AdminUser, cfg.AdminPassword = testAdminUser, testAdminPassword
 	cfg.AdminPasswordIterations = 10_000 // the lowest accepted: logins stay quick under -race on a busy machine
-	cfg.ISODeadline = 2 * time.Second // -race on two cores: keep slow answers apart from real timeouts
+	cfg.ISODeadline = 2 * time.Second    // -race on two cores: keep slow answers apart from real timeouts
 	for _, m := range mutate {
 		m(&cfg)
 	}
