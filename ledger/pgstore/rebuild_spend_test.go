@@ -19,7 +19,7 @@ func TestRebuildRestoresSpendWindows(t *testing.T) {
 		return "day=dX:" + itoa(end) + ",all_time=a:0"
 	}
 	for _, q := range []struct {
-		id, card, spend string
+		id, card, spend    string
 		approved, released int64
 		state              string
 	}{
