@@ -102,17 +102,18 @@ unpost = function(h, amount)
   spend_giveback(h, amount)
 end
 
--- spend_funding checks just-in-time funding of a user balance u by the
+-- spend_funding checks just-in-time funding of a user balance u (id bid) by the
 -- partner (real-time decisioning), charged as a reload would be: the CREDIT
 -- balance pays it, or in the DEPOSIT model it is money from outside. fund is
 -- an amount, or 'shortfall' for what the balance lacks of amount. Returns
 -- the amount to fund (0: none) and the partner balance to charge, or nil
 -- and a decline reason. Nothing is written here (spend_fund_apply does).
-local function spend_funding(u, fund, amount)
+local function spend_funding(u, bid, fund, amount)
   local n = tonumber(fund) or 0
   if fund == 'shortfall' then n = math.max(0, amount - int(u.available)) end
   if n <= 0 then return 0, '' end
-  if exceeds(u, n) then return nil, 'EXCEEDS_AMOUNT_LIMIT' end
+  local held = redis.call('HGET', rkey('user_balances', bid), 'held')
+  if int(u.available) + int(held or nil) + n > MAX_BALANCE then return nil, 'EXCEEDS_AMOUNT_LIMIT' end
   local p = cols('partners', pid, 'funding_model')
   if p == nil then return nil, 'PARTNER_NOT_FOUND' end
   if p.funding_model ~= 'CREDIT' then return n, '' end

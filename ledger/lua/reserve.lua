@@ -52,7 +52,7 @@ if spend_ctl then
   local r = spend_static(spend_ctl, amount, ARGV[18] or '', ARGV[19] or '', ARGV[20] or '')
   if r then return decline(r) end
 end
-local spend_fund, spend_fund_pb = spend_funding(u, ARGV[21] or '', amount)
+local spend_fund, spend_fund_pb = spend_funding(u, bid, ARGV[21] or '', amount)
 if spend_fund == nil then return decline(spend_fund_pb) end
 local spend_avail0, spend_decline = u.available, decline
 local function decline(r)
