@@ -36,7 +36,7 @@ func TestRebuildRestoresSpendWindows(t *testing.T) {
 	if _, err := fx.pool.Exec(ctx, `INSERT INTO partners (id, partner_id, v, name) VALUES ('sp', 'sp', 1, 'SP')`); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Rebuild(ctx, fx.rdb, fx.keys, fx.pool)
+	rep, err := Rebuild(ctx, fx.rdb, fx.keys, fx.db)
 	must(t, err)
 	if rep.SpendWindows != 4 {
 		t.Errorf("restored %d spend windows, want 4 (cs1 and cs2, day and all_time)", rep.SpendWindows)
