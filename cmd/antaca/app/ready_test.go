@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/antaca/antaca/ledger/ledgertest"
+	"github.com/antaca/antaca/ledger/pgstore"
 )
 
 // TestReadyz: /readyz follows what the ISO listener needs (not draining,
@@ -72,7 +73,7 @@ func TestReadyz(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := &App{Redis: tt.redis, Pool: tt.pool}
+			a := &App{Redis: tt.redis, DB: pgstore.Postgres(tt.pool)}
 			a.ready.Store(!tt.recovering)
 			a.draining.Store(tt.draining)
 			if code, ans := get(a, "/readyz"); code != tt.status || ans.Reason != tt.reason || ans.Checks != nil {
@@ -93,7 +94,7 @@ func TestReadyz(t *testing.T) {
 			}
 		})
 	}
-	if code, _ := get(&App{Redis: redisUp, Pool: pgUp}, "/readyz/disk"); code != http.StatusNotFound {
+	if code, _ := get(&App{Redis: redisUp, DB: pgstore.Postgres(pgUp)}, "/readyz/disk"); code != http.StatusNotFound {
 		t.Errorf("unknown check: %d, want 404", code)
 	}
 }
