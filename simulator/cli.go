@@ -484,8 +484,9 @@ func kycProviderCommand(stdout, _ io.Writer) *ffcli.Command {
 		ShortUsage: "antaca sim kyc-provider --kyc-secret S [flags]",
 		ShortHelp:  "play the KYC provider: verify or reject customers by a rule, and call the switch back",
 		LongHelp: "Takes the switch's signed KYC requests (POST /), answers 202 with a reference and,\n" +
-			"after --delay, POSTs {id, reference, status} signed with the same secret to the callback URL.\n" +
-			"Customers whose last name is in --reject-last-names, and --reject-percent of the others, are REJECTED.",
+			"after --delay, POSTs {id, reference, status} signed with the same secret to the\n" +
+			"callback URL. Customers whose last name is in --reject-last-names, and\n" +
+			"--reject-percent of the others, are REJECTED.",
 		FlagSet: fs,
 		Options: envOptions,
 		Exec: func(ctx context.Context, _ []string) error {
