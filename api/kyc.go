@@ -3,16 +3,13 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/antaca/antaca/api/signing"
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -247,7 +244,7 @@ func (s *Server) kycCallback(c *call) (int, any, error) {
 	if s.cfg.KYCProviderURL == "" {
 		return 0, nil, errNoKYCProvider
 	}
-	if err := verifySignature(s.cfg.KYCProviderSecret, c.r.Header.Get(SignatureHeader), c.body, s.now()); err != nil {
+	if err := signing.Verify(s.cfg.KYCProviderSecret, c.r.Header.Get(SignatureHeader), c.body, kycTolerance, s.now()); err != nil {
 		s.kycm.callbacks.WithLabelValues("bad_signature").Inc()
 		return 0, nil, errBadSignature
 	}
@@ -291,49 +288,6 @@ func (s *Server) listKYCChecks(c *call) (int, any, error) {
 		out = append(out, kycViewOf(k))
 	}
 	return http.StatusOK, map[string]any{"data": out}, nil
-}
-
-// verifySignature checks an Antaca-Signature header ("t=<unix>,v1=<hex>")
-// over body with secret, within kycTolerance of now.
-func verifySignature(secret, header string, body []byte, now time.Time) error {
-	if secret == "" || header == "" {
-		return errBadSignature
-	}
-	var ts string
-	var sigs [][]byte
-	for _, part := range strings.Split(header, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok {
-			return errBadSignature
-		}
-		switch k {
-		case "t":
-			ts = v
-		case "v1":
-			b, err := hex.DecodeString(v)
-			if err != nil {
-				return errBadSignature
-			}
-			sigs = append(sigs, b)
-		}
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || len(sigs) == 0 {
-		return errBadSignature
-	}
-	if d := now.Sub(time.Unix(sec, 0)); d > kycTolerance || d < -kycTolerance {
-		return errBadSignature
-	}
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(ts + "."))
-	mac.Write(body)
-	want := mac.Sum(nil)
-	for _, sig := range sigs {
-		if hmac.Equal(sig, want) {
-			return nil
-		}
-	}
-	return errBadSignature
 }
 
 // kycMetrics are the KYC provider's.
