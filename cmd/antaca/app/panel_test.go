@@ -16,6 +16,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/antaca/antaca/authz"
@@ -905,11 +906,20 @@ func (tb *tab) sessionCookie() string {
 	return ""
 }
 
+// shot saves a screenshot of the whole page. The tab is brought to the
+// front first: Chromium renders only the active tab of a window, and a
+// capture on a tab that renders no frame waits for one (the test keeps
+// several tabs open, and a later one had become the active tab).
 func (tb *tab) shot(name string) {
 	tb.b.t.Helper()
 	ctx, cancel := context.WithTimeout(tb.ctx, 15*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	png, err := chromedp.Run(ctx, func(ctx context.Context, t *chromedp.Target) ([]byte, error) {
+		if _, err := cdp.Call(ctx, t, page.BringToFront, cdp.Empty{}); err != nil {
+			return nil, fmt.Errorf("bring the tab to the front: %w", err)
+		}
+		return chromedp.FullScreenshot(100)(ctx, t)
+	})
 	if err != nil {
 		tb.b.t.Fatalf("screenshot %s: %v", name, err)
 	}
