@@ -439,7 +439,7 @@ func webhookClient(timeout time.Duration, allowPrivate bool) *http.Client {
 		Timeout: timeout,
 		Transport: &http.Transport{
 			DialContext: d.DialContext, TLSHandshakeTimeout: timeout, ResponseHeaderTimeout: timeout,
-			MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true,
+			MaxIdleConnsPerHost: webhookSenders, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
@@ -503,25 +503,110 @@ func (s *Server) dispatchOnce(ctx context.Context) {
 			}
 		}
 	}
-	const claim = 32
 	for ctx.Err() == nil {
-		ds, err := s.outbox.Claim(ctx, claim, s.cfg.WebhookTimeout+30*time.Second)
+		ds, err := s.outbox.Claim(ctx, claimBatch, claimPerKey, s.cfg.WebhookTimeout+30*time.Second)
 		if err != nil {
 			s.logHookErr(ctx, "claiming deliveries", err)
 			return
 		}
-		var wg sync.WaitGroup
-		for _, d := range ds {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s.deliver(ctx, d)
-			}()
-		}
-		wg.Wait()
-		if len(ds) < claim {
+		s.deliverAll(ctx, ds)
+		if len(ds) < claimBatch {
 			return
 		}
+	}
+}
+
+// What one round of the dispatcher claims: at most claimBatch deliveries,
+// claimPerKey of one endpoint and order key, sent by webhookSenders
+// goroutines (and as many idle connections kept per host).
+const (
+	claimBatch     = 256
+	claimPerKey    = 16
+	webhookSenders = 16
+)
+
+// deliverAll sends claimed deliveries and records every outcome in one
+// transaction. The deliveries of one endpoint and key are sent one after
+// the other, in order; the first that fails stops its key, and those
+// after it are given back untried. Keys go out in parallel.
+func (s *Server) deliverAll(ctx context.Context, ds []pgstore.Delivery) {
+	if len(ds) == 0 {
+		return
+	}
+	type key struct{ endpoint, order string }
+	var chains [][]int // indexes into ds, per key, in order
+	at := map[key]int{}
+	for i, d := range ds {
+		k := key{d.EndpointID, d.OrderKey}
+		c, ok := at[k]
+		if !ok {
+			c = len(chains)
+			at[k] = c
+			chains = append(chains, nil)
+		}
+		chains[c] = append(chains[c], i)
+	}
+	outs := make([]pgstore.Outcome, len(ds))
+	for i, d := range ds {
+		outs[i].Delivery = d
+	}
+	work := make(chan []int)
+	var wg sync.WaitGroup
+	for range min(webhookSenders, len(chains)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for chain := range work {
+				for _, i := range chain {
+					if ctx.Err() != nil {
+						break
+					}
+					s.attempt(ctx, &outs[i])
+					if outs[i].Err != "" {
+						break
+					}
+				}
+			}
+		}()
+	}
+	for _, c := range chains {
+		work <- c
+	}
+	close(work)
+	wg.Wait()
+	gaveUp, err := s.outbox.Record(context.WithoutCancel(ctx), outs)
+	if err != nil {
+		// Leases run out and the deliveries are sent again: at least once.
+		s.logHookErr(ctx, "recording deliveries", err)
+		return
+	}
+	for _, oc := range outs {
+		d := oc.Delivery
+		switch {
+		case !oc.Tried:
+		case oc.Err == "":
+			s.hooks.deliveries.WithLabelValues(d.PartnerID, d.EndpointID, "delivered").Inc()
+		case slices.ContainsFunc(gaveUp, func(g pgstore.Delivery) bool { return g.ID == d.ID }):
+			s.hooks.deliveries.WithLabelValues(d.PartnerID, d.EndpointID, "failed").Inc()
+			s.log.WarnContext(ctx, "webhooks: delivery given up, endpoint marked failing", "partner", d.PartnerID, "endpoint", d.EndpointID,
+				"event", d.EventID, "attempts", d.Attempts, "err", oc.Err)
+		default:
+			s.hooks.deliveries.WithLabelValues(d.PartnerID, d.EndpointID, "retry").Inc()
+			s.log.InfoContext(ctx, "webhooks: delivery failed, will retry", "partner", d.PartnerID, "endpoint", d.EndpointID,
+				"event", d.EventID, "attempt", d.Attempts, "in", oc.Wait, "err", oc.Err)
+		}
+	}
+}
+
+// attempt makes one attempt at a claimed delivery and notes its outcome.
+func (s *Server) attempt(ctx context.Context, oc *pgstore.Outcome) {
+	d := oc.Delivery
+	start := time.Now()
+	status, err := s.postDelivery(ctx, d)
+	s.hooks.latency.WithLabelValues(d.PartnerID).Observe(time.Since(start).Seconds())
+	oc.Tried, oc.Status = true, status
+	if err != nil {
+		oc.Err, oc.Wait = err.Error(), s.retryWait(d.Attempts)
 	}
 }
 
@@ -530,37 +615,6 @@ func (s *Server) logHookErr(ctx context.Context, what string, err error, kv ...a
 		return
 	}
 	s.log.WarnContext(ctx, "webhooks: "+what, append(kv, "err", err)...)
-}
-
-// deliver makes one attempt and records it.
-func (s *Server) deliver(ctx context.Context, d pgstore.Delivery) {
-	start := time.Now()
-	status, err := s.postDelivery(ctx, d)
-	s.hooks.latency.WithLabelValues(d.PartnerID).Observe(time.Since(start).Seconds())
-	rec := context.WithoutCancel(ctx)
-	if err == nil {
-		s.hooks.deliveries.WithLabelValues(d.PartnerID, d.EndpointID, "delivered").Inc()
-		if err := s.outbox.Delivered(rec, d, status); err != nil {
-			s.logHookErr(ctx, "recording a delivery", err)
-		}
-		return
-	}
-	wait := s.retryWait(d.Attempts)
-	gaveUp, rerr := s.outbox.AttemptFailed(rec, d, status, err.Error(), wait)
-	if rerr != nil {
-		s.logHookErr(ctx, "recording an attempt", rerr)
-		return
-	}
-	result := "retry"
-	if gaveUp {
-		result = "failed"
-		s.log.WarnContext(ctx, "webhooks: delivery given up, endpoint marked failing", "partner", d.PartnerID, "endpoint", d.EndpointID,
-			"event", d.EventID, "attempts", d.Attempts, "err", err)
-	} else {
-		s.log.InfoContext(ctx, "webhooks: delivery failed, will retry", "partner", d.PartnerID, "endpoint", d.EndpointID,
-			"event", d.EventID, "attempt", d.Attempts, "in", wait, "err", err)
-	}
-	s.hooks.deliveries.WithLabelValues(d.PartnerID, d.EndpointID, result).Inc()
 }
 
 // retryWait is the pause after attempt n: WebhookBackoff doubled each
@@ -638,7 +692,15 @@ func eventID(partnerID string, seq int64, i int) string {
 
 // eventsOf turns committed journal entries into events (the catalogue in
 // api/README.md). Entries of other types make none.
+//
+// The histories of the holds the entries touch are read in one query for
+// the whole batch (entries are one partner's, in sequence order); each
+// event shows its hold as it stood after its own entry.
 func (s *Server) eventsOf(ctx context.Context, entries []pgstore.JournalRow) ([]pgstore.NewEvent, error) {
+	hist, err := s.holdHistories(ctx, entries)
+	if err != nil {
+		return nil, err
+	}
 	var out []pgstore.NewEvent
 	for _, e := range entries {
 		type ev struct {
@@ -646,39 +708,33 @@ func (s *Server) eventsOf(ctx context.Context, entries []pgstore.JournalRow) ([]
 			data     any
 		}
 		var evs []ev
-		holdEvent := func(typ, holdID string) error {
-			t, ok, err := s.txns.Get(ctx, e.PartnerID, pgstore.TxnRef{HoldID: holdID}, e.Seq)
-			if err != nil || !ok {
-				return err
+		holdEvent := func(typ, holdID string) {
+			h := hist[holdID]
+			n := 0
+			for n < len(h) && h[n].Seq <= e.Seq {
+				n++
 			}
-			v := s.holdTransaction(*t.Hold, t.History)
+			if n == 0 {
+				return
+			}
+			v := s.holdTransaction(pgstore.FoldHold(holdID, e.PartnerID, h[:n]), h[:n])
 			key := v.CardID
 			if key == "" {
 				key = v.BalanceID
 			}
 			evs = append(evs, ev{typ, key, v})
-			return nil
 		}
-		firstHold := func() string {
-			for _, c := range e.Changes {
-				if c.Table == "holds" {
-					return c.ID
-				}
-			}
-			return ""
-		}
-		var err error
 		switch e.Type {
 		case "reserve", "financial", "force_post", "refund":
-			err = holdEvent("authorization.approved", firstHold())
+			holdEvent("authorization.approved", firstHold(e))
 		case "capture":
-			err = holdEvent("authorization.captured", firstHold())
+			holdEvent("authorization.captured", firstHold(e))
 		case "void", "late_cancel":
-			err = holdEvent("authorization.reversed", firstHold())
+			holdEvent("authorization.reversed", firstHold(e))
 		case "expire":
 			for _, c := range e.Changes {
-				if c.Table == "holds" && err == nil {
-					err = holdEvent("authorization.expired", c.ID)
+				if c.Table == "holds" {
+					holdEvent("authorization.expired", c.ID)
 				}
 			}
 		case "decline":
@@ -703,9 +759,6 @@ func (s *Server) eventsOf(ctx context.Context, entries []pgstore.JournalRow) ([]
 				evs = append(evs, ev{typ, c.ID, s.customerEventData(ctx, e.PartnerID, c)})
 			}
 		}
-		if err != nil {
-			return nil, err
-		}
 		for i, x := range evs {
 			body, err := json.Marshal(envelopeOf(eventID(e.PartnerID, e.Seq, i), x.typ, msUTC(e.TsMs), e.PartnerID, x.data))
 			if err != nil {
@@ -716,6 +769,48 @@ func (s *Server) eventsOf(ctx context.Context, entries []pgstore.JournalRow) ([]
 		}
 	}
 	return out, nil
+}
+
+// holdEventTypes are the journal entry types whose events carry a hold.
+var holdEventTypes = map[string]bool{"reserve": true, "financial": true, "force_post": true, "refund": true,
+	"capture": true, "void": true, "late_cancel": true, "expire": true}
+
+// firstHold is the first hold an entry changed ("" when none).
+func firstHold(e pgstore.JournalRow) string {
+	for _, c := range e.Changes {
+		if c.Table == "holds" {
+			return c.ID
+		}
+	}
+	return ""
+}
+
+// holdHistories reads, in one query, the history of every hold whose
+// event the entries make, up to the last entry.
+func (s *Server) holdHistories(ctx context.Context, entries []pgstore.JournalRow) (map[string][]pgstore.JournalRow, error) {
+	var ids []string
+	for _, e := range entries {
+		if !holdEventTypes[e.Type] {
+			continue
+		}
+		if e.Type != "expire" {
+			if id := firstHold(e); id != "" {
+				ids = append(ids, id)
+			}
+			continue
+		}
+		for _, c := range e.Changes {
+			if c.Table == "holds" {
+				ids = append(ids, c.ID)
+			}
+		}
+	}
+	if len(ids) == 0 || len(entries) == 0 {
+		return nil, nil
+	}
+	slices.Sort(ids)
+	last := entries[len(entries)-1]
+	return s.txns.Histories(ctx, last.PartnerID, slices.Compact(ids), last.Seq)
 }
 
 type envelope struct {

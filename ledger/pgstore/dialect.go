@@ -63,7 +63,7 @@ type dialect struct {
 	// insertEvents stores webhook events and their deliveries; claim
 	// leases due deliveries. See Outbox.
 	insertEvents func(ctx context.Context, tx Tx, partnerID string, evs []NewEvent, retryFor time.Duration) error
-	claim        func(ctx context.Context, db *DB, n int, lease time.Duration) ([]Delivery, error)
+	claim        func(ctx context.Context, db *DB, n, perKey int, lease time.Duration) ([]Delivery, error)
 }
 
 var postgresDialect = &dialect{
@@ -210,54 +210,60 @@ func liteInsertEvents(ctx context.Context, tx Tx, partnerID string, evs []NewEve
 
 // deliveryColumns are what scanDelivery reads, d the delivery, ev its
 // event and ep its endpoint.
-const deliveryColumns = `d.id, d.endpoint_id, ep.partner_id, ep.url, ep.secret, d.event_id, ev.type, ev.body, d.state, d.attempts,
+const deliveryColumns = `d.id, d.endpoint_id, ep.partner_id, ep.url, ep.secret, d.event_id, ev.type, d.order_key, ev.body, d.state, d.attempts,
 	d.last_status, d.last_error, d.created_at, d.next_at, d.retry_until, d.last_attempt_at, d.delivered_at`
 
-// pgClaim leases due deliveries in one statement; several dispatchers may
-// claim at once (SKIP LOCKED).
-func pgClaim(ctx context.Context, db *DB, n int, lease time.Duration) ([]Delivery, error) {
-	rows, err := db.Query(ctx, `WITH due AS (
-			SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints x ON x.id = d.endpoint_id AND x.disabled_at IS NULL
-			WHERE d.state = 'PENDING' AND d.next_at <= now() AND (d.lease_until IS NULL OR d.lease_until < now())
-			  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
-			                  WHERE e.endpoint_id = d.endpoint_id AND e.order_key = d.order_key AND e.state = 'PENDING' AND e.id < d.id)
-			ORDER BY d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED
-		)
-		UPDATE webhook_deliveries d SET lease_until = now() + $2 * interval '1 microsecond', attempts = d.attempts + 1, last_attempt_at = now()
+// claimChains picks the deliveries to lease: per endpoint and order key,
+// the pending deliveries in order, up to $3 of them and up to the first
+// one that is not due or is leased (a key's events go out in order), at
+// most $1 in all, oldest first. A limit that cuts a chain keeps a prefix
+// of it. eps is the set of endpoints to look at, now the time function.
+func claimChains(eps, now string) string {
+	return `SELECT id FROM (
+			SELECT d.id, row_number() OVER w AS rn,
+				min(CASE WHEN d.next_at <= ` + now + ` AND (d.lease_until IS NULL OR d.lease_until < ` + now + `) THEN 1 ELSE 0 END) OVER w AS ok
+			FROM webhook_deliveries d JOIN ` + eps + ` x ON x.id = d.endpoint_id
+			WHERE d.state = 'PENDING'
+			WINDOW w AS (PARTITION BY d.endpoint_id, d.order_key ORDER BY d.id)
+		) c WHERE ok = 1 AND rn <= $3 ORDER BY id LIMIT $1`
+}
+
+// pgClaim leases due deliveries in one statement. The endpoints it looks
+// at are locked for the statement (SKIP LOCKED, NO KEY so new deliveries
+// may still be inserted for them): two dispatchers never take deliveries
+// of one endpoint at once, so neither can take a key's later delivery
+// while the other takes its earlier one.
+func pgClaim(ctx context.Context, db *DB, n, perKey int, lease time.Duration) ([]Delivery, error) {
+	rows, err := db.Query(ctx, `WITH eps AS (
+			SELECT id FROM webhook_endpoints WHERE disabled_at IS NULL FOR NO KEY UPDATE SKIP LOCKED
+		), due AS (`+claimChains("eps", "now()")+`)
+		UPDATE webhook_deliveries d SET lease_until = now() + $2 * interval '1 microsecond'
 		FROM due, webhook_events ev, webhook_endpoints ep
 		WHERE d.id = due.id AND ev.id = d.event_id AND ep.id = d.endpoint_id
-		RETURNING `+deliveryColumns, n, lease.Microseconds())
+		RETURNING `+deliveryColumns, n, lease.Microseconds(), perKey)
 	if err != nil {
 		return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
 	}
 	return collectDeliveries(rows)
 }
 
-// liteClaim leases due deliveries in a transaction: SQLite's RETURNING
-// sees only the updated table, so the deliveries are read after.
-func liteClaim(ctx context.Context, db *DB, n int, lease time.Duration) ([]Delivery, error) {
+// liteClaim leases due deliveries in a transaction (which holds the whole
+// database): SQLite's RETURNING sees only the updated table, so the
+// deliveries are read after.
+func liteClaim(ctx context.Context, db *DB, n, perKey int, lease time.Duration) ([]Delivery, error) {
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	rows, err := tx.Query(ctx, `UPDATE webhook_deliveries SET lease_until = `+litePlusMicros("$2")+`,
-			attempts = attempts + 1, last_attempt_at = `+liteNow+`
-		WHERE id IN (
-			SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints x ON x.id = d.endpoint_id AND x.disabled_at IS NULL
-			WHERE d.state = 'PENDING' AND d.next_at <= `+liteNow+` AND (d.lease_until IS NULL OR d.lease_until < `+liteNow+`)
-			  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
-			                  WHERE e.endpoint_id = d.endpoint_id AND e.order_key = d.order_key AND e.state = 'PENDING' AND e.id < d.id)
-			ORDER BY d.id LIMIT $1)
-		RETURNING id`, n, lease.Microseconds())
+	eps := `(SELECT id FROM webhook_endpoints WHERE disabled_at IS NULL)`
+	rows, err := tx.Query(ctx, `UPDATE webhook_deliveries SET lease_until = `+litePlusMicros("$2")+`
+		WHERE id IN (`+claimChains(eps, liteNow)+`)
+		RETURNING id`, n, lease.Microseconds(), perKey)
 	if err != nil {
 		return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
 	}
-	ids, err := collect(rows, func(r Row) (int64, error) {
-		var id int64
-		err := r.Scan(&id)
-		return id, err
-	})
+	ids, err := collect(rows, scanInt64)
 	if err != nil {
 		return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
 	}

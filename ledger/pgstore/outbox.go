@@ -366,6 +366,7 @@ type Delivery struct {
 	Secret        string
 	EventID       string
 	EventType     string
+	OrderKey      string // the card (or balance) whose events go out in order
 	Body          []byte
 	State         string // PENDING, DELIVERED, FAILED
 	Attempts      int
@@ -378,16 +379,21 @@ type Delivery struct {
 	DeliveredAt   *time.Time
 }
 
-// Claim takes up to n deliveries that are due, for lease: the first
-// pending delivery of each endpoint and order key only, so a key's events
-// go out one after the other; none of a disabled endpoint. Each claim
-// counts as an attempt.
-func (o *Outbox) Claim(ctx context.Context, n int, lease time.Duration) ([]Delivery, error) {
-	out, err := o.db.d.claim(ctx, o.db, n, lease)
+// Claim leases up to n deliveries that are due, oldest first, for lease:
+// per endpoint and order key, up to perKey of its pending deliveries in
+// order, stopping before the first one that is not due or is leased, so
+// a key's events go out one after the other; none of a disabled endpoint.
+// A claimed delivery's Attempts is the number of the attempt about to be
+// made; Record counts it.
+func (o *Outbox) Claim(ctx context.Context, n, perKey int, lease time.Duration) ([]Delivery, error) {
+	out, err := o.db.d.claim(ctx, o.db, n, max(perKey, 1), lease)
 	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(out, func(a, b Delivery) int { return int(a.ID - b.ID) })
+	for i := range out {
+		out[i].Attempts++
+	}
 	return out, nil
 }
 
@@ -402,60 +408,106 @@ func collectDeliveries(rows Rows) ([]Delivery, error) {
 func scanDelivery(r Row) (Delivery, error) {
 	var d Delivery
 	var body string
-	err := r.Scan(&d.ID, &d.EndpointID, &d.PartnerID, &d.URL, &d.Secret, &d.EventID, &d.EventType, &body, &d.State, &d.Attempts,
+	err := r.Scan(&d.ID, &d.EndpointID, &d.PartnerID, &d.URL, &d.Secret, &d.EventID, &d.EventType, &d.OrderKey, &body, &d.State, &d.Attempts,
 		&d.LastStatus, &d.LastError, &d.CreatedAt, &d.NextAt, &d.RetryUntil, &d.LastAttemptAt, &d.DeliveredAt)
 	d.Body = []byte(body)
 	return d, err
 }
 
-// Delivered records a successful attempt; the endpoint is no longer
-// failing (in the same transaction, so no reader sees one without the
-// other).
-func (o *Outbox) Delivered(ctx context.Context, d Delivery, status int) error {
-	tx, err := o.db.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("recording webhook delivery: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET state = 'DELIVERED', last_status = $2, last_error = '',
-		delivered_at = `+o.db.d.now+`, lease_until = NULL WHERE id = $1`, d.ID, status); err != nil {
-		return fmt.Errorf("recording webhook delivery: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL`, d.EndpointID); err != nil {
-		return fmt.Errorf("recording webhook delivery: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("recording webhook delivery: %w", err)
-	}
-	return nil
+// Outcome is what became of one claimed delivery.
+type Outcome struct {
+	Delivery Delivery
+	// Tried is false for a delivery given back without an attempt (a
+	// delivery before it of the same key failed): its lease is released.
+	Tried  bool
+	Status int    // the HTTP status answered, 0 when none
+	Err    string // why the attempt failed; "" when it was delivered
+	Wait   time.Duration
 }
 
-// AttemptFailed records a failed attempt: the delivery is tried again
-// after wait, or, past its retry time, given up (FAILED) and its endpoint
-// marked failing in the same transaction. gaveUp tells which.
-func (o *Outbox) AttemptFailed(ctx context.Context, d Delivery, status int, msg string, wait time.Duration) (gaveUp bool, err error) {
-	next := o.db.d.plusMicros("$4")
+// Record stores the outcomes of claimed deliveries in one transaction: a
+// delivered one is done and its endpoint no longer failing; a failed one
+// is tried again after its Wait or, past its retry time, given up
+// (FAILED) and its endpoint marked failing; one not tried is released.
+// It returns the deliveries given up.
+func (o *Outbox) Record(ctx context.Context, outs []Outcome) (gaveUp []Delivery, err error) {
+	if len(outs) == 0 {
+		return nil, nil
+	}
 	tx, err := o.db.Begin(ctx)
 	if err != nil {
-		return false, fmt.Errorf("recording webhook attempt: %w", err)
+		return nil, fmt.Errorf("recording webhook attempts: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	err = tx.QueryRow(ctx, `UPDATE webhook_deliveries SET last_status = $2, last_error = $3, lease_until = NULL,
-			next_at = `+next+`,
-			state = CASE WHEN `+next+` > retry_until THEN 'FAILED' ELSE 'PENDING' END
-		WHERE id = $1 RETURNING state = 'FAILED'`, d.ID, status, safeText(msg), wait.Microseconds()).Scan(&gaveUp)
-	if err != nil {
-		return false, fmt.Errorf("recording webhook attempt: %w", err)
+	delivered := map[int][]int64{} // by status
+	var released []int64
+	var endpoints []string
+	now, next := o.db.d.now, o.db.d.plusMicros("$4")
+	for _, oc := range outs {
+		d := oc.Delivery
+		switch {
+		case !oc.Tried:
+			released = append(released, d.ID)
+		case oc.Err == "":
+			delivered[oc.Status] = append(delivered[oc.Status], d.ID)
+			endpoints = append(endpoints, d.EndpointID)
+		default:
+			var given bool
+			err := tx.QueryRow(ctx, `UPDATE webhook_deliveries SET last_status = $2, last_error = $3, lease_until = NULL,
+					attempts = attempts + 1, last_attempt_at = `+now+`, next_at = `+next+`,
+					state = CASE WHEN `+next+` > retry_until THEN 'FAILED' ELSE 'PENDING' END
+				WHERE id = $1 RETURNING state = 'FAILED'`, d.ID, oc.Status, safeText(oc.Err), oc.Wait.Microseconds()).Scan(&given)
+			if err != nil {
+				return nil, fmt.Errorf("recording webhook attempt: %w", err)
+			}
+			if given {
+				gaveUp = append(gaveUp, d)
+				if _, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = `+now+` WHERE id = $1 AND failing_since IS NULL`, d.EndpointID); err != nil {
+					return nil, fmt.Errorf("marking webhook endpoint failing: %w", err)
+				}
+			}
+		}
 	}
-	if gaveUp {
-		if _, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = `+o.db.d.now+` WHERE id = $1 AND failing_since IS NULL`, d.EndpointID); err != nil {
-			return true, fmt.Errorf("marking webhook endpoint failing: %w", err)
+	for status, ids := range delivered {
+		if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET state = 'DELIVERED', last_status = $2, last_error = '',
+				attempts = attempts + 1, last_attempt_at = `+now+`, delivered_at = `+now+`, lease_until = NULL
+			WHERE `+o.db.In("id", "$1"), ids, status); err != nil {
+			return nil, fmt.Errorf("recording webhook deliveries: %w", err)
+		}
+	}
+	if len(endpoints) > 0 {
+		slices.Sort(endpoints)
+		if _, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = NULL
+			WHERE `+o.db.In("id", "$1")+` AND failing_since IS NOT NULL`, slices.Compact(endpoints)); err != nil {
+			return nil, fmt.Errorf("recording webhook deliveries: %w", err)
+		}
+	}
+	if len(released) > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET lease_until = NULL WHERE `+o.db.In("id", "$1"), released); err != nil {
+			return nil, fmt.Errorf("releasing webhook deliveries: %w", err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return gaveUp, fmt.Errorf("recording webhook attempt: %w", err)
+		return nil, fmt.Errorf("recording webhook attempts: %w", err)
 	}
 	return gaveUp, nil
+}
+
+// Delivered records a successful attempt (Record of one outcome).
+func (o *Outbox) Delivered(ctx context.Context, d Delivery, status int) error {
+	_, err := o.Record(ctx, []Outcome{{Delivery: d, Tried: true, Status: status}})
+	return err
+}
+
+// AttemptFailed records a failed attempt (Record of one outcome): the
+// delivery is tried again after wait or, past its retry time, given up;
+// gaveUp tells which.
+func (o *Outbox) AttemptFailed(ctx context.Context, d Delivery, status int, msg string, wait time.Duration) (gaveUp bool, err error) {
+	if msg == "" {
+		msg = "failed"
+	}
+	given, err := o.Record(ctx, []Outcome{{Delivery: d, Tried: true, Status: status, Err: msg, Wait: wait}})
+	return len(given) > 0, err
 }
 
 // Deliveries lists an endpoint's deliveries, newest first, those older
@@ -464,7 +516,7 @@ func (o *Outbox) Deliveries(ctx context.Context, endpointID string, limit int, b
 	if beforeID <= 0 {
 		beforeID = 1<<63 - 1
 	}
-	rows, err := o.db.Query(ctx, `SELECT d.id, d.endpoint_id, ep.partner_id, ep.url, '', d.event_id, ev.type, ev.body, d.state, d.attempts,
+	rows, err := o.db.Query(ctx, `SELECT d.id, d.endpoint_id, ep.partner_id, ep.url, '', d.event_id, ev.type, d.order_key, ev.body, d.state, d.attempts,
 			d.last_status, d.last_error, d.created_at, d.next_at, d.retry_until, d.last_attempt_at, d.delivered_at
 		FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id JOIN webhook_endpoints ep ON ep.id = d.endpoint_id
 		WHERE d.endpoint_id = $1 AND d.id < $2 ORDER BY d.id DESC LIMIT $3`, endpointID, beforeID, limit+1)

@@ -120,5 +120,6 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     created_at      text    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     UNIQUE (endpoint_id, event_id)
 );
-CREATE INDEX IF NOT EXISTS webhook_deliveries_due_idx ON webhook_deliveries (next_at) WHERE state = 'PENDING';
+-- (No index by next_at: the dispatcher reads a key's chain by order_idx.)
+DROP INDEX IF EXISTS webhook_deliveries_due_idx;
 CREATE INDEX IF NOT EXISTS webhook_deliveries_order_idx ON webhook_deliveries (endpoint_id, order_key, id) WHERE state = 'PENDING';

@@ -296,34 +296,44 @@ func TestOutboxOnBothStores(t *testing.T) {
 			if err != nil || n != 6 {
 				t.Fatalf("Advance = %d, %v; want 6 entries", n, err)
 			}
-			claimed, err := o.Claim(ctx, 10, time.Minute)
+			// A key's deliveries in order, as many as asked per key.
+			claimed, err := o.Claim(ctx, 10, 16, time.Minute)
+			if err != nil || len(claimed) != 2 || claimed[0].EventID != "ev5" || claimed[1].EventID != "ev6" || claimed[0].OrderKey != "c1" {
+				t.Fatalf("Claim of 16 per key = %+v, %v; want ev5 then ev6", claimed, err)
+			}
+			// Given back untried (ev5 failed): both may be claimed again,
+			// and no attempt of ev6 is counted.
+			if _, err := o.Record(ctx, []Outcome{{Delivery: claimed[0]}, {Delivery: claimed[1]}}); err != nil {
+				t.Fatalf("Record of untried deliveries: %v", err)
+			}
+			claimed, err = o.Claim(ctx, 10, 1, time.Minute)
 			if err != nil || len(claimed) != 1 || claimed[0].EventID != "ev5" || claimed[0].Attempts != 1 || claimed[0].Secret != "s" {
 				t.Fatalf("Claim = %+v, %v; want ev5 alone (ev6 waits behind it, same key)", claimed, err)
 			}
-			if again, err := o.Claim(ctx, 10, time.Minute); err != nil || len(again) != 0 {
-				t.Fatalf("Claim while leased = %+v, %v; want none", again, err)
+			if again, err := o.Claim(ctx, 10, 16, time.Minute); err != nil || len(again) != 0 {
+				t.Fatalf("Claim while leased = %+v, %v; want none (ev6 waits behind the leased ev5)", again, err)
 			}
 			gaveUp, err := o.AttemptFailed(ctx, claimed[0], 500, "boom", 0)
 			if err != nil || gaveUp {
 				t.Fatalf("AttemptFailed = %v, %v", gaveUp, err)
 			}
-			claimed, err = o.Claim(ctx, 10, time.Minute)
+			claimed, err = o.Claim(ctx, 10, 1, time.Minute)
 			if err != nil || len(claimed) != 1 || claimed[0].Attempts != 2 || claimed[0].LastError != "boom" {
 				t.Fatalf("Claim after a failure = %+v, %v", claimed, err)
 			}
 			if err := o.Delivered(ctx, claimed[0], 200); err != nil {
 				t.Fatal(err)
 			}
-			claimed, err = o.Claim(ctx, 10, time.Minute)
-			if err != nil || len(claimed) != 1 || claimed[0].EventID != "ev6" {
-				t.Fatalf("Claim after delivery = %+v, %v; want ev6", claimed, err)
+			claimed, err = o.Claim(ctx, 10, 16, time.Minute)
+			if err != nil || len(claimed) != 1 || claimed[0].EventID != "ev6" || claimed[0].Attempts != 1 {
+				t.Fatalf("Claim after delivery = %+v, %v; want ev6, first attempt", claimed, err)
 			}
 			backlog, err := o.Backlogs(ctx)
 			if err != nil || len(backlog) != 1 || backlog[0].Pending != 1 || backlog[0].OldestPending < 0 || backlog[0].OldestPending > time.Minute {
 				t.Fatalf("Backlogs = %+v, %v", backlog, err)
 			}
 			ds, more, err := o.Deliveries(ctx, "ep1", 10, 0)
-			if err != nil || more || len(ds) != 2 || ds[1].State != "DELIVERED" || ds[1].DeliveredAt == nil {
+			if err != nil || more || len(ds) != 2 || ds[1].State != "DELIVERED" || ds[1].DeliveredAt == nil || ds[1].Attempts != 2 || ds[0].Attempts != 0 {
 				t.Fatalf("Deliveries = %+v, %v, %v", ds, more, err)
 			}
 			if err := o.Redeliver(ctx, "ep1", ds[1].ID, time.Hour); err != nil {
