@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	mrand "math/rand/v2"
 	"net"
@@ -771,10 +772,6 @@ func (s *Server) eventsOf(ctx context.Context, entries []pgstore.JournalRow) ([]
 	return out, nil
 }
 
-// holdEventTypes are the journal entry types whose events carry a hold.
-var holdEventTypes = map[string]bool{"reserve": true, "financial": true, "force_post": true, "refund": true,
-	"capture": true, "void": true, "late_cancel": true, "expire": true}
-
 // firstHold is the first hold an entry changed ("" when none).
 func firstHold(e pgstore.JournalRow) string {
 	for _, c := range e.Changes {
@@ -785,32 +782,38 @@ func firstHold(e pgstore.JournalRow) string {
 	return ""
 }
 
-// holdHistories reads, in one query, the history of every hold whose
-// event the entries make, up to the last entry.
+// holdHistories returns the history, up to the last entry, of every hold
+// whose event the entries make. A hold created within the entries has
+// its whole history among them; the others are read in one query.
 func (s *Server) holdHistories(ctx context.Context, entries []pgstore.JournalRow) (map[string][]pgstore.JournalRow, error) {
-	var ids []string
+	hist := map[string][]pgstore.JournalRow{}
+	var older []string // holds created before the entries
 	for _, e := range entries {
-		if !holdEventTypes[e.Type] {
-			continue
-		}
-		if e.Type != "expire" {
-			if id := firstHold(e); id != "" {
-				ids = append(ids, id)
-			}
-			continue
-		}
 		for _, c := range e.Changes {
-			if c.Table == "holds" {
-				ids = append(ids, c.ID)
+			if c.Table != "holds" {
+				continue
+			}
+			if _, seen := hist[c.ID]; !seen && !slices.Contains(older, c.ID) {
+				if _, created := c.Set["created_ms"]; !created {
+					older = append(older, c.ID)
+					continue
+				}
+			}
+			if !slices.Contains(older, c.ID) {
+				hist[c.ID] = append(hist[c.ID], e)
 			}
 		}
 	}
-	if len(ids) == 0 || len(entries) == 0 {
-		return nil, nil
+	if len(older) == 0 {
+		return hist, nil
 	}
-	slices.Sort(ids)
 	last := entries[len(entries)-1]
-	return s.txns.Histories(ctx, last.PartnerID, slices.Compact(ids), last.Seq)
+	read, err := s.txns.Histories(ctx, last.PartnerID, older, last.Seq)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(hist, read)
+	return hist, nil
 }
 
 type envelope struct {

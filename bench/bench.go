@@ -80,6 +80,8 @@ type Options struct {
 	// Generator is the command that runs `sim load` as a child process
 	// for the CPU measurement (default: this executable with "sim").
 	Generator []string
+	// SwitchLog is a file for the switch's warnings and errors.
+	SwitchLog string
 
 	// RedisBenchRequests, RedisBenchClients and RedisPipeline drive
 	// redis-benchmark (defaults 100000, 50 and 16); SkipRedis leaves it out.
@@ -126,6 +128,9 @@ type SwitchConfig struct {
 	// WebhookAllowPrivate lets webhook endpoints be http on loopback (the
 	// run's own receiver).
 	WebhookAllowPrivate bool
+	// LogFile, when set, receives the switch's warnings and errors
+	// (otherwise discarded).
+	LogFile string
 }
 
 // Switch is a running switch under test: where it listens and the parts
@@ -337,7 +342,9 @@ type CPUResult struct {
 	Approvals int64   `json:"approvals"`
 	// USPerApproval: switch (the bench process, which runs the switch),
 	// redis, postgres (the bench database's backends and the server's
-	// background processes), generator (`sim load`, a child process).
+	// background processes), generator (`sim load`, a child process), and
+	// with --webhook-endpoints webhook_receiver (`sim webhooks`, a child
+	// process: the partner's side, not counted in Total).
 	USPerApproval map[string]float64 `json:"us_per_approval"`
 	// Total is switch + redis + postgres; WithGenerator adds the generator.
 	Total         float64           `json:"total_us_per_approval"`
@@ -451,13 +458,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	o.Progress("seeded %d cards, one customer and balance each", len(cards.Cards))
 	if o.WebhookEndpoints > 0 {
-		recv, err := subscribeWebhooks(ctx, sw.Switch, cards, o.WebhookEndpoints)
+		recv, err := subscribeWebhooks(ctx, o, sw.Switch, cards, o.WebhookEndpoints)
 		if err != nil {
 			return nil, err
 		}
+		sw.receiverPID = recv.pid()
 		defer func() {
-			recv.Close()
-			res.Webhooks = &WebhookResult{Endpoints: o.WebhookEndpoints, Deliveries: recv.deliveries.Load()}
+			wr := &WebhookResult{Endpoints: o.WebhookEndpoints}
+			wr.Pending, wr.Behind, _ = webhookBacklog(context.WithoutCancel(ctx), sw.Switch)
+			st, err := recv.stop()
+			if err != nil {
+				o.Progress("webhook receiver: %v", err)
+			}
+			wr.Deliveries, wr.Events, wr.Refused, wr.Types = st.Deliveries, st.Events, st.Refused, st.Types
+			res.Webhooks = wr
 		}()
 		o.Progress("%d webhook endpoints subscribed to every event type", o.WebhookEndpoints)
 	}
@@ -592,6 +606,8 @@ type switchUnderTest struct {
 	keysDir string
 	o       Options
 	stopped bool
+	// receiverPID is the webhook receiver's process (--webhook-endpoints).
+	receiverPID int
 }
 
 func randomName(prefix string) string {
@@ -614,7 +630,7 @@ func startSwitch(ctx context.Context, o Options) (*switchUnderTest, error) {
 	}
 	running, err := o.Start(ctx, SwitchConfig{RedisURL: o.RedisURL, DatabaseURL: sw.dbURL, KeyPrefix: sw.prefix,
 		KeysDir: filepath.Join(sw.keysDir, "keys"), AnswerAfter: o.AnswerAfter, DebugAddr: o.DebugAddr,
-		WebhookAllowPrivate: o.WebhookEndpoints > 0})
+		WebhookAllowPrivate: o.WebhookEndpoints > 0, LogFile: o.SwitchLog})
 	if err != nil {
 		sw.cleanup()
 		return nil, fmt.Errorf("starting switch: %w", err)

@@ -26,6 +26,7 @@ func Command(stdout, stderr io.Writer, start StartSwitch) *ffcli.Command {
 	fs.IntVar(&o.Links, "links", 8, "ISO connections")
 	fs.IntVar(&o.Cards, "cards", 20, "virtual cards seeded, one customer and balance each")
 	fs.StringVar(&o.AnswerAfter, "answer-after", "postgres", "the switch's mode: postgres (answer after the journal commit) or redis")
+	fs.StringVar(&o.SwitchLog, "switch-log", "", "append the switch's warnings and errors to this file (default: discarded)")
 	fs.StringVar(&o.DebugAddr, "debug-addr", "", "serve the switch's pprof on this address during the run, e.g. 127.0.0.1:6060")
 	fs.DurationVar(&o.Timeout, "timeout", 2*time.Second, "how long the generator waits for an answer")
 	fs.DurationVar(&o.TargetP99, "p99", 5*time.Millisecond, "latency objective an open-loop step is judged by")

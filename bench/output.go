@@ -75,8 +75,12 @@ func (r *Result) WriteTable(w io.Writer) {
 		if v, ok := u["redis"]; ok {
 			redis = fmt.Sprintf("%.0f", v)
 		}
-		fmt.Fprintf(tw, "CPU µs per approval at a fixed rate\t%.0f\t%s\tswitch %.0f + redis %s + postgres %.0f = %.0f; generator %.0f\t\n",
-			c.Rate, of(c.Rate), u["switch"], redis, u["postgres"], c.Total, u["generator"])
+		recv := ""
+		if v, ok := u["webhook_receiver"]; ok {
+			recv = fmt.Sprintf("; webhook receiver %.0f", v)
+		}
+		fmt.Fprintf(tw, "CPU µs per approval at a fixed rate\t%.0f\t%s\tswitch %.0f + redis %s + postgres %.0f = %.0f; generator %.0f%s\t\n",
+			c.Rate, of(c.Rate), u["switch"], redis, u["postgres"], c.Total, u["generator"], recv)
 		if c.Report != nil {
 			fmt.Fprintf(tw, "  the same step's latency\t\t\t%s; failures %s\t\n", lat(c.Report.Latency), formatCodes(failuresOf(c.Report, Profiles[r.Profile])))
 		}
@@ -107,7 +111,8 @@ func (r *Result) WriteTable(w io.Writer) {
 		fmt.Fprintf(tw, "audit after the overload\t\t\t%s; %d of %d approvals lost\t\n", verdict, a.Lost, a.Approvals)
 	}
 	if wh := r.Webhooks; wh != nil {
-		fmt.Fprintf(tw, "webhooks sent during the run\t\t\t%d endpoints subscribed to every event type; %d deliveries received\t\n", wh.Endpoints, wh.Deliveries)
+		fmt.Fprintf(tw, "webhooks sent during the run\t\t\t%d endpoints subscribed to every event type; %d deliveries verified (%d events), %d refused; at the end %d pending, %d journal entries not yet made events\t\n",
+			wh.Endpoints, wh.Deliveries, wh.Events, wh.Refused, wh.Pending, wh.Behind)
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "host: %d CPUs, %s, Redis %s, Postgres %s; switch, load generator and stores share the machine; load average %.1f at the start, %.1f at the end; %.0f s\n",

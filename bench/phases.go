@@ -266,6 +266,19 @@ func writeBehindResult(lags []float64, before, after journalSnapshot) *WriteBehi
 	return r
 }
 
+// generatorCommand is the command that runs the simulator's subcommands
+// as child processes (o.Generator, or this executable with "sim").
+func generatorCommand(o Options) ([]string, error) {
+	if len(o.Generator) > 0 {
+		return o.Generator, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding this executable to run the simulator: %w", err)
+	}
+	return []string{exe, "sim"}, nil
+}
+
 // measureCPU runs `sim load` as a child process at o.CPURate and reads
 // the CPU time the switch (this process), Redis, Postgres and the
 // generator spent meanwhile.
@@ -279,13 +292,9 @@ func measureCPU(ctx context.Context, o Options, prof Profile, sw *switchUnderTes
 	if err := cards.Save(cardsPath); err != nil {
 		return nil, err
 	}
-	gen := o.Generator
-	if len(gen) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("finding this executable to run `sim load`: %w", err)
-		}
-		gen = []string{exe, "sim"}
+	gen, err := generatorCommand(o)
+	if err != nil {
+		return nil, err
 	}
 	args := append(slices.Clone(gen[1:]), "load", "--iso-addr", sw.ISOAddr, "--links", strconv.Itoa(o.Links),
 		"--cards", cardsPath, "--keys-dir", filepath.Join(dir, "no-keys"), "--pin-share", "0",
@@ -297,8 +306,18 @@ func measureCPU(ctx context.Context, o Options, prof Profile, sw *switchUnderTes
 	cmd.Stderr = &stderr
 
 	meter := startCPUMeter(ctx, sw.Redis, sw.dbURL)
+	var recv0 int64
+	if sw.receiverPID > 0 {
+		recv0, _, _ = procCPU(sw.receiverPID)
+	}
 	runErr := cmd.Run()
 	switchUS, redisUS, pgUS, wall := meter.stop(ctx)
+	receiverUS := int64(-1)
+	if sw.receiverPID > 0 {
+		if recv1, _, err := procCPU(sw.receiverPID); err == nil {
+			receiverUS = (recv1 - recv0) * 1_000_000 / meter.tick
+		}
+	}
 	if runErr != nil {
 		return nil, fmt.Errorf("%s %s: %w: %s", gen[0], strings.Join(args, " "), runErr, strings.TrimSpace(stderr.String()))
 	}
@@ -321,6 +340,9 @@ func measureCPU(ctx context.Context, o Options, prof Profile, sw *switchUnderTes
 	r.USPerApproval["switch"] = per(switchUS)
 	r.USPerApproval["postgres"] = per(pgUS)
 	r.USPerApproval["generator"] = per(genUS)
+	if receiverUS >= 0 {
+		r.USPerApproval["webhook_receiver"] = per(receiverUS)
+	}
 	r.Total = per(switchUS) + per(pgUS)
 	if redisUS >= 0 {
 		r.USPerApproval["redis"] = per(redisUS)

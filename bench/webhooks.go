@@ -1,14 +1,20 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/antaca/antaca/api"
 	"github.com/antaca/antaca/ledger"
@@ -19,41 +25,126 @@ import (
 // WebhookResult is what the run's webhook receiver got while the switch
 // sent the seeded partner's events to it.
 type WebhookResult struct {
-	Endpoints  int   `json:"endpoints"`
+	Endpoints int `json:"endpoints"`
+	// Deliveries verified by the receiver (repeats included), distinct
+	// events, and deliveries it refused (a bad signature: never expected).
 	Deliveries int64 `json:"deliveries"`
+	Events     int64 `json:"events"`
+	Refused    int64 `json:"refused"`
+	// Types counts the distinct events by type.
+	Types map[string]int64 `json:"types"`
+	// Pending deliveries at the end of the run, after the audit, and
+	// journal entries not yet turned into events then.
+	Pending int64 `json:"pending"`
+	Behind  int64 `json:"entries_behind"`
 }
 
-// webhookReceiver accepts every delivery at once and counts it.
+// webhookReceiver is `sim webhooks`, a partner's endpoint, run as a child
+// process so that the CPU it spends receiving is not counted as the
+// switch's (measureCPU reports it apart).
 type webhookReceiver struct {
-	*httptest.Server
-	deliveries atomic.Int64
+	cmd    *exec.Cmd
+	url    string
+	report string
+	dir    string
+}
+
+// startWebhookReceiver starts `sim webhooks` on a free loopback port.
+func startWebhookReceiver(ctx context.Context, o Options, secret string) (*webhookReceiver, error) {
+	gen, err := generatorCommand(o)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "antaca-bench-webhooks-")
+	if err != nil {
+		return nil, err
+	}
+	r := &webhookReceiver{dir: dir, report: filepath.Join(dir, "report.json")}
+	args := append(slices.Clone(gen[1:]), "webhooks", "--webhook-addr", "127.0.0.1:0", "--webhook-secret", secret, "--report", r.report)
+	r.cmd = exec.CommandContext(ctx, gen[0], args...)
+	r.cmd.Cancel = func() error { return r.cmd.Process.Signal(syscall.SIGTERM) }
+	r.cmd.WaitDelay = 10 * time.Second
+	var stderr strings.Builder
+	r.cmd.Stderr = &stderr
+	out, err := r.cmd.StdoutPipe()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := r.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("starting the webhook receiver: %w", err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	_, url, ok := strings.Cut(strings.TrimSpace(line), "listening on ")
+	if err != nil || !ok {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("starting the webhook receiver: %q %v: %s", line, err, strings.TrimSpace(stderr.String()))
+	}
+	go func() { _, _ = bufio.NewReader(out).WriteTo(discard{}) }()
+	r.url = strings.TrimSuffix(url, "/")
+	return r, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// pid is the receiver's process id.
+func (r *webhookReceiver) pid() int { return r.cmd.Process.Pid }
+
+// stop ends the receiver and reads what it got.
+func (r *webhookReceiver) stop() (simulator.WebhookSinkStats, error) {
+	defer os.RemoveAll(r.dir)
+	var st simulator.WebhookSinkStats
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	if err := r.cmd.Wait(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			return st, fmt.Errorf("webhook receiver: %w", err)
+		}
+	}
+	b, err := os.ReadFile(r.report)
+	if err != nil {
+		return st, fmt.Errorf("webhook receiver's report: %w", err)
+	}
+	return st, json.Unmarshal(b, &st)
 }
 
 // subscribeWebhooks starts a receiver and subscribes n endpoints of the
-// seeded partner to every event type, as a partner would over the API.
-func subscribeWebhooks(ctx context.Context, sw *Switch, cards *simulator.CardsFile, n int) (*webhookReceiver, error) {
+// seeded partner to every event type, as a partner would over the API,
+// each signing with the secret the receiver verifies.
+func subscribeWebhooks(ctx context.Context, o Options, sw *Switch, cards *simulator.CardsFile, n int) (*webhookReceiver, error) {
 	if len(cards.Cards) == 0 {
 		return nil, fmt.Errorf("subscribing webhooks: no seeded card")
 	}
-	r := &webhookReceiver{}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		_, _ = io.Copy(io.Discard, req.Body)
-		r.deliveries.Add(1)
-		w.WriteHeader(http.StatusNoContent)
-	}))
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	secret := "whsec_" + hex.EncodeToString(b)
+	r, err := startWebhookReceiver(ctx, o, secret)
+	if err != nil {
+		return nil, err
+	}
 	out := pgstore.NewOutbox(pgstore.Postgres(sw.Pool))
 	for i := range n {
-		_ = i
-		secret := make([]byte, 32)
-		_, _ = rand.Read(secret)
 		_, err := out.CreateEndpoint(ctx, pgstore.Endpoint{
 			ID: ledger.NewID("whe"), PartnerID: cards.Cards[0].PartnerID,
-			URL: fmt.Sprintf("%s/events/%d", r.URL, i), Events: api.WebhookEventTypes, Secret: hex.EncodeToString(secret),
+			URL: fmt.Sprintf("%s/events/%d", r.url, i), Events: api.WebhookEventTypes, Secret: secret,
 		}, n)
 		if err != nil {
-			r.Close()
+			_, _ = r.stop()
 			return nil, fmt.Errorf("subscribing webhooks: %w", err)
 		}
 	}
 	return r, nil
+}
+
+// webhookBacklog counts the deliveries not yet made and the journal
+// entries the dispatcher has not yet turned into events.
+func webhookBacklog(ctx context.Context, sw *Switch) (pending, behind int64, err error) {
+	err = sw.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM webhook_deliveries WHERE state = 'PENDING'),
+		(SELECT coalesce(sum((SELECT max(seq) FROM journal j WHERE j.partner_id = c.partner_id) - c.seq), 0) FROM webhook_cursors c)`).Scan(&pending, &behind)
+	return pending, behind, err
 }

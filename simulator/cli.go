@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,8 +34,8 @@ func Command() *ffcli.Command {
 func CommandWithOutput(stdout, stderr io.Writer) *ffcli.Command {
 	return &ffcli.Command{
 		Name:       "sim",
-		ShortUsage: "antaca sim <seed|run|load|bureau|kyc-provider|partner> [flags]",
-		ShortHelp:  "the bundled card network: provisioning, scenarios, load, bureau, KYC provider, a partner's decisioning backend",
+		ShortUsage: "antaca sim <seed|run|load|bureau|kyc-provider|partner|webhooks> [flags]",
+		ShortHelp:  "the bundled card network: provisioning, scenarios, load, bureau, KYC provider, a partner's decisioning backend and webhook endpoint",
 		LongHelp: "The simulator connects to the switch as a processor does (sign-on, echo on idle,\n" +
 			"reconnect with backoff, several links, optional TLS, either ISO profile and framing)\n" +
 			"and provisions through the REST API (or in process with --direct).\n" +
@@ -44,6 +45,7 @@ func CommandWithOutput(stdout, stderr io.Writer) *ffcli.Command {
 			seedCommand(stdout, stderr), runCommand(stdout, stderr), loadCommand(stdout, stderr), bureauCommand(stdout, stderr),
 			kycProviderCommand(stdout, stderr),
 			partnerCommand(stdout, stderr),
+			webhooksCommand(stdout, stderr),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}
@@ -464,6 +466,38 @@ func bureauCommand(stdout, stderr io.Writer) *ffcli.Command {
 			cfg.Out = stdout
 			n, err := RunBureau(ctx, is, cfg)
 			fmt.Fprintf(stdout, "bureau: %d card(s) personalised\n", n)
+			return err
+		},
+	}
+}
+
+func webhooksCommand(stdout, _ io.Writer) *ffcli.Command {
+	fs := flag.NewFlagSet("antaca sim webhooks", flag.ContinueOnError)
+	addr := fs.String("webhook-addr", "127.0.0.1:8092", "listen address (port 0: any free port; the address is printed)")
+	secret := fs.String("webhook-secret", "", "the endpoint's signing secret (from POST /secure/webhooks)")
+	report := fs.String("report", "", "write what was received as JSON to this file on exit")
+	return &ffcli.Command{
+		Name:       "webhooks",
+		ShortUsage: "antaca sim webhooks --webhook-secret S [flags]",
+		ShortHelp:  "play a partner's webhook endpoint: verify every delivery's signature, count, answer 204",
+		LongHelp: "Serves http://<addr>/ (any path). Register it as an endpoint with ANTACA_WEBHOOK_ALLOW_PRIVATE=true\n" +
+			"on the switch (http on loopback). A delivery whose Antaca-Signature does not verify is refused with 400.\n" +
+			"On exit (SIGINT, SIGTERM) prints, and with --report writes, the deliveries, distinct events and refusals.",
+		FlagSet: fs,
+		Options: envOptions,
+		Exec: func(ctx context.Context, _ []string) error {
+			if *secret == "" {
+				return errors.New("webhooks: --webhook-secret is required")
+			}
+			ln, err := net.Listen("tcp", *addr)
+			if err != nil {
+				return fmt.Errorf("webhooks: %w", err)
+			}
+			s := &WebhookSink{Secret: *secret}
+			fmt.Fprintf(stdout, "webhooks: listening on http://%s/\n", ln.Addr())
+			err = ServeWebhookSink(ctx, ln, s, *report)
+			st := s.Stats()
+			fmt.Fprintf(stdout, "webhooks: %d deliveries, %d events, %d refused\n", st.Deliveries, st.Events, st.Refused)
 			return err
 		},
 	}

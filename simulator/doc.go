@@ -13,6 +13,8 @@
 //	load     fixed-rate (optionally ramped) load with a latency report and plot
 //	bureau   personalise ordered physical cards so that they get linked
 //	kyc-provider  play the KYC provider: verify or reject customers by a rule, call the switch back
+//	partner       play a program's decisioning backend (remoteUrl) with latency and failure knobs
+//	webhooks      play a partner's webhook endpoint: verify signatures, count, answer 204
 //
 // The cards file written by seed is the one place where PANs appear in
 // clear: they are test data. Everything else (logs, reports, failure

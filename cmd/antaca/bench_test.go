@@ -30,6 +30,7 @@ func TestBenchSmoke(t *testing.T) {
 		"--links", "2", "--cards", "4", "--in-flight", "8", "--warmup", "500ms", "--closed", "2s", "--open-step", "1s",
 		"--open-levels", "0.1", "--cpu-rate", "100", "--cpu-duration", "1s", "--overload", "0.2", "--overload-duration", "1s",
 		"--recovery", "0.05", "--recovery-duration", "1s",
+		"--webhook-endpoints", "1",
 		"--redis-requests", "5000", "--redis-clients", "10", "--pgbench-seconds", "2", "--pgbench-clients", "4"}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -70,6 +71,16 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	if res.CPU == nil || res.CPU.Approvals == 0 || res.CPU.USPerApproval["switch"] <= 0 || res.CPU.USPerApproval["generator"] <= 0 {
 		t.Errorf("bench.json: cpu = %+v, want approvals and CPU of the switch and the generator", res.CPU)
+	}
+	// One endpoint subscribed: the receiver, a child process, verified
+	// deliveries signed by the switch and refused none; its CPU is its own.
+	if w := res.Webhooks; w == nil || w.Deliveries == 0 || w.Events == 0 || w.Refused != 0 {
+		t.Errorf("bench.json: webhooks = %+v, want verified deliveries and none refused", res.Webhooks)
+	}
+	if res.CPU != nil {
+		if _, ok := res.CPU.USPerApproval["webhook_receiver"]; !ok {
+			t.Errorf("bench.json: cpu = %+v, want the webhook receiver's CPU apart", res.CPU.USPerApproval)
+		}
 	}
 	if res.Overload == nil || res.Overload.Overload.Approvals == 0 || res.Overload.Recovery.Approvals == 0 {
 		t.Errorf("bench.json: overload = %+v, want approvals in both phases", res.Overload)

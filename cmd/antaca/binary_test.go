@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/signal"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -32,7 +33,12 @@ var built struct {
 // generator child (`antaca.test sim load ...`), as the antaca binary does.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "sim" {
-		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+		// The bench runs the simulator's commands as child processes of
+		// this binary, and stops `sim webhooks` with SIGTERM, as main does.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
 	}
 	code := m.Run()
 	if built.dir != "" {

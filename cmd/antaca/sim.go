@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
@@ -38,7 +40,15 @@ func startBenchSwitch(ctx context.Context, c bench.SwitchConfig) (*bench.Switch,
 	cfg.AdminUser, cfg.AdminPassword = "bench", hex.EncodeToString(pw)
 	cfg.AnswerAfter, cfg.DebugAddr = c.AnswerAfter, c.DebugAddr
 	cfg.WebhookAllowPrivate = c.WebhookAllowPrivate
-	a, err := app.New(ctx, cfg, slog.New(slog.DiscardHandler))
+	log := slog.New(slog.DiscardHandler)
+	if c.LogFile != "" {
+		f, err := os.OpenFile(c.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("switch log: %w", err)
+		}
+		log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
