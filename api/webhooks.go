@@ -521,8 +521,8 @@ func (s *Server) dispatchOnce(ctx context.Context) {
 // claimPerKey of one endpoint and order key, sent by webhookSenders
 // goroutines (and as many idle connections kept per host).
 const (
-	claimBatch     = 256
-	claimPerKey    = 16
+	claimBatch     = 512
+	claimPerKey    = 64
 	webhookSenders = 16
 )
 

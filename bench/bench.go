@@ -457,22 +457,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("seeding: %w", err)
 	}
 	o.Progress("seeded %d cards, one customer and balance each", len(cards.Cards))
+	var receiver *webhookReceiver
 	if o.WebhookEndpoints > 0 {
 		recv, err := subscribeWebhooks(ctx, o, sw.Switch, cards, o.WebhookEndpoints)
 		if err != nil {
 			return nil, err
 		}
 		sw.receiverPID = recv.pid()
-		defer func() {
-			wr := &WebhookResult{Endpoints: o.WebhookEndpoints}
-			wr.Pending, wr.Behind, _ = webhookBacklog(context.WithoutCancel(ctx), sw.Switch)
-			st, err := recv.stop()
-			if err != nil {
-				o.Progress("webhook receiver: %v", err)
-			}
-			wr.Deliveries, wr.Events, wr.Refused, wr.Types = st.Deliveries, st.Events, st.Refused, st.Types
-			res.Webhooks = wr
-		}()
+		defer func() { _, _ = recv.stop() }() // on an early return; stop is idempotent
+		receiver = recv
 		o.Progress("%d webhook endpoints subscribed to every event type", o.WebhookEndpoints)
 	}
 	stopRemote, err := applyProgramOptions(ctx, o, sw, cards, res)
@@ -489,6 +482,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if err := runLoads(ctx, o, prof, sw, cards, scripts, res); err != nil {
 		return nil, err
+	}
+	if receiver != nil {
+		wr, err := drainWebhooks(ctx, o, sw.Switch, receiver)
+		if err != nil {
+			return nil, err
+		}
+		res.Webhooks = wr
 	}
 	// The switch is stopped before the tools run, so that its write-behind
 	// does not compete with them for the machine.

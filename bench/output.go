@@ -111,8 +111,10 @@ func (r *Result) WriteTable(w io.Writer) {
 		fmt.Fprintf(tw, "audit after the overload\t\t\t%s; %d of %d approvals lost\t\n", verdict, a.Lost, a.Approvals)
 	}
 	if wh := r.Webhooks; wh != nil {
-		fmt.Fprintf(tw, "webhooks sent during the run\t\t\t%d endpoints subscribed to every event type; %d deliveries verified (%d events), %d refused; at the end %d pending, %d journal entries not yet made events\t\n",
-			wh.Endpoints, wh.Deliveries, wh.Events, wh.Refused, wh.Pending, wh.Behind)
+		fmt.Fprintf(tw, "webhooks sent during the run\t\t\t%d endpoints subscribed to every event type; %d deliveries verified (%d events), %d refused\t\n",
+			wh.Endpoints, wh.Deliveries, wh.Events, wh.Refused)
+		fmt.Fprintf(tw, "webhooks behind when the load ended\t\t\t%d deliveries pending, %d journal entries not yet events; caught up in %.1f s (left: %d, %d)\t\n",
+			wh.PendingAtEnd, wh.BehindAtEnd, wh.DrainSeconds, wh.Pending, wh.Behind)
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "host: %d CPUs, %s, Redis %s, Postgres %s; switch, load generator and stores share the machine; load average %.1f at the start, %.1f at the end; %.0f s\n",

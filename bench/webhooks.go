@@ -33,20 +33,25 @@ type WebhookResult struct {
 	Refused    int64 `json:"refused"`
 	// Types counts the distinct events by type.
 	Types map[string]int64 `json:"types"`
-	// Pending deliveries at the end of the run, after the audit, and
-	// journal entries not yet turned into events then.
-	Pending int64 `json:"pending"`
-	Behind  int64 `json:"entries_behind"`
+	// When the load ended: deliveries pending and journal entries not yet
+	// turned into events; then how long the dispatcher took to catch up
+	// (at most webhookDrainLimit), and what was left after that.
+	PendingAtEnd int64   `json:"pending_at_end"`
+	BehindAtEnd  int64   `json:"entries_behind_at_end"`
+	DrainSeconds float64 `json:"drain_seconds"`
+	Pending      int64   `json:"pending"`
+	Behind       int64   `json:"entries_behind"`
 }
 
 // webhookReceiver is `sim webhooks`, a partner's endpoint, run as a child
 // process so that the CPU it spends receiving is not counted as the
 // switch's (measureCPU reports it apart).
 type webhookReceiver struct {
-	cmd    *exec.Cmd
-	url    string
-	report string
-	dir    string
+	cmd     *exec.Cmd
+	url     string
+	report  string
+	dir     string
+	stopped bool
 }
 
 // startWebhookReceiver starts `sim webhooks` on a free loopback port.
@@ -97,8 +102,12 @@ func (r *webhookReceiver) pid() int { return r.cmd.Process.Pid }
 
 // stop ends the receiver and reads what it got.
 func (r *webhookReceiver) stop() (simulator.WebhookSinkStats, error) {
-	defer os.RemoveAll(r.dir)
 	var st simulator.WebhookSinkStats
+	if r.stopped {
+		return st, errors.New("webhook receiver already stopped")
+	}
+	r.stopped = true
+	defer os.RemoveAll(r.dir)
 	_ = r.cmd.Process.Signal(syscall.SIGTERM)
 	if err := r.cmd.Wait(); err != nil {
 		var ee *exec.ExitError
@@ -146,5 +155,49 @@ func subscribeWebhooks(ctx context.Context, o Options, sw *Switch, cards *simula
 func webhookBacklog(ctx context.Context, sw *Switch) (pending, behind int64, err error) {
 	err = sw.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM webhook_deliveries WHERE state = 'PENDING'),
 		(SELECT coalesce(sum((SELECT max(seq) FROM journal j WHERE j.partner_id = c.partner_id) - c.seq), 0) FROM webhook_cursors c)`).Scan(&pending, &behind)
-	return pending, behind, err
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading the webhook backlog: %w", err)
+	}
+	return pending, behind, nil
+}
+
+// webhookDrainLimit bounds the wait for the dispatcher after the load.
+const webhookDrainLimit = 2 * time.Minute
+
+// drainWebhooks waits, after the load, until every journal entry is
+// events and every delivery made (at most webhookDrainLimit), then stops
+// the receiver and reports: how far behind the dispatcher was when the
+// load ended, and how long it took to catch up.
+func drainWebhooks(ctx context.Context, o Options, sw *Switch, r *webhookReceiver) (*WebhookResult, error) {
+	wr := &WebhookResult{Endpoints: o.WebhookEndpoints}
+	if err := sw.FlushJournal(ctx); err != nil {
+		return nil, err
+	}
+	began := time.Now()
+	var err error
+	if wr.PendingAtEnd, wr.BehindAtEnd, err = webhookBacklog(ctx, sw); err != nil {
+		return nil, err
+	}
+	o.Progress("webhooks: load over, %d deliveries pending and %d journal entries not yet events; waiting for the dispatcher",
+		wr.PendingAtEnd, wr.BehindAtEnd)
+	for {
+		if wr.Pending, wr.Behind, err = webhookBacklog(ctx, sw); err != nil {
+			return nil, err
+		}
+		if wr.Pending == 0 && wr.Behind == 0 || time.Since(began) > webhookDrainLimit {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	wr.DrainSeconds = time.Since(began).Seconds()
+	st, err := r.stop()
+	if err != nil {
+		return nil, err
+	}
+	wr.Deliveries, wr.Events, wr.Refused, wr.Types = st.Deliveries, st.Events, st.Refused, st.Types
+	return wr, nil
 }

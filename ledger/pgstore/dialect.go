@@ -213,34 +213,47 @@ func liteInsertEvents(ctx context.Context, tx Tx, partnerID string, evs []NewEve
 const deliveryColumns = `d.id, d.endpoint_id, ep.partner_id, ep.url, ep.secret, d.event_id, ev.type, d.order_key, ev.body, d.state, d.attempts,
 	d.last_status, d.last_error, d.created_at, d.next_at, d.retry_until, d.last_attempt_at, d.delivered_at`
 
-// claimChains picks the deliveries to lease: per endpoint and order key,
-// the pending deliveries in order, up to $3 of them and up to the first
-// one that is not due or is leased (a key's events go out in order), at
-// most $1 in all, oldest first. A limit that cuts a chain keeps a prefix
-// of it. eps is the set of endpoints to look at, now the time function.
-func claimChains(eps, now string) string {
+// claimChains picks the deliveries to lease from pending, the pending
+// deliveries looked at: per endpoint and order key, the deliveries in
+// order, up to $3 of them and up to the first one that is not due or is
+// leased (a key's events go out in order), at most $1 in all, oldest
+// first. A limit that cuts a chain keeps a prefix of it. now is the time
+// function.
+func claimChains(pending, now string) string {
 	return `SELECT id FROM (
 			SELECT d.id, row_number() OVER w AS rn,
 				min(CASE WHEN d.next_at <= ` + now + ` AND (d.lease_until IS NULL OR d.lease_until < ` + now + `) THEN 1 ELSE 0 END) OVER w AS ok
-			FROM webhook_deliveries d JOIN ` + eps + ` x ON x.id = d.endpoint_id
-			WHERE d.state = 'PENDING'
+			FROM ` + pending + ` d
 			WINDOW w AS (PARTITION BY d.endpoint_id, d.order_key ORDER BY d.id)
 		) c WHERE ok = 1 AND rn <= $3 ORDER BY id LIMIT $1`
 }
 
-// pgClaim leases due deliveries in one statement. The endpoints it looks
-// at are locked for the statement (SKIP LOCKED, NO KEY so new deliveries
-// may still be inserted for them): two dispatchers never take deliveries
-// of one endpoint at once, so neither can take a key's later delivery
-// while the other takes its earlier one.
+// claimWindow is how many of each endpoint's oldest pending deliveries
+// pgClaim looks at. They hold a prefix of every key's chain, so the order
+// per key holds; the cost of a claim no longer grows with the backlog.
+// The price: a key with more than this many deliveries held back behind a
+// failing one delays the endpoint's newer keys until it moves.
+const claimWindow = 4096
+
+// pgClaim leases due deliveries in one statement, looking at the
+// claimWindow oldest pending deliveries of each enabled endpoint
+// (webhook_deliveries_pending_idx). The endpoints are locked for the
+// statement (SKIP LOCKED, NO KEY so new deliveries may still be inserted
+// for them): two dispatchers never take deliveries of one endpoint at
+// once, so neither can take a key's later delivery while the other takes
+// its earlier one.
 func pgClaim(ctx context.Context, db *DB, n, perKey int, lease time.Duration) ([]Delivery, error) {
 	rows, err := db.Query(ctx, `WITH eps AS (
 			SELECT id FROM webhook_endpoints WHERE disabled_at IS NULL FOR NO KEY UPDATE SKIP LOCKED
-		), due AS (`+claimChains("eps", "now()")+`)
+		), pending AS (
+			SELECT p.* FROM eps CROSS JOIN LATERAL (
+				SELECT d.id, d.endpoint_id, d.order_key, d.next_at, d.lease_until FROM webhook_deliveries d
+				WHERE d.endpoint_id = eps.id AND d.state = 'PENDING' ORDER BY d.id LIMIT $4) p
+		), due AS (`+claimChains("pending", "now()")+`)
 		UPDATE webhook_deliveries d SET lease_until = now() + $2 * interval '1 microsecond'
 		FROM due, webhook_events ev, webhook_endpoints ep
 		WHERE d.id = due.id AND ev.id = d.event_id AND ep.id = d.endpoint_id
-		RETURNING `+deliveryColumns, n, lease.Microseconds(), perKey)
+		RETURNING `+deliveryColumns, n, lease.Microseconds(), perKey, claimWindow)
 	if err != nil {
 		return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
 	}
@@ -256,9 +269,10 @@ func liteClaim(ctx context.Context, db *DB, n, perKey int, lease time.Duration) 
 		return nil, fmt.Errorf("claiming webhook deliveries: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	eps := `(SELECT id FROM webhook_endpoints WHERE disabled_at IS NULL)`
+	pending := `(SELECT d.* FROM webhook_deliveries d JOIN webhook_endpoints x ON x.id = d.endpoint_id AND x.disabled_at IS NULL
+		WHERE d.state = 'PENDING')`
 	rows, err := tx.Query(ctx, `UPDATE webhook_deliveries SET lease_until = `+litePlusMicros("$2")+`
-		WHERE id IN (`+claimChains(eps, liteNow)+`)
+		WHERE id IN (`+claimChains(pending, liteNow)+`)
 		RETURNING id`, n, lease.Microseconds(), perKey)
 	if err != nil {
 		return nil, fmt.Errorf("claiming webhook deliveries: %w", err)

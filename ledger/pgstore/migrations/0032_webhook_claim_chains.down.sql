@@ -1,1 +1,2 @@
+DROP INDEX IF EXISTS webhook_deliveries_pending_idx;
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due_idx ON webhook_deliveries (next_at) WHERE state = 'PENDING';

@@ -1,5 +1,6 @@
--- The dispatcher claims a key's pending deliveries as a chain, read in
--- (endpoint_id, order_key, id) order from webhook_deliveries_order_idx;
--- nothing reads the pending deliveries by next_at any more, and every
--- delivery paid for that index on insert and on each change of state.
+-- The dispatcher claims a key's pending deliveries as a chain, from the
+-- oldest pending deliveries of each endpoint: an index of those by
+-- (endpoint_id, id) replaces the one by next_at, which nothing reads any
+-- more and every delivery paid for on insert and on each change of state.
 DROP INDEX IF EXISTS webhook_deliveries_due_idx;
+CREATE INDEX IF NOT EXISTS webhook_deliveries_pending_idx ON webhook_deliveries (endpoint_id, id) WHERE state = 'PENDING';
