@@ -52,7 +52,6 @@ type card struct {
 	LockSource, Currency          string
 	LockReference, DeliveryState  string
 	Replaces, ReplacedBy          string
-	ProgramID                     string
 }
 
 // Masked is the PAN as an admin may see it: first 6 and last 4 digits.
