@@ -40,6 +40,11 @@ var notices = map[string]string{
 	"userupdate":     "The admin user was updated.",
 	"userdeactivate": "The admin user was deactivated; their sessions have ended.",
 	"useractivate":   "The admin user was reactivated.",
+	"program":        "The program was created.",
+	"programupdate":  "The program was saved.",
+	"pcontrols":      "The program's spend controls were saved. They apply at once to every card of the program without controls of its own.",
+	"controls":       "The card's own spend controls were saved. They apply from the next authorization, instead of its program's.",
+	"controlsreset":  "The card's own spend controls were dropped: its program's controls apply again.",
 }
 
 func notice(r *http.Request) string { return notices[r.URL.Query().Get("done")] }
@@ -289,6 +294,9 @@ type cardData struct {
 	Prev, Next string
 	First      string // the newest page, when the way back is not known
 	Query      string // this page's position, carried by the details links
+	// Controls are the spend controls in force (nil when the role may
+	// not read them).
+	Controls *cardControls
 }
 
 func (p *Panel) card(w http.ResponseWriter, r *http.Request, s *session) {
@@ -348,6 +356,12 @@ func (p *Panel) showCard(w http.ResponseWriter, r *http.Request, s *session, sta
 	}
 	d.Page, d.Prev, d.Next, d.First = cur.links(Prefix+"cards/"+url.PathEscape(c.ID), "#transactions", last, tx.HasMore)
 	d.Query = cur.query().Encode()
+	if s.can(p, "GET /admin/cards/{cardId}/controls") {
+		if d.Controls, err = p.loadCardControls(r, s, c, fe); err != nil {
+			p.fail(w, r, s, err)
+			return
+		}
+	}
 	removed := c.Status == string(authz.StatusRemoved)
 	virtualish := c.Type == string(authz.CardVirtual) || c.Type == string(authz.CardDigitalFirst)
 	replaceRoute := s.can(p, "POST /admin/cards/{cardId}/replace")
@@ -372,6 +386,11 @@ func (p *Panel) showCard(w http.ResponseWriter, r *http.Request, s *session, sta
 		// is replaced once.
 		"replace":  !removed && c.ReplacedBy == "" && c.Type != string(authz.CardDigitalFirst) && replaceRoute,
 		"physical": c.Type == string(authz.CardPhysical),
+		// A card's own controls replace its program's; DELETE hands it
+		// back to them.
+		"controls":      !removed && s.can(p, "PUT /admin/cards/{cardId}/controls"),
+		"controlsRole":  s.can(p, "PUT /admin/cards/{cardId}/controls"),
+		"controlsReset": !removed && d.Controls != nil && d.Controls.Source == "card" && s.can(p, "DELETE /admin/cards/{cardId}/controls"),
 	}
 	p.render(w, r, s, status, "card", page{Title: "Card " + c.Masked(), Nav: "customers", Can: can,
 		Notice: noticeUnlessErr(r, fe), Err: fe, Data: d})
@@ -501,6 +520,7 @@ func (p *Panel) showPartners(w http.ResponseWriter, r *http.Request, s *session,
 		"pbalance": s.can(p, "POST /admin/partners/{partnerId}/balances"),
 		"reload":   s.can(p, "POST /admin/partners/{partnerId}/balances/{balanceId}/reload"),
 		"webhooks": s.can(p, "GET /admin/partners/{partnerId}/webhooks"),
+		"programs": s.can(p, "GET /admin/partners/{partnerId}/programs"),
 	}
 	p.render(w, r, s, status, "partners", page{Title: "Partners", Nav: "partners", Can: can,
 		Notice: noticeUnlessErr(r, fe), Err: fe, Data: d})

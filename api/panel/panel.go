@@ -111,7 +111,8 @@ func New(cfg Config) (*Panel, error) {
 	for _, r := range api.Routes() {
 		p.roles[r.Pattern] = r.Roles
 	}
-	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
+	// layout.html and the partials (_*.html) are parsed into every page.
+	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/_*.html")
 	if err != nil {
 		return nil, fmt.Errorf("panel: parsing layout: %w", err)
 	}
@@ -121,7 +122,7 @@ func New(cfg Config) (*Panel, error) {
 	}
 	for _, n := range names {
 		name := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
-		if name == "layout" {
+		if name == "layout" || strings.HasPrefix(name, "_") {
 			continue
 		}
 		t, err := template.Must(base.Clone()).ParseFS(templateFS, n)
@@ -157,10 +158,19 @@ func New(cfg Config) (*Panel, error) {
 	m.HandleFunc("GET "+Prefix+"cards/{id}/transactions/{txn}", p.withSession(p.transaction))
 	m.HandleFunc("GET "+Prefix+"cards/{id}/messages", p.withSession(p.messages))
 	m.HandleFunc("POST "+Prefix+"cards/{id}/{action}", p.withSession(p.cardAction))
+	m.HandleFunc("POST "+Prefix+"cards/{id}/controls", p.withSession(p.setCardControls))
+	m.HandleFunc("GET "+Prefix+"cards/{id}/controls/reset", p.withSession(p.confirmControlsReset))
+	m.HandleFunc("POST "+Prefix+"cards/{id}/controls/reset", p.withSession(p.resetCardControls))
 	m.HandleFunc("GET "+Prefix+"partners", p.withSession(p.partners))
 	m.HandleFunc("POST "+Prefix+"partners", p.withSession(p.createPartner))
 	m.HandleFunc("POST "+Prefix+"partners/{id}/balances", p.withSession(p.createPartnerBalance))
 	m.HandleFunc("POST "+Prefix+"partners/{id}/balances/{bid}/reload", p.withSession(p.reloadPartnerBalance))
+	m.HandleFunc("GET "+Prefix+"partners/{id}/programs", p.withSession(p.programs))
+	m.HandleFunc("POST "+Prefix+"partners/{id}/programs", p.withSession(p.createProgram))
+	m.HandleFunc("GET "+Prefix+"partners/{id}/programs/{pid}", p.withSession(p.program))
+	m.HandleFunc("POST "+Prefix+"partners/{id}/programs/{pid}", p.withSession(p.updateProgram))
+	m.HandleFunc("POST "+Prefix+"partners/{id}/programs/{pid}/controls", p.withSession(p.setProgramControls))
+	m.HandleFunc("POST "+Prefix+"partners/{id}/programs/{pid}/replay", p.withSession(p.replay))
 	m.HandleFunc("GET "+Prefix+"partners/{id}/webhooks", p.withSession(p.webhooks))
 	m.HandleFunc("POST "+Prefix+"partners/{id}/webhooks", p.withSession(p.createWebhook))
 	m.HandleFunc("GET "+Prefix+"partners/{id}/webhooks/{eid}", p.withSession(p.deliveries))
@@ -532,7 +542,12 @@ func (e *formError) All(form, field string) []string {
 var knownFields = map[string]bool{"amount": true, "reason": true, "status": true, "username": true, "password": true,
 	"role": true, "id": true, "name": true, "bin": true, "currency": true, "fundingModel": true, "type": true,
 	"lowBalanceThreshold": true, "balanceId": true, "source": true, "reference": true, "confirm": true, "externalId": true, "firstName": true, "lastName": true, "email": true, "phone": true, "url": true, "events": true, "deliveryAddress.line1": true, "deliveryAddress.city": true,
-	"deliveryAddress.postalCode": true, "deliveryAddress.country": true, "deliveryAddress.name": true, "deliveryAddress.line2": true}
+	"deliveryAddress.postalCode": true, "deliveryAddress.country": true, "deliveryAddress.name": true, "deliveryAddress.line2": true,
+	// Programs and spend controls.
+	"binRanges": true, "cardTypes": true, "timeZone": true, "remoteUrl": true, "decisionTimeoutMs": true, "standIn": true,
+	"standInAmount": true, "per_transaction_max": true, "day_amount": true, "day_count": true, "week_amount": true,
+	"week_count": true, "month_amount": true, "month_count": true, "all_time_amount": true, "all_time_count": true,
+	"mcc_allow": true, "mcc_block": true, "countries_block": true, "channels_block": true, "since": true}
 
 func (e *formError) fieldShown() bool { return knownFields[e.Field] }
 

@@ -7,10 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/antaca/antaca/api"
+	"github.com/antaca/antaca/authz"
 )
 
 // The browser tests against a whole switch are in cmd/antaca/app
@@ -42,12 +46,18 @@ func TestMoneyInAndOut(t *testing.T) {
 	}
 }
 
-// fakeAPI answers the panel's /admin calls and records them.
+// fakeAPI answers the panel's /admin calls and records them. Like the
+// API, it refuses a route to a role its route table (api.Routes) does not
+// name; it keeps a partner's programs and a card's controls (programs.go).
 type fakeAPI struct {
 	mu      sync.Mutex
 	calls   []string
 	expired bool
 	role    string // the signed-in admin's role; Employee when empty
+	// programs of the partner acme, and the own controls of card crd_1
+	// (nil: none, its program's apply).
+	programs     map[string]authz.Program
+	cardControls *authz.Controls
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -63,6 +73,16 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if expired {
 		w.WriteHeader(401)
 		_, _ = w.Write([]byte(`{"code":"SESSION_EXPIRED","message":"the session has expired"}`))
+		return
+	}
+	for _, rt := range api.Routes() {
+		if rt.Channel == "admin" && matches(rt.Pattern, r.Method+" "+r.URL.Path) && !slices.Contains(rt.Roles, api.Role(role)) {
+			w.WriteHeader(403)
+			_, _ = w.Write([]byte(`{"code":"FORBIDDEN","message":"your role does not allow this operation"}`))
+			return
+		}
+	}
+	if f.programsAndControls(w, r, body) {
 		return
 	}
 	switch r.URL.Path {
@@ -267,4 +287,470 @@ func TestTransactionHistory(t *testing.T) {
 	if open.Open() != 600 {
 		t.Fatalf("still held %d, want 600", open.Open())
 	}
+}
+
+// programsAndControls serves the routes of programs and spend controls
+// for the partner acme and the card crd_1, checking bodies as the API
+// does (authz's Validate); it reports whether it answered.
+func (f *fakeAPI) programsAndControls(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.programs == nil {
+		f.programs = map[string]authz.Program{"prg_acme": {ID: "prg_acme", PartnerID: "acme", Name: "Acme", Currency: "EUR",
+			Ranges: []authz.BINRange{{From: "52000000", To: "52000000"}}, StandIn: authz.StandIn{Policy: "decline"},
+			Controls: authz.Controls{MCCBlock: []string{"7995"}}}}
+	}
+	answer := func(status int, v any) bool {
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(v)
+		return true
+	}
+	invalid := func(err error) bool {
+		return answer(400, map[string]string{"code": "VALIDATION_ERROR", "message": err.Error()})
+	}
+	view := func(c authz.Controls, source, program string) map[string]any {
+		usage := []authz.WindowUsage{}
+		for _, l := range c.Limits {
+			spent, n := int64(500), int64(1)
+			u := authz.WindowUsage{Interval: l.Interval, Window: "d20300101", Spent: spent, Count: n, Amount: l.Amount, CountLimit: l.Count}
+			if l.Count > 0 {
+				left := l.Count - n
+				u.RemainingCount = &left
+			}
+			usage = append(usage, u)
+		}
+		return map[string]any{"controls": c, "source": source, "programId": program, "usage": usage}
+	}
+	source := func(c authz.Controls, own string) string {
+		if c.IsZero() && own != "card" {
+			return "none"
+		}
+		return own
+	}
+	const prgs = "/admin/partners/acme/programs"
+	path, m := r.URL.Path, r.Method
+	switch {
+	case path == "/admin/partners/acme" || path == "/admin/partners":
+		acme := map[string]string{"id": "acme", "name": "Acme Pay", "bin": "52000000", "currency": "EUR", "fundingModel": "DEPOSIT"}
+		if path == "/admin/partners" {
+			return answer(200, map[string]any{"partners": []any{acme}})
+		}
+		return answer(200, acme)
+	case path == "/admin/partners/acme/balances":
+		return answer(200, map[string]any{"balances": []any{}})
+	case path == prgs && m == "GET":
+		var out []authz.Program
+		for _, id := range slices.Sorted(func(yield func(string) bool) {
+			for id := range f.programs {
+				if !yield(id) {
+					return
+				}
+			}
+		}) {
+			pr := f.programs[id]
+			pr.RemoteSecret = ""
+			out = append(out, pr)
+		}
+		return answer(200, map[string]any{"programs": out})
+	case path == prgs && m == "POST":
+		var pr authz.Program
+		if err := json.Unmarshal(body, &pr); err != nil {
+			return invalid(err)
+		}
+		pr.PartnerID = "acme"
+		if err := pr.Validate(); err != nil {
+			return invalid(err)
+		}
+		if _, ok := f.programs[pr.ID]; ok {
+			return answer(409, map[string]string{"code": "ALREADY_EXISTS", "message": "already exists"})
+		}
+		if pr.RemoteURL != "" {
+			pr.RemoteSecret = "rsec_made_once_for_the_test"
+		}
+		f.programs[pr.ID] = pr
+		return answer(201, pr)
+	case strings.HasPrefix(path, prgs+"/"):
+		id, rest, _ := strings.Cut(strings.TrimPrefix(path, prgs+"/"), "/")
+		pr, ok := f.programs[id]
+		if !ok {
+			return answer(404, map[string]string{"code": "PROGRAM_NOT_FOUND", "message": "program not found"})
+		}
+		switch m + " " + rest {
+		case "GET ":
+			pr.RemoteSecret = ""
+			return answer(200, pr)
+		case "PUT ":
+			var in authz.Program
+			if err := json.Unmarshal(body, &in); err != nil {
+				return invalid(err)
+			}
+			in.ID, in.PartnerID, in.Currency, in.Controls = pr.ID, pr.PartnerID, pr.Currency, pr.Controls
+			if err := in.Validate(); err != nil {
+				return invalid(err)
+			}
+			f.programs[id] = in
+			return answer(200, in)
+		case "GET controls":
+			return answer(200, view(pr.Controls, source(pr.Controls, "program"), id))
+		case "PUT controls":
+			var c authz.Controls
+			if err := json.Unmarshal(body, &c); err != nil {
+				return invalid(err)
+			}
+			c.Normalize()
+			if err := c.Validate(); err != nil {
+				return invalid(err)
+			}
+			pr.Controls = c
+			f.programs[id] = pr
+			return answer(200, view(c, source(c, "program"), id))
+		case "POST controls/replay":
+			var in struct {
+				Controls *authz.Controls
+				Since    string
+			}
+			if err := json.Unmarshal(body, &in); err != nil || in.Controls == nil {
+				return answer(400, map[string]string{"code": "VALIDATION_ERROR", "message": "controls are required", "field": "controls"})
+			}
+			if in.Since != "720h" {
+				return answer(400, map[string]string{"code": "VALIDATION_ERROR", "message": "the test expects 720h", "field": "since"})
+			}
+			return answer(200, authz.ReplayReport{Since: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), Until: time.Date(2030, 1, 31, 0, 0, 0, 0, time.UTC),
+				Evaluated: authz.ReplayCount{Count: 3, Amount: 4_500}, NewlyDeclined: authz.ReplayCount{Count: 1, Amount: 1_999},
+				ByReason: map[authz.Reason]authz.ReplayCount{"CONTROL_MCC_BLOCKED": {Count: 1, Amount: 1_999}},
+				TopCards: []authz.ReplayTop{{Key: "crd_1", Count: 1, Amount: 1_999}}, TopMCCs: []authz.ReplayTop{{Key: "5411", Count: 1, Amount: 1_999}},
+				SkippedCards: 2})
+		}
+		return answer(404, map[string]string{"code": "NOT_FOUND", "message": "no such route"})
+	case path == "/admin/cards/crd_1/status":
+		return answer(200, map[string]any{"id": "crd_1", "type": "VIRTUAL", "status": "ACTIVE", "last4": "4242", "expiry": "2030-01",
+			"balanceId": "bal_1", "customerId": "cus_1"})
+	case path == "/admin/customers/cus_1":
+		return answer(200, map[string]any{"id": "cus_1", "partnerId": "acme", "firstName": "Ada", "lastName": "Lovelace", "kycStatus": "VERIFIED"})
+	case path == "/admin/customers/cus_1/cards":
+		return answer(200, map[string]any{"cards": []any{map[string]any{"id": "crd_1", "type": "VIRTUAL", "status": "ACTIVE", "last4": "4242",
+			"expiry": "2030-01", "balanceId": "bal_1", "customerId": "cus_1", "partnerId": "acme", "first6": "520000", "currency": "EUR"}}})
+	case path == "/admin/cards/crd_1/transactions":
+		return answer(200, map[string]any{"data": []any{}, "has_more": false})
+	case path == "/admin/cards/crd_1/controls":
+		switch m {
+		case "PUT":
+			var c authz.Controls
+			if err := json.Unmarshal(body, &c); err != nil {
+				return invalid(err)
+			}
+			c.Normalize()
+			if err := c.Validate(); err != nil {
+				return invalid(err)
+			}
+			f.cardControls = &c
+		case "DELETE":
+			f.cardControls = nil
+		}
+		if f.cardControls != nil {
+			return answer(200, view(*f.cardControls, "card", "prg_acme"))
+		}
+		pc := f.programs["prg_acme"].Controls
+		return answer(200, view(pc, source(pc, "program"), "prg_acme"))
+	}
+	return false
+}
+
+// panelClient signs in to the panel under test with a session cookie and
+// does not follow redirects.
+type panelClient struct {
+	t   *testing.T
+	url string
+}
+
+func (c panelClient) do(method, path string, form url.Values) (status int, body, location string) {
+	c.t.Helper()
+	var rd io.Reader
+	if form != nil {
+		form.Set("csrf", csrfToken("tok-1"))
+		rd = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, c.url+path, rd)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: "tok-1"})
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header.Get("Location")
+}
+
+func newPanelServer(t *testing.T, fake *fakeAPI) panelClient {
+	t.Helper()
+	p, err := New(Config{API: fake, ActionCode: func(r authz.Reason) string {
+		return map[authz.Reason]string{"CONTROL_MCC_BLOCKED": "1019"}[r]
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	return panelClient{t: t, url: srv.URL}
+}
+
+// state reads the fake's programs and controls.
+func (f *fakeAPI) state(read func() bool) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return read()
+}
+
+func (f *fakeAPI) setRole(role string) {
+	f.mu.Lock()
+	f.role = role
+	f.mu.Unlock()
+}
+
+// lastCall is the newest call the API received with the prefix.
+func (f *fakeAPI) lastCall(prefix string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.calls) - 1; i >= 0; i-- {
+		if strings.HasPrefix(f.calls[i], prefix) {
+			return f.calls[i]
+		}
+	}
+	return ""
+}
+
+// callBody decodes the JSON body of a recorded call.
+func callBody(t *testing.T, call string, v any) {
+	t.Helper()
+	_, js, ok := strings.Cut(call, " {")
+	if !ok {
+		t.Fatalf("no JSON body in %q", call)
+	}
+	if err := json.Unmarshal([]byte("{"+js), v); err != nil {
+		t.Fatalf("body of %q: %v", call, err)
+	}
+}
+
+func contains(t *testing.T, what, body string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(body, w) {
+			t.Errorf("%s lacks %q", what, w)
+		}
+	}
+}
+
+func lacks(t *testing.T, what, body string, unwanted ...string) {
+	t.Helper()
+	for _, w := range unwanted {
+		if strings.Contains(body, w) {
+			t.Errorf("%s shows %q", what, w)
+		}
+	}
+}
+
+// An Admin lists a partner's programs and creates one with its first
+// controls (a refusal shows next to its field; the remote-decision secret
+// shows once); a Manager reads the program and its controls with no form
+// to change them, has a change posted by hand refused by the API, and
+// replays controls on past traffic; an Employee has no programs.
+func TestProgramPages(t *testing.T) {
+	fake := &fakeAPI{role: "Admin"}
+	c := newPanelServer(t, fake)
+
+	st, body, _ := c.do("GET", "/panel/partners", nil)
+	if st != 200 {
+		t.Fatalf("partners: %d", st)
+	}
+	contains(t, "partners page", body, `href="/panel/partners/acme/programs"`)
+	st, body, _ = c.do("GET", "/panel/partners/acme/programs", nil)
+	if st != 200 {
+		t.Fatalf("programs: %d %s", st, body)
+	}
+	contains(t, "programs page", body, `id="program-prg_acme"`, "Acme", "52000000", "MCC 7995", `id="program-new-form"`,
+		`<label for="npc-mcc_block">`, `<label for="np-binRanges">`)
+
+	form := url.Values{"id": {"gold"}, "name": {"Gold"}, "currency": {"eur"}, "binRanges": {"49990000-49990099"},
+		"cardTypes": {"VIRTUAL"}, "standIn": {"decline"}, "per_transaction_max": {"50"}, "mcc_block": {"7995, 54x1"},
+		"day_amount": {"100"}, "day_count": {"5"}, "channels_block": {"atm"}, "remoteUrl": {"https://partner.example/decide"}}
+	// The API refuses an MCC that is not four digits: the refusal stands
+	// next to the MCC field, with what was typed kept.
+	st, body, _ = c.do("POST", "/panel/partners/acme/programs", form)
+	if st != http.StatusBadRequest {
+		t.Fatalf("creation with a bad MCC: %d", st)
+	}
+	contains(t, "refused creation", body, `id="npc-mcc_block-error">MCC &#34;54X1&#34; is not four digits.`, `value="7995, 54x1"`,
+		`id="np-name" name="name" maxlength="200" required value="Gold"`, `aria-describedby="npc-mcc_block-help npc-mcc_block-error" aria-invalid="true"`)
+	// An amount the panel cannot read never reaches the API.
+	before := fake.lastCall("POST /admin/partners/acme/programs")
+	form.Set("mcc_block", "7995")
+	form.Set("per_transaction_max", "fifty")
+	st, body, _ = c.do("POST", "/panel/partners/acme/programs", form)
+	if st != http.StatusBadRequest || fake.lastCall("POST /admin/partners/acme/programs") != before {
+		t.Fatalf("unreadable amount: %d, or sent to the API", st)
+	}
+	contains(t, "unreadable amount", body, `id="npc-per_transaction_max-error">Enter the most one transaction may be as an amount such as 25 or 12.50 (in EUR)`)
+	form.Set("per_transaction_max", "50")
+	st, body, _ = c.do("POST", "/panel/partners/acme/programs", form)
+	if st != http.StatusCreated {
+		t.Fatalf("creation: %d %s", st, body)
+	}
+	var sent struct {
+		ID, Currency string
+		Controls     authz.Controls
+		BinRanges    []authz.BINRange
+		CardTypes    []string
+	}
+	callBody(t, fake.lastCall("POST /admin/partners/acme/programs"), &sent)
+	want := authz.Controls{PerTransactionMax: 5000, Limits: []authz.Limit{{Interval: "day", Amount: 10_000, Count: 5}},
+		MCCBlock: []string{"7995"}, ChannelsBlock: []string{"atm"}}
+	if got, _ := json.Marshal(sent.Controls); string(got) != string(must(json.Marshal(want))) || sent.ID != "gold" || sent.Currency != "EUR" ||
+		len(sent.BinRanges) != 1 || sent.BinRanges[0] != (authz.BINRange{From: "49990000", To: "49990099"}) || !slices.Equal(sent.CardTypes, []string{"VIRTUAL"}) {
+		t.Fatalf("the panel sent %+v", sent)
+	}
+	contains(t, "page after creation", body, `id="secret-box"`, `value="rsec_made_once_for_the_test"`, "The program was created.",
+		"Per transaction", "at most 50.00 EUR", "at most 100.00 EUR and 5 authorizations", "ATM (cash withdrawals)")
+
+	st, body, _ = c.do("GET", "/panel/partners/acme/programs/gold", nil)
+	if st != 200 {
+		t.Fatalf("program page: %d", st)
+	}
+	lacks(t, "program page read again", body, "rsec_made_once_for_the_test", `id="secret-box"`)
+	contains(t, "Admin's program page", body, `id="program-form"`, `id="controls-form"`, `id="replay-form"`, `value="50.00"`)
+
+	// The Admin changes the controls: the PUT carries the form.
+	st, _, loc := c.do("POST", "/panel/partners/acme/programs/gold/controls", url.Values{"mcc_block": {"5411"}, "countries_block": {"kp"}})
+	if st != http.StatusSeeOther || loc != "/panel/partners/acme/programs/gold?done=pcontrols" {
+		t.Fatalf("controls saved: %d %s", st, loc)
+	}
+	if got := fake.lastCall("PUT /admin/partners/acme/programs/gold/controls"); !strings.HasSuffix(got, `{"mcc_block":["5411"],"countries_block":["KP"]}`) {
+		t.Fatalf("the panel sent %q", got)
+	}
+
+	fake.setRole("Manager")
+	st, body, _ = c.do("GET", "/panel/partners/acme/programs", nil)
+	if st != 200 {
+		t.Fatalf("Manager on programs: %d", st)
+	}
+	lacks(t, "Manager's programs page", body, `id="program-new-form"`)
+	st, body, _ = c.do("GET", "/panel/partners/acme/programs/gold", nil)
+	if st != 200 {
+		t.Fatalf("Manager on the program: %d", st)
+	}
+	contains(t, "Manager's program page", body, `id="controls-read-only"`, "MCC 5411", "KP", `id="replay-form"`)
+	lacks(t, "Manager's program page", body, `id="program-form"`, `id="controls-form"`, `action="/panel/partners/acme/programs/gold/controls"`)
+	// Posted by hand all the same: the API refuses the Manager.
+	st, body, _ = c.do("POST", "/panel/partners/acme/programs/gold/controls", url.Values{"per_transaction_max": {"1"}})
+	if st != http.StatusForbidden || !strings.Contains(body, "Your role (Manager) does not allow this") {
+		t.Fatalf("Manager's controls posted by hand: %d %s", st, body)
+	}
+	if got := fake.lastCall("PUT /admin/partners/acme/programs/gold/controls"); !strings.Contains(got, "Bearer tok-1 {\"per_transaction_max\":100}") {
+		t.Fatalf("the refused request: %q", got)
+	}
+	if fake.state(func() bool { return fake.programs["gold"].Controls.PerTransactionMax != 0 }) {
+		t.Fatal("a refused change changed the controls")
+	}
+	if st, _, _ := c.do("POST", "/panel/partners/acme/programs", url.Values{"name": {"Sneaky"}, "currency": {"EUR"}, "binRanges": {"48880000"}}); st != http.StatusForbidden {
+		t.Fatalf("Manager's program posted by hand: %d", st)
+	}
+	// The replay: the API's answer in words, with the action code.
+	st, body, _ = c.do("POST", "/panel/partners/acme/programs/gold/replay", url.Values{"since": {"720h"}, "mcc_block": {"5411"}})
+	if st != 200 {
+		t.Fatalf("replay: %d %s", st, body)
+	}
+	contains(t, "replay result", body, `id="replay-result"`, `id="replay-evaluated">3<`, `id="replay-declined">1<`, "19.99 EUR",
+		"CONTROL_MCC_BLOCKED</td><td class=\"mono\">1019", `href="/panel/cards/crd_1"`, "2 cards have controls of their own",
+		`<option value="720h" selected>`)
+	st, body, _ = c.do("POST", "/panel/partners/acme/programs/gold/replay", url.Values{"since": {"24h"}, "day_count": {"x"}})
+	if st != http.StatusBadRequest {
+		t.Fatalf("replay with an unreadable count: %d", st)
+	}
+	contains(t, "replay refused", body, `id="rp-day_count-error">Enter a whole number of authorizations`, `<option value="24h" selected>`)
+
+	fake.setRole("Employee")
+	if st, _, _ := c.do("GET", "/panel/partners/acme/programs/gold", nil); st != http.StatusForbidden {
+		t.Fatalf("Employee on a program: %d", st)
+	}
+}
+
+// A card's spend controls: where they come from and the current windows
+// for every staff role; an Employee sees no form and is refused by the API
+// when posting one by hand; a Manager sets the card's own controls (a
+// refusal next to its field) and hands the card back to its program's
+// after a confirmation.
+func TestCardSpendControls(t *testing.T) {
+	fake := &fakeAPI{role: "Employee"}
+	c := newPanelServer(t, fake)
+
+	st, body, _ := c.do("GET", "/panel/cards/crd_1", nil)
+	if st != 200 {
+		t.Fatalf("card page: %d %s", st, body)
+	}
+	contains(t, "Employee's card page", body, `id="controls"`, `data-source="program"`, "MCC 7995", `id="controls-read-only"`)
+	lacks(t, "Employee's card page", body, `id="card-controls-form"`, `id="controls-reset"`, `id="program-link"`)
+	st, body, _ = c.do("POST", "/panel/cards/crd_1/controls", url.Values{"per_transaction_max": {"1"}})
+	if st != http.StatusForbidden || !strings.Contains(body, "Your role (Employee) does not allow this") {
+		t.Fatalf("Employee's controls posted by hand: %d %s", st, body)
+	}
+	if fake.lastCall("PUT /admin/cards/crd_1/controls") == "" || fake.state(func() bool { return fake.cardControls != nil }) {
+		t.Fatal("the API was not asked, or the controls changed")
+	}
+
+	fake.setRole("Manager")
+	st, body, _ = c.do("GET", "/panel/cards/crd_1", nil)
+	if st != 200 {
+		t.Fatalf("Manager's card page: %d", st)
+	}
+	contains(t, "Manager's card page", body, `id="card-controls-form"`, `href="/panel/partners/acme/programs/prg_acme"`,
+		`<label for="cc-per_transaction_max">`, `id="cc-mcc_block" name="mcc_block" autocomplete="off" value="7995"`)
+	lacks(t, "Manager's card page", body, `id="controls-reset"`) // nothing of its own to drop
+
+	// A country that is no alpha-2 code: the API's refusal by its field.
+	st, body, _ = c.do("POST", "/panel/cards/crd_1/controls", url.Values{"countries_block": {"Poland"}})
+	if st != http.StatusBadRequest {
+		t.Fatalf("bad country: %d", st)
+	}
+	contains(t, "refused controls", body, `id="cc-countries_block-error">Country &#34;POLAND&#34; is not an ISO 3166-1 alpha-2 code.`,
+		`value="Poland"`, `<details id="controls-edit" open>`)
+	lacks(t, "refused controls", body, `id="action-error"`)
+
+	st, _, loc := c.do("POST", "/panel/cards/crd_1/controls", url.Values{"per_transaction_max": {"10"}, "day_count": {"3"}, "channels_block": {"ecommerce"}})
+	if st != http.StatusSeeOther || loc != "/panel/cards/crd_1?done=controls" {
+		t.Fatalf("controls saved: %d %s", st, loc)
+	}
+	if got := fake.lastCall("PUT /admin/cards/crd_1/controls"); !strings.HasSuffix(got,
+		`{"per_transaction_max":1000,"limits":[{"interval":"day","count":3}],"channels_block":["ecommerce"]}`) {
+		t.Fatalf("the panel sent %q", got)
+	}
+	st, body, _ = c.do("GET", "/panel/cards/crd_1?done=controls", nil)
+	if st != 200 {
+		t.Fatalf("card page: %d", st)
+	}
+	contains(t, "card with its own controls", body, `data-source="card"`, "The card&#39;s own spend controls were saved", "at most 10.00 EUR",
+		`id="controls-usage"`, "2 authorizations", `id="controls-reset"`, "E-commerce")
+
+	// Back to the program's: a confirmation first, then DELETE.
+	st, _, loc = c.do("POST", "/panel/cards/crd_1/controls/reset", url.Values{})
+	if st != http.StatusSeeOther || loc != "/panel/cards/crd_1/controls/reset" || fake.lastCall("DELETE") != "" {
+		t.Fatalf("reset without confirmation: %d %s", st, loc)
+	}
+	st, body, _ = c.do("GET", "/panel/cards/crd_1/controls/reset", nil)
+	if st != 200 {
+		t.Fatalf("confirmation: %d", st)
+	}
+	contains(t, "confirmation", body, `id="confirm-controls-reset"`, "at most 10.00 EUR", "The program's controls, which will apply", "MCC 7995")
+	st, _, loc = c.do("POST", "/panel/cards/crd_1/controls/reset", url.Values{"confirm": {"yes"}})
+	if st != http.StatusSeeOther || loc != "/panel/cards/crd_1?done=controlsreset" || fake.lastCall("DELETE /admin/cards/crd_1/controls") == "" || fake.state(func() bool { return fake.cardControls != nil }) {
+		t.Fatalf("reset: %d %s", st, loc)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

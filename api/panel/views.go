@@ -394,6 +394,17 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05") + " UTC"
 	},
+	// stamp shows a time the API gives as text: Unix milliseconds (a
+	// program's createdAt) or RFC 3339.
+	"stamp": func(s string) string {
+		if ms, err := strconv.ParseInt(s, 10, 64); err == nil && ms > 0 {
+			return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05") + " UTC"
+		}
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			return t.UTC().Format("2006-01-02 15:04:05") + " UTC"
+		}
+		return s
+	},
 	"lower": strings.ToLower,
 	"badge": func(s string) string {
 		switch s {

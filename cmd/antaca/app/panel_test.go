@@ -37,8 +37,13 @@ import (
 // replaced (a plastic kept until the new one is activated, through the
 // bureau's queue), a partner's webhook endpoint is created (its secret
 // shown once), its delivery log shows failed attempts, it is disabled,
-// enabled and redelivered to, and deleted; a reload changes the Balance
-// Summary, the session expires, and no page's HTML holds a PAN.
+// enabled and redelivered to, and deleted; an Admin creates a card program
+// whose blocked MCC declines an 0100, a Manager gives a card its own
+// controls (an 0100 over its maximum declines, the decline and the day's
+// window on the card page) and hands it back to the program's, reads the
+// program without a form to change it and replays its controls on the
+// journal; a reload changes the Balance Summary, the session expires, and
+// no page's HTML holds a PAN.
 
 const chromiumPath = "/usr/bin/chromium"
 
@@ -527,6 +532,135 @@ func TestPanelInBrowser(t *testing.T) {
 		}
 	})
 
+	var gold testCard
+	const goldID = "gold"
+	step(t, "Admin creates a card program with a blocked MCC", func() {
+		admin.open("/panel/partners")
+		admin.click(`a.programs-link[href="/panel/partners/` + p.partner + `/programs"]`)
+		admin.waitVisible("#program-new-form")
+		if !admin.exists("#program-prg_" + p.partner) {
+			t.Fatal("the partner's default program is not listed")
+		}
+		admin.fill("#np-id", goldID)
+		admin.fill("#np-name", "Gold debit")
+		admin.fill("#np-binRanges", "49990000-49990099")
+		admin.click("#np-type-VIRTUAL")
+		admin.fill("#npc-per_transaction_max", "500")
+		admin.fill("#npc-mcc_block", "5411, 79x5")
+		admin.click("#create-program") // refused by the API, next to the field
+		admin.waitVisible("#npc-mcc_block-error")
+		if got := admin.text("#npc-mcc_block-error"); !strings.Contains(got, `MCC "79X5" is not four digits`) {
+			t.Fatalf("error next to the MCC field: %q", got)
+		}
+		admin.fill("#npc-mcc_block", "5411, 7995")
+		admin.click("#create-program")
+		admin.waitText(".notice.ok", "The program was created")
+		if got := admin.text("#program-controls"); !strings.Contains(got, "MCC 5411, 7995") || !strings.Contains(got, "at most 500.00 EUR") {
+			t.Fatalf("the new program's controls: %q", got)
+		}
+		if admin.exists("#secret-box") {
+			t.Fatal("a secret shown for a program without a decision URL")
+		}
+		admin.shot("15-program")
+		admin.open("/panel/partners/" + p.partner + "/programs")
+		if got := admin.text("#program-" + goldID); !strings.Contains(got, "49990000–49990099") || !strings.Contains(got, "MCC 5411, 7995") {
+			t.Fatalf("programs list: %q", got)
+		}
+		admin.shot("14-programs")
+	})
+
+	step(t, "a card of the program declines an MCC the program blocks", func() {
+		c, full, err := h.App.Issuing.CreateVirtualIn(ctx, "", goldID, p.partner, p.customer, p.balance)
+		must(t, err)
+		gold = testCard{ID: c.ID, PAN: full.CardNo, Expiry: full.Exp[2:4] + full.Exp[5:7], Balance: p.balance}
+		br.pans = append(br.pans, gold.PAN)
+		if !strings.HasPrefix(gold.PAN, "499900") {
+			t.Fatalf("a card of the program has a PAN outside its range: %s…", gold.PAN[:6])
+		}
+		// The test's ISO messages carry MCC 5411.
+		resp := h.send(h.client("cmf"), txn{MTI: "0100", PAN: gold.PAN, Amount: 1999, Expiry: gold.Expiry})
+		if got := field(t, resp.Resp, 39); got != "1019" {
+			t.Fatalf("0100 at an MCC the program blocks: DE39 %s, want 1019", got)
+		}
+	})
+
+	step(t, "a Manager gives the card its own controls; over its maximum an 0100 declines", func() {
+		card := "/panel/cards/" + gold.ID
+		emp.open(card)
+		if emp.eval(`document.querySelector("#controls-source").dataset.source`) != "program" || emp.exists("#card-controls-form") {
+			t.Fatalf("Employee's view of the card's controls: %q, form shown %v", emp.text("#controls"), emp.exists("#card-controls-form"))
+		}
+		if status, body := emp.post(card+"/controls", map[string]string{"per_transaction_max": "1"}, true); status != http.StatusForbidden || !strings.Contains(body, "Employee") {
+			t.Fatalf("Employee setting controls by hand: %d %.200q", status, body)
+		}
+		mgr.open(card)
+		if got := mgr.text("#controls"); !strings.Contains(got, "MCC 5411, 7995") || !strings.Contains(got, goldID) {
+			t.Fatalf("the card's controls from its program: %q", got)
+		}
+		mgr.click("#controls-edit summary")
+		mgr.shot("18-card-controls-form")
+		mgr.clear("#cc-mcc_block")
+		mgr.fill("#cc-per_transaction_max", "10")
+		mgr.fill("#cc-day_amount", "50")
+		mgr.fill("#cc-day_count", "3")
+		mgr.click("#save-card-controls")
+		mgr.waitText(".notice.ok", "own spend controls were saved")
+		if src := mgr.eval(`document.querySelector("#controls-source").dataset.source`); src != "card" {
+			t.Fatalf("controls source after saving: %q", src)
+		}
+		iso := h.client("cmf")
+		if m := h.send(iso, txn{MTI: "0100", PAN: gold.PAN, Amount: 500, Expiry: gold.Expiry}); field(t, m.Resp, 39) != "0000" {
+			t.Fatalf("0100 of 5.00 under the card's controls: DE39 %s", field(t, m.Resp, 39))
+		}
+		if m := h.send(iso, txn{MTI: "0100", PAN: gold.PAN, Amount: 1999, Expiry: gold.Expiry}); field(t, m.Resp, 39) != "1021" {
+			t.Fatalf("0100 of 19.99 over the card's maximum of 10.00: DE39 %s, want 1021", field(t, m.Resp, 39))
+		}
+		must(t, h.App.FlushJournal(ctx))
+		mgr.open(card)
+		rows := strings.Join(mgr.rows("#transactions-table tbody tr"), "\n")
+		for _, want := range []string{"CONTROL_TRANSACTION_MAX", "1021", "CONTROL_MCC_BLOCKED", "1019", "19.99 EUR", "5.00 EUR"} {
+			if !strings.Contains(rows, want) {
+				t.Fatalf("card's transactions lack %q: %q", want, rows)
+			}
+		}
+		if got := mgr.text("#controls-usage tbody"); !strings.Contains(got, "5.00 EUR") || !strings.Contains(got, "45.00 EUR and 2 authorizations") {
+			t.Fatalf("the day's window: %q", got)
+		}
+		mgr.shot("16-card-controls")
+		// Back to the program's controls, after a confirmation.
+		mgr.click("#controls-reset")
+		mgr.waitVisible("#confirm-controls-reset")
+		mgr.shot("19-card-controls-reset")
+		mgr.click("#confirm-controls-reset")
+		mgr.waitText(".notice.ok", "its program's controls apply again")
+		if src := mgr.eval(`document.querySelector("#controls-source").dataset.source`); src != "program" {
+			t.Fatalf("controls source after going back to the program's: %q", src)
+		}
+	})
+
+	step(t, "a Manager reads the program with no form to change it, and replays its controls", func() {
+		must(t, h.App.FlushJournal(ctx)) // the replay reads the journal in Postgres
+		prog := "/panel/partners/" + p.partner + "/programs/" + goldID
+		mgr.open(prog)
+		if !strings.Contains(mgr.text("#program-controls"), "MCC 5411, 7995") || mgr.exists("#program-form") || mgr.exists("#controls-form") || !mgr.exists("#controls-read-only") {
+			t.Fatal("Manager: the program and its controls must be read-only")
+		}
+		if status, _ := mgr.post(prog+"/controls", map[string]string{"per_transaction_max": "1"}, true); status != http.StatusForbidden {
+			t.Fatalf("Manager setting the program's controls by hand: %d", status)
+		}
+		// The program's controls over its traffic: the 5.00 approved under
+		// the card's own controls (MCC 5411) would have been declined.
+		mgr.click("#run-replay")
+		mgr.waitVisible("#replay-result")
+		if got := mgr.text("#replay-declined"); got != "1" {
+			t.Fatalf("replay: newly declined %q, want 1 (%q)", got, mgr.text("#replay-result"))
+		}
+		if got := mgr.text("#replay-reasons"); !strings.Contains(got, "CONTROL_MCC_BLOCKED") || !strings.Contains(got, "5.00 EUR") {
+			t.Fatalf("replay reasons: %q", got)
+		}
+		mgr.shot("17-program-replay")
+	})
+
 	step(t, "dashboard shows the last hour's authorizations", func() {
 		admin.open("/panel/")
 		chart := admin.text("#by-reason")
@@ -829,6 +963,12 @@ func (tb *tab) exists(sel string) bool {
 func (tb *tab) fill(sel, value string) {
 	tb.b.t.Helper()
 	tb.run("filling "+sel, chromedp.SetValue(chromedp.CSS(sel), value))
+}
+
+// clear empties a field (chromedp's SetValue cannot set "").
+func (tb *tab) clear(sel string) {
+	tb.b.t.Helper()
+	tb.eval(fmt.Sprintf(`(document.querySelector(%q).value = "")`, sel))
 }
 
 func (tb *tab) click(sel string) {
