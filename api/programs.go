@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/antaca/antaca/authz"
@@ -15,10 +16,14 @@ import (
 var programIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // programView is a program as the API shows it: the remote secret only
-// when it was just made.
+// when it was just made, and createdAt in RFC 3339 like every other
+// resource (the ledger keeps Unix milliseconds).
 func programView(p authz.Program, withSecret bool) authz.Program {
 	if !withSecret {
 		p.RemoteSecret = ""
+	}
+	if ms, err := strconv.ParseInt(p.CreatedAt, 10, 64); err == nil {
+		p.CreatedAt = time.UnixMilli(ms).UTC().Format(time.RFC3339Nano)
 	}
 	if p.Ranges == nil {
 		p.Ranges = []authz.BINRange{}

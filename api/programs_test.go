@@ -6,10 +6,11 @@ import (
 )
 
 type programJSON struct {
-	ID           string `json:"id"`
-	PartnerID    string `json:"partnerId"`
-	Currency     string `json:"currency"`
-	RemoteSecret string `json:"remoteSecret"`
+	ID           string    `json:"id"`
+	PartnerID    string    `json:"partnerId"`
+	Currency     string    `json:"currency"`
+	RemoteSecret string    `json:"remoteSecret"`
+	CreatedAt    time.Time `json:"createdAt"` // RFC 3339, as every resource
 	BINRanges    []struct {
 		From string `json:"from"`
 		To   string `json:"to"`
@@ -52,7 +53,7 @@ func TestProgramsAndControls(t *testing.T) {
 		"remoteUrl": "https://partner.example/decide", "standIn": map[string]any{"policy": "approve_if_funded"}}
 	var gold programJSON
 	e.root.json("POST", "/admin/partners/prgco/programs", body, 201, &gold)
-	if gold.RemoteSecret == "" || gold.PartnerID != "prgco" {
+	if gold.RemoteSecret == "" || gold.PartnerID != "prgco" || time.Since(gold.CreatedAt).Abs() > time.Minute {
 		t.Fatalf("created program = %+v", gold)
 	}
 	// Overlaps: another length covering the same PANs, another partner.
