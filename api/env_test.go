@@ -289,6 +289,15 @@ func (r resp) code() string {
 	return e.Code
 }
 
+// field is the error's field, the body part it is about.
+func (r resp) field() string {
+	var e struct {
+		Field string `json:"field"`
+	}
+	_ = json.Unmarshal(r.body, &e)
+	return e.Field
+}
+
 type reqOpt func(*http.Request)
 
 func header(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }

@@ -65,6 +65,10 @@ func programErr(err error) error {
 		return err
 	}
 	if errors.Is(err, authz.ErrInvalidProgram) || errors.Is(err, authz.ErrInvalidControls) {
+		var fe *authz.FieldError
+		if errors.As(err, &fe) {
+			return invalid(fe.Field, err.Error())
+		}
 		return invalid("", err.Error())
 	}
 	return err
@@ -231,7 +235,7 @@ func (s *Server) setProgramControls(c *call) (int, any, error) {
 	}
 	in.Normalize()
 	if err := in.Validate(); err != nil {
-		return 0, nil, invalid("", err.Error())
+		return 0, nil, programErr(err)
 	}
 	if err := s.cfg.Ledger.SetProgramControls(c.ctx, p.PartnerID, p.ID, in); err != nil {
 		return 0, nil, err
@@ -312,7 +316,7 @@ func (s *Server) setCardControls(c *call) (int, any, error) {
 	}
 	in.Normalize()
 	if err := in.Validate(); err != nil {
-		return 0, nil, invalid("", err.Error())
+		return 0, nil, programErr(err)
 	}
 	var seen *string
 	if c.rt.ch == customerCh {
@@ -372,7 +376,12 @@ func (s *Server) replayControls(c *call) (int, any, error) {
 	}
 	in.Controls.Normalize()
 	if err := in.Controls.Validate(); err != nil {
-		return 0, nil, invalid("controls", err.Error())
+		field := "controls"
+		var fe *authz.FieldError
+		if errors.As(err, &fe) && fe.Field != "" {
+			field += "." + fe.Field
+		}
+		return 0, nil, invalid(field, err.Error())
 	}
 	since := 720 * time.Hour
 	if in.Since != "" {

@@ -64,8 +64,13 @@ func TestProgramsAndControls(t *testing.T) {
 		}
 	}
 	if r := e.root.do("POST", "/admin/partners/prgot/programs", map[string]any{"name": "X", "currency": "EUR",
-		"binRanges": []map[string]string{{"from": "4799", "to": "4799"}}}, invalidRequest); r.status != 400 {
+		"binRanges": []map[string]string{{"from": "4799", "to": "4799"}}}, invalidRequest); r.status != 400 || r.field() != "binRanges" {
 		t.Errorf("4-digit range: %d %s", r.status, r.body)
+	}
+	// The error names the field, below the top level too.
+	if r := e.root.do("POST", "/admin/partners/prgot/programs", map[string]any{"name": "X", "currency": "EUR",
+		"binRanges": []map[string]string{{"from": "47990000", "to": "47990009"}}, "controls": map[string]any{"mcc_block": []string{"54X1"}}}, invalidRequest); r.status != 400 || r.field() != "controls.mcc_block" {
+		t.Errorf("a bad MCC in a program's controls: %d %s", r.status, r.body)
 	}
 	var got programJSON
 	e.root.json("GET", "/admin/partners/prgco/programs/gold", nil, 200, &got)
@@ -106,7 +111,7 @@ func TestProgramsAndControls(t *testing.T) {
 	if cv.Source != "program" || cv.Program != "gold" || len(cv.Usage) != 1 || cv.Usage[0].RemainingAmount == nil || *cv.Usage[0].RemainingAmount != 100000 {
 		t.Fatalf("card controls = %+v", cv)
 	}
-	if r := e.root.do("PUT", "/admin/cards/"+full.ID+"/controls", map[string]any{"limits": []map[string]any{{"interval": "fortnight", "amount": 1}}}, invalidRequest); r.status != 400 {
+	if r := e.root.do("PUT", "/admin/cards/"+full.ID+"/controls", map[string]any{"limits": []map[string]any{{"interval": "fortnight", "amount": 1}}}, invalidRequest); r.status != 400 || r.field() != "limits" {
 		t.Errorf("unknown interval: %d %s", r.status, r.body)
 	}
 

@@ -55,6 +55,18 @@ type Controls struct {
 // ErrInvalidControls says a controls body breaks a rule; the message says which.
 var ErrInvalidControls = errors.New("invalid controls")
 
+// FieldError is a validation error about one field of a body: Field is its
+// JSON name, dotted below the top level ("controls.mcc_block"); Err wraps
+// the sentinel (ErrInvalidControls, ErrInvalidProgram) and says what is
+// wrong.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
 // ErrLoosens says a change would allow what the controls in force decline.
 var ErrLoosens = errors.New("the change loosens the controls in force")
 
@@ -93,42 +105,49 @@ func (c *Controls) Normalize() {
 // Validate checks the controls: amounts within MaxAmount, one limit per
 // interval, four-digit MCCs, alpha-2 countries, known channels.
 func (c Controls) Validate() error {
-	bad := func(f string, a ...any) error { return fmt.Errorf("%w: %s", ErrInvalidControls, fmt.Sprintf(f, a...)) }
+	bad := func(field, f string, a ...any) error {
+		return &FieldError{Field: field, Err: fmt.Errorf("%w: %s", ErrInvalidControls, fmt.Sprintf(f, a...))}
+	}
 	if c.PerTransactionMax < 0 || c.PerTransactionMax > MaxAmount {
-		return bad("per_transaction_max must be 0 to %d", MaxAmount)
+		return bad("per_transaction_max", "per_transaction_max must be 0 to %d", MaxAmount)
 	}
 	seen := map[Interval]bool{}
 	for _, l := range c.Limits {
 		if !slices.Contains(Intervals, l.Interval) {
-			return bad("limit interval %q is not one of day, week, month, all_time", l.Interval)
+			return bad("limits", "limit interval %q is not one of day, week, month, all_time", l.Interval)
 		}
 		if seen[l.Interval] {
-			return bad("two limits for interval %s", l.Interval)
+			return bad("limits", "two limits for interval %s", l.Interval)
 		}
 		seen[l.Interval] = true
 		if l.Amount < 0 || l.Amount > MaxAmount || l.Count < 0 || l.Count > 1_000_000_000 {
-			return bad("limit %s: amount must be 0 to %d and count 0 to 1000000000", l.Interval, MaxAmount)
+			return bad("limits", "limit %s: amount must be 0 to %d and count 0 to 1000000000", l.Interval, MaxAmount)
 		}
 		if l.Amount == 0 && l.Count == 0 {
-			return bad("limit %s sets neither amount nor count", l.Interval)
+			return bad("limits", "limit %s sets neither amount nor count", l.Interval)
 		}
 	}
 	if len(c.MCCAllow)+len(c.MCCBlock)+len(c.CountriesBlock)+len(c.ChannelsBlock) > 500 {
-		return bad("at most 500 list entries")
+		return bad("", "at most 500 list entries")
 	}
-	for _, m := range append(slices.Clone(c.MCCAllow), c.MCCBlock...) {
-		if len(m) != 4 || !digits(m) {
-			return bad("MCC %q is not four digits", m)
+	for _, list := range []struct {
+		field string
+		mccs  []string
+	}{{"mcc_allow", c.MCCAllow}, {"mcc_block", c.MCCBlock}} {
+		for _, m := range list.mccs {
+			if len(m) != 4 || !digits(m) {
+				return bad(list.field, "MCC %q is not four digits", m)
+			}
 		}
 	}
 	for _, cc := range c.CountriesBlock {
 		if len(cc) != 2 || !isUpperAlpha(cc) {
-			return bad("country %q is not an ISO 3166-1 alpha-2 code", cc)
+			return bad("countries_block", "country %q is not an ISO 3166-1 alpha-2 code", cc)
 		}
 	}
 	for _, ch := range c.ChannelsBlock {
 		if !slices.Contains(knownChannels, ch) {
-			return bad("channel %q is not one of atm, ecommerce, contactless, pos", ch)
+			return bad("channels_block", "channel %q is not one of atm, ecommerce, contactless, pos", ch)
 		}
 	}
 	return nil

@@ -136,48 +136,55 @@ func (p Program) Issues(t CardType) bool {
 // overlapping each other), card types, controls, remote URL and stand-in.
 // Overlap with other programs is checked where all ranges are known.
 func (p *Program) Validate() error {
-	bad := func(f string, a ...any) error { return fmt.Errorf("%w: %s", ErrInvalidProgram, fmt.Sprintf(f, a...)) }
+	bad := func(field, f string, a ...any) error {
+		return &FieldError{Field: field, Err: fmt.Errorf("%w: %s", ErrInvalidProgram, fmt.Sprintf(f, a...))}
+	}
 	if strings.TrimSpace(p.Name) == "" || len(p.Name) > 200 {
-		return bad("name must be 1 to 200 characters")
+		return bad("name", "name must be 1 to 200 characters")
 	}
 	if !KnownCurrency(p.Currency) {
-		return bad("currency %q is not a supported ISO 4217 alpha code", p.Currency)
+		return bad("currency", "currency %q is not a supported ISO 4217 alpha code", p.Currency)
 	}
 	if len(p.Ranges) > 50 {
-		return bad("at most 50 BIN ranges")
+		return bad("binRanges", "at most 50 BIN ranges")
 	}
 	for i, r := range p.Ranges {
 		if err := r.Validate(); err != nil {
-			return err
+			return &FieldError{Field: "binRanges", Err: err}
 		}
 		for _, o := range p.Ranges[:i] {
 			if r.Overlaps(o) {
-				return bad("BIN ranges %s-%s and %s-%s overlap", r.From, r.To, o.From, o.To)
+				return bad("binRanges", "BIN ranges %s-%s and %s-%s overlap", r.From, r.To, o.From, o.To)
 			}
 		}
 	}
 	for _, t := range p.CardTypes {
 		if !t.Valid() {
-			return bad("card type %q is not VIRTUAL, PHYSICAL or DIGITAL_FIRST", t)
+			return bad("cardTypes", "card type %q is not VIRTUAL, PHYSICAL or DIGITAL_FIRST", t)
 		}
 	}
 	if p.TimeZone != "" {
 		if _, err := time.LoadLocation(p.TimeZone); err != nil {
-			return bad("time zone %q is not an IANA zone", p.TimeZone)
+			return bad("timeZone", "time zone %q is not an IANA zone", p.TimeZone)
 		}
 	}
 	p.Controls.Normalize()
 	if err := p.Controls.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidProgram, err)
+		field := "controls"
+		var fe *FieldError
+		if errors.As(err, &fe) && fe.Field != "" {
+			field += "." + fe.Field
+		}
+		return &FieldError{Field: field, Err: fmt.Errorf("%w: %w", ErrInvalidProgram, err)}
 	}
 	if p.RemoteURL != "" {
 		u, err := url.Parse(p.RemoteURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(p.RemoteURL) > 2000 {
-			return bad("remoteUrl must be an absolute http(s) URL")
+			return bad("remoteUrl", "remoteUrl must be an absolute http(s) URL")
 		}
 	}
 	if p.DecisionTimeoutMS < 0 || time.Duration(p.DecisionTimeoutMS)*time.Millisecond > MaxDecisionTimeout {
-		return bad("decisionTimeoutMs must be 0 to %d", MaxDecisionTimeout.Milliseconds())
+		return bad("decisionTimeoutMs", "decisionTimeoutMs must be 0 to %d", MaxDecisionTimeout.Milliseconds())
 	}
 	switch p.StandIn.Policy {
 	case "":
@@ -185,10 +192,10 @@ func (p *Program) Validate() error {
 	case StandInDecline, StandInApproveIfFunded:
 	case StandInApprove:
 		if p.StandIn.Amount <= 0 || p.StandIn.Amount > MaxAmount {
-			return bad("standIn approve needs an amount of 1 to %d", MaxAmount)
+			return bad("standIn", "standIn approve needs an amount of 1 to %d", MaxAmount)
 		}
 	default:
-		return bad("standIn policy must be decline, approve or approve_if_funded")
+		return bad("standIn", "standIn policy must be decline, approve or approve_if_funded")
 	}
 	return nil
 }
