@@ -480,9 +480,10 @@ func webhooksCommand(stdout, _ io.Writer) *ffcli.Command {
 		Name:       "webhooks",
 		ShortUsage: "antaca sim webhooks --webhook-secret S [flags]",
 		ShortHelp:  "play a partner's webhook endpoint: verify every delivery's signature, count, answer 204",
-		LongHelp: "Serves http://<addr>/ (any path). Register it as an endpoint with ANTACA_WEBHOOK_ALLOW_PRIVATE=true\n" +
-			"on the switch (http on loopback). A delivery whose Antaca-Signature does not verify is refused with 400.\n" +
-			"On exit (SIGINT, SIGTERM) prints, and with --report writes, the deliveries, distinct events and refusals.",
+		LongHelp: "Serves http://<addr>/ (any path). Register it as an endpoint with\n" +
+			"ANTACA_WEBHOOK_ALLOW_PRIVATE=true on the switch (http on loopback). A delivery whose\n" +
+			"Antaca-Signature does not verify is refused with 400. On exit (SIGINT, SIGTERM) it prints,\n" +
+			"and with --report writes, the deliveries, distinct events and refusals.",
 		FlagSet: fs,
 		Options: envOptions,
 		Exec: func(ctx context.Context, _ []string) error {
