@@ -243,61 +243,99 @@ func (o *Outbox) Advance(ctx context.Context, partnerID string, opt AdvanceOptio
 }
 
 func (o *Outbox) advance(ctx context.Context, partnerID string, opt AdvanceOptions) (int, error) {
-	tx, err := o.db.Begin(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("advancing webhook cursor: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// The entries are read and made events outside the transaction that
+	// stores them: Build reads Redis and the store, and the transaction
+	// holds the cursor's lock (on SQLite, the whole database's write lock)
+	// only to write. The cursor is read again under its lock; a cursor
+	// another dispatcher moved meanwhile makes this step do nothing.
 	var cursor int64
 	var gapSince *time.Time
-	err = tx.QueryRow(ctx, `SELECT seq, gap_since FROM webhook_cursors WHERE partner_id = $1`+o.db.d.skipLocked, partnerID).Scan(&cursor, &gapSince)
+	err := o.db.QueryRow(ctx, `SELECT seq, gap_since FROM webhook_cursors WHERE partner_id = $1`, partnerID).Scan(&cursor, &gapSince)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, errNoCursorForUpdate
 	}
 	if err != nil {
 		return 0, fmt.Errorf("reading webhook cursor: %w", err)
 	}
-	rows, err := tx.Query(ctx, `SELECT partner_id, seq, type, reason, ts_ms, changes, meta FROM journal
-		WHERE partner_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, partnerID, cursor, opt.Batch)
-	if err != nil {
-		return 0, fmt.Errorf("reading the journal: %w", err)
-	}
-	entries, err := collectEntries(rows)
-	if err != nil {
+	take, gapNow, err := o.nextEntries(ctx, partnerID, cursor, gapSince, opt)
+	if err != nil || len(take) == 0 && !(gapNow && gapSince == nil) {
 		return 0, err
 	}
-	if len(entries) == 0 {
-		return 0, nil
+	var evs []NewEvent
+	if len(take) > 0 {
+		if evs, err = opt.Build(ctx, take); err != nil {
+			return 0, err
+		}
 	}
-	// Consecutive entries only; gaps are quarantined entries, entries on
-	// their way, or entries lost.
-	var take []JournalRow
+	tx, err := o.db.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("advancing webhook cursor: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var now int64
+	err = tx.QueryRow(ctx, `SELECT seq FROM webhook_cursors WHERE partner_id = $1`+o.db.d.skipLocked, partnerID).Scan(&now)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, errNoCursorForUpdate
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading webhook cursor: %w", err)
+	}
+	if now != cursor {
+		return 0, errNoCursorForUpdate
+	}
+	if err := o.insertEvents(ctx, tx, partnerID, evs, opt.RetryFor); err != nil {
+		return 0, err
+	}
+	switch {
+	case len(take) > 0:
+		_, err = tx.Exec(ctx, `UPDATE webhook_cursors SET seq = $2, gap_since = CASE WHEN $3 THEN `+o.db.d.now+` ELSE NULL END WHERE partner_id = $1`,
+			partnerID, take[len(take)-1].Seq, gapNow)
+	default: // a gap seen for the first time
+		_, err = tx.Exec(ctx, `UPDATE webhook_cursors SET gap_since = `+o.db.d.now+` WHERE partner_id = $1`, partnerID)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("moving webhook cursor: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("advancing webhook cursor: %w", err)
+	}
+	return len(take), nil
+}
+
+// nextEntries reads the partner's committed journal entries after cursor
+// that the cursor may move over: consecutive sequence numbers only. Gaps
+// are quarantined entries (passed), entries on their way (waited for:
+// gapNow) or entries lost, given up after GapTimeout (Skipped).
+func (o *Outbox) nextEntries(ctx context.Context, partnerID string, cursor int64, gapSince *time.Time, opt AdvanceOptions) (take []JournalRow, gapNow bool, err error) {
+	rows, err := o.db.Query(ctx, `SELECT partner_id, seq, type, reason, ts_ms, changes, meta FROM journal
+		WHERE partner_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, partnerID, cursor, opt.Batch)
+	if err != nil {
+		return nil, false, fmt.Errorf("reading the journal: %w", err)
+	}
+	entries, err := collectEntries(rows)
+	if err != nil || len(entries) == 0 {
+		return nil, false, err
+	}
 	next := cursor + 1
 	var quarantined []int64
 	if entries[len(entries)-1].Seq != cursor+int64(len(entries)) {
-		rows, err := tx.Query(ctx, `SELECT seq FROM journal_quarantine WHERE partner_id = $1 AND seq > $2 AND seq < $3`,
+		rows, err := o.db.Query(ctx, `SELECT seq FROM journal_quarantine WHERE partner_id = $1 AND seq > $2 AND seq < $3`,
 			partnerID, cursor, entries[len(entries)-1].Seq)
 		if err != nil {
-			return 0, fmt.Errorf("reading the quarantine: %w", err)
+			return nil, false, fmt.Errorf("reading the quarantine: %w", err)
 		}
 		if quarantined, err = collect(rows, scanInt64); err != nil {
-			return 0, fmt.Errorf("reading the quarantine: %w", err)
+			return nil, false, fmt.Errorf("reading the quarantine: %w", err)
 		}
 	}
-	gapNow := false
 	for _, e := range entries {
 		for next < e.Seq && slices.Contains(quarantined, next) {
 			next++
 		}
 		if next < e.Seq {
 			// A missing entry: wait for it, or give it up.
-			var since time.Time
-			if gapSince != nil {
-				since = *gapSince
-			}
-			if gapSince == nil || time.Since(since) < opt.GapTimeout {
-				gapNow = true
-				break
+			if gapSince == nil || time.Since(*gapSince) < opt.GapTimeout {
+				return take, true, nil
 			}
 			for ; next < e.Seq; next++ {
 				if opt.Skipped != nil {
@@ -308,29 +346,7 @@ func (o *Outbox) advance(ctx context.Context, partnerID string, opt AdvanceOptio
 		take = append(take, e)
 		next = e.Seq + 1
 	}
-	if len(take) > 0 {
-		evs, err := opt.Build(ctx, take)
-		if err != nil {
-			return 0, err
-		}
-		if err := o.insertEvents(ctx, tx, partnerID, evs, opt.RetryFor); err != nil {
-			return 0, err
-		}
-	}
-	switch {
-	case len(take) > 0:
-		_, err = tx.Exec(ctx, `UPDATE webhook_cursors SET seq = $2, gap_since = CASE WHEN $3 THEN `+o.db.d.now+` ELSE NULL END WHERE partner_id = $1`,
-			partnerID, take[len(take)-1].Seq, gapNow)
-	case gapNow && gapSince == nil:
-		_, err = tx.Exec(ctx, `UPDATE webhook_cursors SET gap_since = `+o.db.d.now+` WHERE partner_id = $1`, partnerID)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("moving webhook cursor: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("advancing webhook cursor: %w", err)
-	}
-	return len(take), nil
+	return take, false, nil
 }
 
 // insertEvents stores events and a delivery for every enabled endpoint of
