@@ -120,7 +120,8 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     created_at      text    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     UNIQUE (endpoint_id, event_id)
 );
--- (No index by next_at: the dispatcher reads the pending deliveries by endpoint.)
+-- (No index by next_at or by order key: the dispatcher reads the pending
+-- deliveries by endpoint.)
 DROP INDEX IF EXISTS webhook_deliveries_due_idx;
+DROP INDEX IF EXISTS webhook_deliveries_order_idx;
 CREATE INDEX IF NOT EXISTS webhook_deliveries_pending_idx ON webhook_deliveries (endpoint_id, id) WHERE state = 'PENDING';
-CREATE INDEX IF NOT EXISTS webhook_deliveries_order_idx ON webhook_deliveries (endpoint_id, order_key, id) WHERE state = 'PENDING';
