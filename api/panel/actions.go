@@ -26,10 +26,22 @@ func (p *Panel) refusal(w http.ResponseWriter, r *http.Request, s *session, form
 	}
 	switch e.Status {
 	case http.StatusBadRequest, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusTooManyRequests:
-		return &formError{Form: form, Field: e.Field, Message: sentence(e.Message), Values: r.PostForm}, e.Status, false
+		return fieldError(form, e, r.PostForm), e.Status, false
 	}
 	p.fail(w, r, s, err)
 	return nil, 0, true
+}
+
+// fieldError places an API refusal by the field the API names (its
+// "field"); one with no field, or a field the form does not show, stands
+// at the form's top. Next to its field the message loses the "Invalid
+// program: invalid controls: " the API starts it with.
+func fieldError(form string, e *apiError, values url.Values) *formError {
+	fe := &formError{Form: form, Field: formField(e.Field), Message: sentence(e.Message), Values: values, Code: e.Code}
+	if fe.fieldShown() {
+		fe.Message = withoutPrefix(e.Message)
+	}
+	return fe
 }
 
 func done(w http.ResponseWriter, r *http.Request, path, what string) {
@@ -101,14 +113,28 @@ func (p *Panel) orderPhysical(w http.ResponseWriter, r *http.Request, s *session
 		addr = map[string]string{}
 	}
 	body := map[string]any{"balanceId": f.Get("balanceId"), "deliveryAddress": addr}
+	if prg := f.Get("programId"); prg != "" {
+		body["programId"] = prg
+	}
 	var c card
 	if err := p.call(r, s, "POST", "/admin/customers/"+url.PathEscape(id)+"/cards/physical", body, &c); err != nil {
-		if fe, st, handled := p.refusal(w, r, s, "physical", err); !handled {
+		if fe, st, handled := p.issueRefusal(w, r, s, "physical", err); !handled {
 			p.showCustomer(w, r, s, id, st, fe)
 		}
 		return
 	}
 	done(w, r, Prefix+"cards/"+url.PathEscape(c.ID), "physical")
+}
+
+// issueRefusal is refusal for the forms that issue a card, where a
+// program chosen that the partner does not have (404 PROGRAM_NOT_FOUND)
+// is a refusal of the form too, shown next to the program's select.
+func (p *Panel) issueRefusal(w http.ResponseWriter, r *http.Request, s *session, form string, err error) (*formError, int, bool) {
+	var e *apiError
+	if errors.As(err, &e) && e.Code == "PROGRAM_NOT_FOUND" && r.PostForm.Get("programId") != "" {
+		return fieldError(form, e, r.PostForm), e.Status, false
+	}
+	return p.refusal(w, r, s, form, err)
 }
 
 // deliveryAddress reads the address fields of a form; nil when all are empty.
@@ -132,9 +158,13 @@ func deliveryAddress(f url.Values) map[string]string {
 // POST /panel/customers/{id}/cards/virtual
 func (p *Panel) issueVirtual(w http.ResponseWriter, r *http.Request, s *session) {
 	id := r.PathValue("id")
+	body := map[string]string{"balanceId": r.PostForm.Get("balanceId")}
+	if prg := r.PostForm.Get("programId"); prg != "" {
+		body["programId"] = prg
+	}
 	var c card
-	if err := p.call(r, s, "POST", "/admin/customers/"+url.PathEscape(id)+"/cards/virtual", map[string]string{"balanceId": r.PostForm.Get("balanceId")}, &c); err != nil {
-		if fe, st, handled := p.refusal(w, r, s, "virtual", err); !handled {
+	if err := p.call(r, s, "POST", "/admin/customers/"+url.PathEscape(id)+"/cards/virtual", body, &c); err != nil {
+		if fe, st, handled := p.issueRefusal(w, r, s, "virtual", err); !handled {
 			p.showCustomer(w, r, s, id, st, fe)
 		}
 		return

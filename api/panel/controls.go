@@ -272,49 +272,6 @@ func readControls(f url.Values, currency string) (c authz.Controls, field, msg s
 	return c, "", ""
 }
 
-// placeControlsError finds the field of a controls form an API refusal
-// concerns: the API names none for the controls body, only the broken
-// rule ("invalid controls: MCC \"54\" is not four digits"). The message
-// loses its prefix when it stands next to its field.
-func placeControlsError(fe *formError, c authz.Controls) {
-	if fe == nil || (fe.Field != "" && fe.Field != "controls") {
-		return
-	}
-	m := strings.ToLower(fe.Message)
-	quoted := ""
-	if _, rest, ok := strings.Cut(fe.Message, `"`); ok {
-		quoted, _, _ = strings.Cut(rest, `"`)
-	}
-	field := ""
-	switch {
-	case strings.Contains(m, "per_transaction_max"):
-		field = "per_transaction_max"
-	case strings.Contains(m, "limit "):
-		for _, iv := range authz.Intervals {
-			if strings.Contains(m, "limit "+string(iv)+":") || strings.Contains(m, "limit "+string(iv)+" ") {
-				field = string(iv) + "_amount"
-				if strings.Contains(m, "count") && !strings.Contains(m, "amount") {
-					field = string(iv) + "_count"
-				}
-			}
-		}
-	case strings.Contains(m, "mcc "):
-		field = "mcc_block"
-		if slices.Contains(c.MCCAllow, quoted) || slices.Contains(c.MCCAllow, strings.ToUpper(quoted)) {
-			field = "mcc_allow"
-		}
-	case strings.Contains(m, "country "):
-		field = "countries_block"
-	case strings.Contains(m, "channel "):
-		field = "channels_block"
-	}
-	if field == "" {
-		return
-	}
-	fe.Field = field
-	fe.Message = withoutPrefix(fe.Message)
-}
-
 // withoutPrefix drops the "Invalid program: invalid controls: " an API
 // message starts with.
 func withoutPrefix(msg string) string {
@@ -430,7 +387,6 @@ func (p *Panel) setCardControls(w http.ResponseWriter, r *http.Request, s *sessi
 	}
 	if err := p.call(r, s, "PUT", "/admin/cards/"+url.PathEscape(c.ID)+"/controls", ctl, nil); err != nil {
 		if fe, st, handled := p.refusal(w, r, s, form, err); !handled {
-			placeControlsError(fe, ctl)
 			p.showCard(w, r, s, st, fe)
 		}
 		return

@@ -241,6 +241,9 @@ type customerData struct {
 	Customer customer
 	Balances []balance
 	Cards    []card
+	// The program choice of the issuing forms; nil when the role may not
+	// list the partner's programs (the default program applies).
+	VirtualProgram, PhysicalProgram *programSelect
 }
 
 func (p *Panel) customer(w http.ResponseWriter, r *http.Request, s *session) {
@@ -271,6 +274,17 @@ func (p *Panel) showCustomer(w http.ResponseWriter, r *http.Request, s *session,
 		"reload":   s.can(p, "POST /admin/balances/{balanceId}/reload"),
 		"physical": s.can(p, "POST /admin/customers/{customerId}/cards/physical"),
 		"virtual":  s.can(p, "POST /admin/customers/{customerId}/cards/virtual"),
+	}
+	if (can["physical"] || can["virtual"]) && len(d.Balances) > 0 && d.Customer.PartnerID != "" &&
+		s.can(p, "GET /admin/partners/{partnerId}/programs") {
+		var ps struct{ Programs []authz.Program }
+		if err := p.call(r, s, "GET", apiPrograms(d.Customer.PartnerID), nil, &ps); err != nil {
+			p.fail(w, r, s, err)
+			return
+		}
+		pid := d.Customer.PartnerID
+		d.VirtualProgram = newProgramSelect("virtual", "virt-program", pid, ps.Programs, d.Balances, authz.CardVirtual, fe)
+		d.PhysicalProgram = newProgramSelect("physical", "phys-program", pid, ps.Programs, d.Balances, authz.CardPhysical, fe)
 	}
 	name := strings.TrimSpace(d.Customer.FirstName + " " + d.Customer.LastName)
 	p.render(w, r, s, status, "customer", page{Title: name, Nav: "customers", Can: can, Notice: noticeUnlessErr(r, fe), Err: fe, Data: d})
@@ -391,6 +405,7 @@ func (p *Panel) showCard(w http.ResponseWriter, r *http.Request, s *session, sta
 		"controls":      !removed && s.can(p, "PUT /admin/cards/{cardId}/controls"),
 		"controlsRole":  s.can(p, "PUT /admin/cards/{cardId}/controls"),
 		"controlsReset": !removed && d.Controls != nil && d.Controls.Source == "card" && s.can(p, "DELETE /admin/cards/{cardId}/controls"),
+		"programLink":   c.PartnerID != "" && s.can(p, "GET /admin/partners/{partnerId}/programs/{programId}"),
 	}
 	p.render(w, r, s, status, "card", page{Title: "Card " + c.Masked(), Nav: "customers", Can: can,
 		Notice: noticeUnlessErr(r, fe), Err: fe, Data: d})

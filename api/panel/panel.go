@@ -505,6 +505,8 @@ type formError struct {
 	Field   string
 	Message string
 	Values  url.Values
+	// Code is the API's error code ("" for a form the panel could not read).
+	Code string
 }
 
 // For reports the message for a form's field ("" when none); a refusal
@@ -547,9 +549,23 @@ var knownFields = map[string]bool{"amount": true, "reason": true, "status": true
 	"binRanges": true, "cardTypes": true, "timeZone": true, "remoteUrl": true, "decisionTimeoutMs": true, "standIn": true,
 	"standInAmount": true, "per_transaction_max": true, "day_amount": true, "day_count": true, "week_amount": true,
 	"week_count": true, "month_amount": true, "month_count": true, "all_time_amount": true, "all_time_count": true,
-	"mcc_allow": true, "mcc_block": true, "countries_block": true, "channels_block": true, "since": true}
+	"mcc_allow": true, "mcc_block": true, "countries_block": true, "channels_block": true, "since": true, "limits": true,
+	// The program a card is issued under.
+	"programId": true}
 
 func (e *formError) fieldShown() bool { return knownFields[e.Field] }
+
+// formField is the form field an API error's field names: the API's
+// field as it is, but for the controls nested in a program or a replay
+// ("controls.mcc_block"), which the forms show as their own fields
+// ("mcc_block"). "controls" alone concerns the whole of them: the form's
+// top.
+func formField(apiField string) string {
+	if apiField == "controls" {
+		return ""
+	}
+	return strings.TrimPrefix(apiField, "controls.")
+}
 
 func (p *Panel) render(w http.ResponseWriter, r *http.Request, s *session, status int, name string, pg page) {
 	t := p.pages[name]

@@ -1,7 +1,12 @@
 package panel
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +19,7 @@ import (
 	"time"
 
 	"github.com/antaca/antaca/api"
+	"github.com/antaca/antaca/api/jwe"
 	"github.com/antaca/antaca/authz"
 )
 
@@ -48,23 +54,52 @@ func TestMoneyInAndOut(t *testing.T) {
 
 // fakeAPI answers the panel's /admin calls and records them. Like the
 // API, it refuses a route to a role its route table (api.Routes) does not
-// name; it keeps a partner's programs and a card's controls (programs.go).
+// name; it keeps a partner's programs and a card's controls (programs.go)
+// and issues cards under a program, answering in JWE like the API.
 type fakeAPI struct {
 	mu      sync.Mutex
-	calls   []string
+	calls   []string // with the plaintext of an encrypted body
 	expired bool
 	role    string // the signed-in admin's role; Employee when empty
 	// programs of the partner acme, and the own controls of card crd_1
 	// (nil: none, its program's apply).
 	programs     map[string]authz.Program
 	cardControls *authz.Controls
+	// issued are the cards issued through the fake, after crd_1.
+	issued []map[string]any
+	// refuse holds error answers ready for "METHOD path", as the API
+	// sends them.
+	refuse map[string]string
 }
+
+// fakeKey is the fake API's JWE key (the API's GET /public-key).
+var fakeKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
+	if r.URL.Path == "/public-key" {
+		der, _ := x509.MarshalPKIXPublicKey(&fakeKey().PublicKey)
+		_, _ = w.Write(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+		return
+	}
+	if r.Header.Get(jwe.HeaderEncrypted) == "true" && len(body) > 0 {
+		plain, err := jwe.OpenEnvelope(body, fakeKey())
+		if err != nil {
+			w.WriteHeader(400)
+			_, _ = w.Write([]byte(`{"code":"CANT_DECRYPT_PAYLOAD","message":"the payload cannot be decrypted"}`))
+			return
+		}
+		body = plain
+	}
 	f.mu.Lock()
 	f.calls = append(f.calls, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization")+" "+string(body))
-	expired, role := f.expired, f.role
+	expired, role, refusal := f.expired, f.role, f.refuse[r.Method+" "+r.URL.Path]
 	f.mu.Unlock()
 	if role == "" {
 		role = "Employee"
@@ -81,6 +116,11 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			_, _ = w.Write([]byte(`{"code":"FORBIDDEN","message":"your role does not allow this operation"}`))
 			return
 		}
+	}
+	if refusal != "" {
+		w.WriteHeader(400)
+		_, _ = w.Write([]byte(refusal))
+		return
 	}
 	if f.programsAndControls(w, r, body) {
 		return
@@ -305,8 +345,23 @@ func (f *fakeAPI) programsAndControls(w http.ResponseWriter, r *http.Request, bo
 		_ = json.NewEncoder(w).Encode(v)
 		return true
 	}
-	invalid := func(err error) bool {
-		return answer(400, map[string]string{"code": "VALIDATION_ERROR", "message": err.Error()})
+	// invalid answers a validation error as the API does (api/programs.go,
+	// programErr): with the field an authz.FieldError names, under the
+	// prefix of the body's part it is in ("controls" for a replay's).
+	invalid := func(err error, under ...string) bool {
+		var fe *authz.FieldError
+		field := ""
+		if errors.As(err, &fe) {
+			field = fe.Field
+		}
+		if len(under) > 0 {
+			field = strings.TrimSuffix(under[0]+"."+field, ".")
+		}
+		e := map[string]string{"code": "VALIDATION_ERROR", "message": err.Error()}
+		if field != "" {
+			e["field"] = field
+		}
+		return answer(400, e)
 	}
 	view := func(c authz.Controls, source, program string) map[string]any {
 		usage := []authz.WindowUsage{}
@@ -358,6 +413,9 @@ func (f *fakeAPI) programsAndControls(w http.ResponseWriter, r *http.Request, bo
 			return invalid(err)
 		}
 		pr.PartnerID = "acme"
+		if len(pr.Ranges) == 0 {
+			return answer(400, map[string]string{"code": "VALIDATION_ERROR", "message": "a program needs at least one BIN range", "field": "binRanges"})
+		}
 		if err := pr.Validate(); err != nil {
 			return invalid(err)
 		}
@@ -412,6 +470,10 @@ func (f *fakeAPI) programsAndControls(w http.ResponseWriter, r *http.Request, bo
 			if err := json.Unmarshal(body, &in); err != nil || in.Controls == nil {
 				return answer(400, map[string]string{"code": "VALIDATION_ERROR", "message": "controls are required", "field": "controls"})
 			}
+			in.Controls.Normalize()
+			if err := in.Controls.Validate(); err != nil {
+				return invalid(err, "controls")
+			}
 			if in.Since != "720h" {
 				return answer(400, map[string]string{"code": "VALIDATION_ERROR", "message": "the test expects 720h", "field": "since"})
 			}
@@ -424,13 +486,23 @@ func (f *fakeAPI) programsAndControls(w http.ResponseWriter, r *http.Request, bo
 		return answer(404, map[string]string{"code": "NOT_FOUND", "message": "no such route"})
 	case path == "/admin/cards/crd_1/status":
 		return answer(200, map[string]any{"id": "crd_1", "type": "VIRTUAL", "status": "ACTIVE", "last4": "4242", "expiry": "2030-01",
-			"balanceId": "bal_1", "customerId": "cus_1"})
+			"balanceId": "bal_1", "programId": "prg_acme", "customerId": "cus_1"})
 	case path == "/admin/customers/cus_1":
 		return answer(200, map[string]any{"id": "cus_1", "partnerId": "acme", "firstName": "Ada", "lastName": "Lovelace", "kycStatus": "VERIFIED"})
+	case path == "/admin/customers/cus_1/balances":
+		return answer(200, map[string]any{"balances": []any{
+			map[string]any{"id": "bal_1", "customerId": "cus_1", "currency": "EUR", "available": 10_000, "held": 0, "state": "ACTIVE"},
+			map[string]any{"id": "bal_2", "customerId": "cus_1", "currency": "USD", "available": 0, "held": 0, "state": "ACTIVE"}}})
 	case path == "/admin/customers/cus_1/cards":
-		return answer(200, map[string]any{"cards": []any{map[string]any{"id": "crd_1", "type": "VIRTUAL", "status": "ACTIVE", "last4": "4242",
-			"expiry": "2030-01", "balanceId": "bal_1", "customerId": "cus_1", "partnerId": "acme", "first6": "520000", "currency": "EUR"}}})
-	case path == "/admin/cards/crd_1/transactions":
+		cards := []any{map[string]any{"id": "crd_1", "type": "VIRTUAL", "status": "ACTIVE", "last4": "4242", "expiry": "2030-01",
+			"balanceId": "bal_1", "programId": "prg_acme", "customerId": "cus_1", "partnerId": "acme", "first6": "520000", "currency": "EUR"}}
+		for _, c := range f.issued {
+			cards = append(cards, c)
+		}
+		return answer(200, map[string]any{"cards": cards})
+	case m == "POST" && (path == "/admin/customers/cus_1/cards/virtual" || path == "/admin/customers/cus_1/cards/physical"):
+		return f.issue(w, r, path, body)
+	case strings.HasPrefix(path, "/admin/cards/") && strings.HasSuffix(path, "/transactions"):
 		return answer(200, map[string]any{"data": []any{}, "has_more": false})
 	case path == "/admin/cards/crd_1/controls":
 		switch m {
@@ -453,7 +525,74 @@ func (f *fakeAPI) programsAndControls(w http.ResponseWriter, r *http.Request, bo
 		pc := f.programs["prg_acme"].Controls
 		return answer(200, view(pc, source(pc, "program"), "prg_acme"))
 	}
+	// The cards issued through the fake: their status, and their
+	// program's controls.
+	for _, c := range f.issued {
+		base := "/admin/cards/" + c["id"].(string)
+		prg := c["programId"].(string)
+		switch {
+		case path == base+"/status":
+			return answer(200, c)
+		case path == base+"/controls" && m == "GET":
+			pc := f.programs[prg].Controls
+			return answer(200, view(pc, source(pc, "program"), prg))
+		}
+	}
 	return false
+}
+
+// issue serves POST .../cards/virtual and .../cards/physical for the
+// customer cus_1 as the API does (authz/issuing: the program named, else
+// the partner's default, must issue the card type, and a program named
+// must be in the balance's currency), answering the card in JWE.
+func (f *fakeAPI) issue(w http.ResponseWriter, r *http.Request, path string, body []byte) bool {
+	refuse := func(status int, code, msg string) bool {
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
+		return true
+	}
+	var in struct{ BalanceID, ProgramID string }
+	if err := json.Unmarshal(body, &in); err != nil || in.BalanceID == "" {
+		w.WriteHeader(400)
+		_, _ = w.Write([]byte(`{"code":"VALIDATION_ERROR","message":"balanceId is required","field":"balanceId"}`))
+		return true
+	}
+	currency := map[string]string{"bal_1": "EUR", "bal_2": "USD"}[in.BalanceID]
+	if currency == "" {
+		return refuse(404, "BALANCE_NOT_FOUND", "balance not found")
+	}
+	typ := authz.CardVirtual
+	if strings.HasSuffix(path, "/physical") {
+		typ = authz.CardPhysical
+	}
+	pr, ok := f.programs[authz.ProgramOfCard("acme", in.ProgramID)]
+	switch {
+	case !ok:
+		return refuse(404, "PROGRAM_NOT_FOUND", "program not found")
+	case !pr.Issues(typ):
+		return refuse(409, "CARD_TYPE_NOT_IN_PROGRAM", "the program does not issue this card type")
+	case in.ProgramID != "" && pr.Currency != currency:
+		return refuse(409, "PROGRAM_CURRENCY_MISMATCH", "the balance is not in the program's currency")
+	}
+	// The card view names the program, the default one too.
+	c := map[string]any{"id": fmt.Sprintf("crd_%d", len(f.issued)+2), "type": string(typ), "status": "ACTIVE", "last4": "1881",
+		"expiry": "2031-01", "balanceId": in.BalanceID, "customerId": "cus_1", "programId": pr.ID, "partnerId": "acme",
+		"first6": "499900", "currency": currency}
+	if typ == authz.CardPhysical {
+		c["status"] = "ORDERED"
+	}
+	f.issued = append(f.issued, c)
+	pub, err := jwe.ParsePublicKey(r.Header.Get(jwe.HeaderPublicKey))
+	if err != nil {
+		return refuse(400, "INVALID_PUBLIC_KEY", err.Error())
+	}
+	sealed, err := jwe.SealEnvelope(must(json.Marshal(c)), pub)
+	if err != nil {
+		return refuse(500, "INTERNAL", err.Error())
+	}
+	w.WriteHeader(201)
+	_, _ = w.Write(sealed)
+	return true
 }
 
 // panelClient signs in to the panel under test with a session cookie and
@@ -753,4 +892,191 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// A refusal of a form stands next to the field the API's error names
+// (its "field"), whatever its message says; without a field, or with one
+// the form does not show, it stands at the form's top.
+func TestFieldErrorsPlacedByField(t *testing.T) {
+	fake := &fakeAPI{role: "Admin"}
+	c := newPanelServer(t, fake)
+
+	// The card's controls: a count over the API's cap is refused with
+	// field "limits", which the form shows at its limits.
+	st, body, _ := c.do("POST", "/panel/cards/crd_1/controls", url.Values{"day_count": {"2000000000"}})
+	if st != http.StatusBadRequest {
+		t.Fatalf("a count over the cap: %d", st)
+	}
+	contains(t, "limits refused", body, `id="cc-limits-error">Limit day: amount must be 0 to `,
+		`<fieldset class="group" aria-invalid="true" aria-describedby="cc-limits-error">`, `value="2000000000"`)
+	lacks(t, "limits refused", body, `id="card-controls-error"`, `id="cc-day_amount-error"`, `id="cc-day_count-error"`)
+
+	// The field decides, not the message.
+	for _, tc := range []struct {
+		name, answer string
+		want         string // the error's element and text
+		unwanted     []string
+	}{
+		{"a field the message does not name", `{"code":"VALIDATION_ERROR","message":"not accepted here","field":"mcc_allow"}`,
+			`id="cc-mcc_allow-error">Not accepted here.</p>`, []string{`id="card-controls-error"`}},
+		{"a message naming another field", `{"code":"VALIDATION_ERROR","message":"invalid controls: country \"XX\" is unknown","field":"per_transaction_max"}`,
+			`id="cc-per_transaction_max-error">Country &#34;XX&#34; is unknown.</p>`, []string{`id="cc-countries_block-error"`, `id="card-controls-error"`}},
+		{"no field", `{"code":"VALIDATION_ERROR","message":"invalid controls: per_transaction_max must be 0 to 999"}`,
+			`id="card-controls-error">Invalid controls: per_transaction_max must be 0 to 999.</p>`, []string{`id="cc-per_transaction_max-error"`}},
+		{"a field the form does not show", `{"code":"VALIDATION_ERROR","message":"colour must be blue","field":"colour"}`,
+			`id="card-controls-error">Colour must be blue.</p>`, nil},
+	} {
+		fake.mu.Lock()
+		fake.refuse = map[string]string{"PUT /admin/cards/crd_1/controls": tc.answer}
+		fake.mu.Unlock()
+		st, body, _ := c.do("POST", "/panel/cards/crd_1/controls", url.Values{"per_transaction_max": {"5"}, "countries_block": {"XX"}})
+		if st != http.StatusBadRequest {
+			t.Fatalf("%s: %d", tc.name, st)
+		}
+		contains(t, tc.name, body, tc.want)
+		lacks(t, tc.name, body, tc.unwanted...)
+	}
+	fake.mu.Lock()
+	fake.refuse = nil
+	fake.mu.Unlock()
+
+	// A program's fields and its nested controls ("controls.limits").
+	form := url.Values{"name": {"Silver"}, "currency": {"EUR"}, "binRanges": {"49980000"}, "standIn": {"approve"}}
+	st, body, _ = c.do("POST", "/panel/partners/acme/programs", form)
+	if st != http.StatusBadRequest {
+		t.Fatalf("stand-in approve without an amount: %d", st)
+	}
+	contains(t, "stand-in refused", body, `id="np-standIn-error">StandIn approve needs an amount of 1 to `, `<details open>`)
+	lacks(t, "stand-in refused", body, `id="program-new-error"`)
+	form.Set("standIn", "decline")
+	form.Set("week_count", "2000000000")
+	st, body, _ = c.do("POST", "/panel/partners/acme/programs", form)
+	if st != http.StatusBadRequest {
+		t.Fatalf("program with a count over the cap: %d", st)
+	}
+	contains(t, "program limits refused", body, `id="npc-limits-error">Limit week: amount must be 0 to `)
+	lacks(t, "program limits refused", body, `id="program-new-error"`)
+	form.Del("week_count")
+	form.Set("binRanges", "")
+	if st, body, _ = c.do("POST", "/panel/partners/acme/programs", form); st != http.StatusBadRequest {
+		t.Fatalf("program without a range: %d", st)
+	}
+	contains(t, "program without a range", body, `id="np-binRanges-error">A program needs at least one BIN range.`)
+
+	// The replay's controls are nested too; "controls" alone is the form's top.
+	st, body, _ = c.do("POST", "/panel/partners/acme/programs/prg_acme/replay", url.Values{"since": {"720h"}, "month_count": {"2000000000"}})
+	if st != http.StatusBadRequest {
+		t.Fatalf("replay with a count over the cap: %d", st)
+	}
+	contains(t, "replay refused", body, `id="rp-limits-error">Limit month: amount must be 0 to `)
+	fake.mu.Lock()
+	fake.refuse = map[string]string{"POST /admin/partners/acme/programs/prg_acme/controls/replay": `{"code":"VALIDATION_ERROR","message":"controls are required","field":"controls"}`}
+	fake.mu.Unlock()
+	st, body, _ = c.do("POST", "/panel/partners/acme/programs/prg_acme/replay", url.Values{"since": {"720h"}})
+	if st != http.StatusBadRequest {
+		t.Fatalf("replay refused as a whole: %d", st)
+	}
+	contains(t, "replay refused as a whole", body, `id="replay-error">Controls are required.</p>`)
+}
+
+// The issuing forms of a customer's page offer the partner's programs
+// to a role that may list them; the card goes to the API under the one
+// chosen (none: the default program), the card page names its program,
+// and a refusal of the program stands next to its select in words. An
+// Employee, who may not list programs, orders under the default program.
+func TestIssueUnderProgram(t *testing.T) {
+	fake := &fakeAPI{role: "Manager", programs: map[string]authz.Program{
+		"prg_acme": {ID: "prg_acme", PartnerID: "acme", Name: "Acme", Currency: "EUR", Ranges: []authz.BINRange{{From: "52000000", To: "52000000"}}},
+		"gold": {ID: "gold", PartnerID: "acme", Name: "Gold debit", Currency: "EUR", Ranges: []authz.BINRange{{From: "49990000", To: "49990099"}},
+			CardTypes: []authz.CardType{authz.CardVirtual}},
+	}}
+	c := newPanelServer(t, fake)
+
+	st, body, _ := c.do("GET", "/panel/customers/cus_1", nil)
+	if st != 200 {
+		t.Fatalf("customer page: %d %s", st, body)
+	}
+	for _, id := range []string{"virt-program", "phys-program"} {
+		contains(t, "Manager's customer page", body, `<label for="`+id+`">Program</label>`,
+			`<option value="">The partner&#39;s default program (Acme)</option>`,
+			`<option value="gold">Gold debit (gold) · EUR · virtual cards only</option>`)
+	}
+	lacks(t, "Manager's customer page", body, `<option value="prg_acme"`)
+
+	// Under the program chosen; the card page names it.
+	st, _, loc := c.do("POST", "/panel/customers/cus_1/cards/virtual", url.Values{"balanceId": {"bal_1"}, "programId": {"gold"}})
+	if st != http.StatusSeeOther || loc != "/panel/cards/crd_2?done=virtual" {
+		t.Fatalf("virtual card under gold: %d %s", st, loc)
+	}
+	if got := fake.lastCall("POST /admin/customers/cus_1/cards/virtual"); !strings.HasSuffix(got, `{"balanceId":"bal_1","programId":"gold"}`) {
+		t.Fatalf("the panel sent %q", got)
+	}
+	st, body, _ = c.do("GET", "/panel/cards/crd_2", nil)
+	if st != 200 {
+		t.Fatalf("the new card's page: %d %s", st, body)
+	}
+	contains(t, "card of gold", body, `<dd id="card-program"><a href="/panel/partners/acme/programs/gold" class="mono" id="card-program-link">gold</a></dd>`)
+	// Without a choice: no programId, the partner's default program.
+	if st, _, _ := c.do("POST", "/panel/customers/cus_1/cards/virtual", url.Values{"balanceId": {"bal_1"}, "programId": {""}}); st != http.StatusSeeOther {
+		t.Fatalf("virtual card under the default program: %d", st)
+	}
+	if got := fake.lastCall("POST /admin/customers/cus_1/cards/virtual"); !strings.HasSuffix(got, `{"balanceId":"bal_1"}`) {
+		t.Fatalf("the panel sent %q", got)
+	}
+	_, body, _ = c.do("GET", "/panel/cards/crd_3", nil)
+	contains(t, "card of the default program", body, `id="card-program-link">prg_acme</a> <span class="muted">(the partner's default program)</span>`)
+
+	// The API's refusals, next to the select, with what was chosen kept.
+	addr := url.Values{"balanceId": {"bal_1"}, "programId": {"gold"}, "line1": {"1 Main St"}, "city": {"Warsaw"}, "postalCode": {"00-001"}, "country": {"pl"}}
+	st, body, _ = c.do("POST", "/panel/customers/cus_1/cards/physical", addr)
+	if st != http.StatusConflict {
+		t.Fatalf("physical card under a virtual-only program: %d", st)
+	}
+	contains(t, "card type refused", body,
+		`id="phys-program-error">The program Gold debit (gold) does not issue physical cards; it issues virtual cards only. Choose a program that issues them.</p>`,
+		`aria-describedby="phys-program-help phys-program-error" aria-invalid="true"`, `<option value="gold" selected>`, `value="Warsaw"`)
+	lacks(t, "card type refused", body, `id="physical-error"`, `id="virt-program-error"`)
+
+	st, body, _ = c.do("POST", "/panel/customers/cus_1/cards/virtual", url.Values{"balanceId": {"bal_2"}, "programId": {"gold"}})
+	if st != http.StatusConflict {
+		t.Fatalf("a USD balance under a EUR program: %d", st)
+	}
+	contains(t, "currency refused", body,
+		`id="virt-program-error">The program Gold debit (gold) issues cards in EUR, and the balance bal_2 is in USD. Choose a balance in EUR, or a program in USD.</p>`,
+		`<option value="bal_2" selected>`)
+
+	st, body, _ = c.do("POST", "/panel/customers/cus_1/cards/virtual", url.Values{"balanceId": {"bal_1"}, "programId": {"platinum"}})
+	if st != http.StatusNotFound {
+		t.Fatalf("a program the partner does not have: %d", st)
+	}
+	contains(t, "unknown program", body, `id="virt-program-error">This partner has no program “platinum”. Choose one from the list.</p>`)
+	if n := len(fake.issued); n != 2 {
+		t.Fatalf("%d cards issued, want 2 (the refusals issue none)", n)
+	}
+
+	// An Employee may not list programs: no select, the default applies.
+	fake.setRole("Employee")
+	before := fake.lastCall("GET /admin/partners/acme/programs")
+	st, body, _ = c.do("GET", "/panel/customers/cus_1", nil)
+	if st != 200 {
+		t.Fatalf("Employee's customer page: %d", st)
+	}
+	contains(t, "Employee's customer page", body, `id="physical-form"`)
+	lacks(t, "Employee's customer page", body, `name="programId"`, `id="virt-program"`)
+	if fake.lastCall("GET /admin/partners/acme/programs") != before {
+		t.Fatal("the panel asked for the programs for a role that may not list them")
+	}
+	st, body, _ = c.do("GET", "/panel/cards/crd_2", nil)
+	if st != 200 {
+		t.Fatalf("Employee on the card of gold: %d", st)
+	}
+	contains(t, "Employee's card page", body, `<dd id="card-program"><span class="mono">gold</span></dd>`)
+	lacks(t, "Employee's card page", body, `id="card-program-link"`)
+	// Posted by hand with a program all the same: the API's refusal at
+	// the form's top, as there is no select to stand by.
+	st, body, _ = c.do("POST", "/panel/customers/cus_1/cards/physical", addr)
+	if st != http.StatusConflict {
+		t.Fatalf("Employee's physical card under gold: %d", st)
+	}
+	contains(t, "Employee's refusal", body, `id="physical-error">The program does not issue this card type.</p>`)
 }

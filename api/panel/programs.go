@@ -157,38 +157,19 @@ func readProgram(f url.Values, currency string) (body map[string]any, field, msg
 	return body, "", ""
 }
 
-// placeProgramError finds the field of a program form an API refusal
-// concerns (the API names a field for some, and states the broken rule
-// for the others).
-func placeProgramError(fe *formError, code string, c authz.Controls) {
+// placeProgramError places the refusals of a program form that the API
+// answers with a code of their own rather than a field: the id taken, a
+// BIN range another program holds. The others are placed by their field
+// already (refusal).
+func placeProgramError(fe *formError, code string) {
 	if fe == nil {
 		return
 	}
 	switch code {
 	case "ALREADY_EXISTS":
 		fe.Field, fe.Message = "id", "A program with this id exists already; choose another id, or leave it empty."
-		return
 	case "BIN_RANGE_IN_USE", "BIN_IN_USE":
 		fe.Field = "binRanges"
-		return
-	}
-	if fe.Field != "" {
-		return
-	}
-	placeControlsError(fe, c)
-	if fe.Field != "" {
-		return
-	}
-	m := strings.ToLower(fe.Message)
-	for _, k := range []struct{ key, field string }{
-		{"name must", "name"}, {"bin range", "binRanges"}, {"currency", "currency"}, {"card type", "cardTypes"},
-		{"time zone", "timeZone"}, {"remoteurl", "remoteUrl"}, {"decisiontimeoutms", "decisionTimeoutMs"},
-		{"standin approve needs an amount", "standInAmount"}, {"standin", "standIn"},
-	} {
-		if strings.Contains(m, k.key) {
-			fe.Field, fe.Message = k.field, withoutPrefix(fe.Message)
-			return
-		}
 	}
 }
 
@@ -266,7 +247,7 @@ func (p *Panel) createProgram(w http.ResponseWriter, r *http.Request, s *session
 	var created authz.Program
 	if err := p.call(r, s, "POST", apiPrograms(pid), body, &created); err != nil {
 		if fe, st, handled := p.refusal(w, r, s, form, err); !handled {
-			placeProgramError(fe, apiCode(err), ctl)
+			placeProgramError(fe, apiCode(err))
 			p.showPrograms(w, r, s, st, fe)
 		}
 		return
@@ -387,7 +368,7 @@ func (p *Panel) updateProgram(w http.ResponseWriter, r *http.Request, s *session
 	var got authz.Program
 	if err := p.call(r, s, "PUT", path, body, &got); err != nil {
 		if fe, st, handled := p.refusal(w, r, s, form, err); !handled {
-			placeProgramError(fe, apiCode(err), authz.Controls{})
+			placeProgramError(fe, apiCode(err))
 			p.showProgram(w, r, s, st, fe, programExtras{})
 		}
 		return
@@ -417,7 +398,6 @@ func (p *Panel) setProgramControls(w http.ResponseWriter, r *http.Request, s *se
 	}
 	if err := p.call(r, s, "PUT", path+"/controls", ctl, nil); err != nil {
 		if fe, st, handled := p.refusal(w, r, s, form, err); !handled {
-			placeControlsError(fe, ctl)
 			p.showProgram(w, r, s, st, fe, programExtras{})
 		}
 		return
@@ -453,11 +433,121 @@ func (p *Panel) replay(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	if err != nil {
 		if fe, st, handled := p.refusal(w, r, s, form, err); !handled {
-			placeControlsError(fe, ctl)
 			p.showProgram(w, r, s, st, fe, programExtras{})
 		}
 		return
 	}
 	v := p.replayOf(rep, cur.Currency, ctl)
 	p.showProgram(w, r, s, http.StatusOK, nil, programExtras{result: &v, tried: ctl})
+}
+
+// ---- The program a new card is issued under ----
+
+// programSelect is the program choice of a form that issues a card: the
+// partner's default program first (the API's choice when none is sent),
+// then the partner's other programs, each with its currency and the card
+// types it issues. The panel lists them all: the API refuses a program
+// that does not issue the card type or is not in the balance's currency,
+// and the refusal stands next to the select.
+type programSelect struct {
+	Form, ID string // the form's name and the select's element id
+	Default  string // the label of the default program's option
+	Options  []checkbox
+	Err      *formError
+}
+
+func newProgramSelect(form, id, partnerID string, programs []authz.Program, balances []balance, typ authz.CardType, fe *formError) *programSelect {
+	sel := &programSelect{Form: form, ID: id, Default: "The partner's default program", Err: fe}
+	chosen := fe.Value(form, "programId")
+	def := authz.DefaultProgramID(partnerID)
+	for _, pr := range programs {
+		if pr.ID == def {
+			sel.Default += " (" + pr.Name + ")" // short: a select shows one line
+			continue
+		}
+		sel.Options = append(sel.Options, checkbox{Value: pr.ID, Label: programLabel(pr), Checked: pr.ID == chosen})
+	}
+	if fe.On(form) {
+		placeIssueError(fe, partnerID, programs, balances, typ)
+	}
+	return sel
+}
+
+// programLabel names a program in a select: "Gold debit (gold) · EUR ·
+// virtual cards only".
+func programLabel(pr authz.Program) string {
+	return pr.Name + " (" + pr.ID + ") · " + pr.Currency + " · " + issuesText(pr.CardTypes)
+}
+
+// issuesText says which card types a program issues, in words.
+func issuesText(ts []authz.CardType) string {
+	if len(ts) == 0 {
+		return "all card types"
+	}
+	var words []string
+	for _, t := range ts {
+		words = append(words, cardTypeWord(t))
+	}
+	if len(words) == 1 {
+		return words[0] + " cards only"
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1] + " cards"
+}
+
+func cardTypeWord(t authz.CardType) string {
+	switch t {
+	case authz.CardVirtual:
+		return "virtual"
+	case authz.CardPhysical:
+		return "physical"
+	case authz.CardDigitalFirst:
+		return "digital-first"
+	}
+	return strings.ToLower(string(t))
+}
+
+// placeIssueError puts the API's refusal of the program chosen for a new
+// card next to the program's select, in words that name the program, the
+// card type and the currencies. The API names no field for these (409
+// CARD_TYPE_NOT_IN_PROGRAM, PROGRAM_CURRENCY_MISMATCH; 404
+// PROGRAM_NOT_FOUND): its code does.
+func placeIssueError(fe *formError, partnerID string, programs []authz.Program, balances []balance, typ authz.CardType) {
+	chosen := fe.Values.Get("programId")
+	id := authz.ProgramOfCard(partnerID, chosen)
+	var pr *authz.Program
+	for i := range programs {
+		if programs[i].ID == id {
+			pr = &programs[i]
+		}
+	}
+	name := ""
+	if pr != nil {
+		name = "The program " + pr.Name + " (" + pr.ID + ")"
+		if chosen == "" {
+			name = "The partner's default program, " + pr.Name + " (" + pr.ID + "),"
+		}
+	}
+	switch fe.Code {
+	case "CARD_TYPE_NOT_IN_PROGRAM":
+		fe.Field = "programId"
+		if pr != nil {
+			fe.Message = name + " does not issue " + cardTypeWord(typ) + " cards; it issues " + issuesText(pr.CardTypes) +
+				". Choose a program that issues them."
+		}
+	case "PROGRAM_CURRENCY_MISMATCH":
+		fe.Field = "programId"
+		cur := ""
+		for _, b := range balances {
+			if b.ID == fe.Values.Get("balanceId") {
+				cur = b.Currency
+			}
+		}
+		if pr != nil && cur != "" {
+			fe.Message = name + " issues cards in " + pr.Currency + ", and the balance " + fe.Values.Get("balanceId") + " is in " + cur +
+				". Choose a balance in " + pr.Currency + ", or a program in " + cur + "."
+		}
+	case "PROGRAM_NOT_FOUND":
+		fe.Field = "programId"
+		fe.Message = "This partner has no program “" + chosen + "”. Choose one from the list."
+	}
 }

@@ -47,11 +47,14 @@ type card struct {
 	LockReason                    int
 	Last4, Expiry                 string
 	BalanceID, CustomerID, CopyOf string
-	PINSet                        bool
-	PartnerID, First6, MaskedPan  string
-	LockSource, Currency          string
-	LockReference, DeliveryState  string
-	Replaces, ReplacedBy          string
+	// ProgramID is the program the card belongs to: the API names the
+	// partner's default program for a card issued without one.
+	ProgramID                    string
+	PINSet                       bool
+	PartnerID, First6, MaskedPan string
+	LockSource, Currency         string
+	LockReference, DeliveryState string
+	Replaces, ReplacedBy         string
 }
 
 // Masked is the PAN as an admin may see it: first 6 and last 4 digits.
@@ -60,6 +63,11 @@ func (c card) Masked() string {
 		return "•••• •••• •••• " + c.Last4
 	}
 	return c.First6[:4] + " " + c.First6[4:] + "•• •••• " + c.Last4
+}
+
+// DefaultProgram reports a card of its partner's default program.
+func (c card) DefaultProgram() bool {
+	return c.PartnerID != "" && c.ProgramID == authz.DefaultProgramID(c.PartnerID)
 }
 
 // Locked reports a lock (any reason).

@@ -37,8 +37,10 @@ import (
 // replaced (a plastic kept until the new one is activated, through the
 // bureau's queue), a partner's webhook endpoint is created (its secret
 // shown once), its delivery log shows failed attempts, it is disabled,
-// enabled and redelivered to, and deleted; an Admin creates a card program
-// whose blocked MCC declines an 0100, a Manager gives a card its own
+// enabled and redelivered to, and deleted; an Admin creates a card
+// program, a Manager issues a card under it from the customer's page (a
+// plastic under it is refused next to the program's select) and an 0100
+// at an MCC the program blocks declines; a Manager gives the card its own
 // controls (an 0100 over its maximum declines, the decline and the day's
 // window on the card page) and hands it back to the program's, reads the
 // program without a form to change it and replays its controls on the
@@ -150,6 +152,7 @@ func TestPanelInBrowser(t *testing.T) {
 		admin.open("/panel/customers")
 		admin.fill("#q", last4)
 		admin.click("#search")
+		admin.waitURL("q=" + last4)
 		admin.waitVisible("#customers")
 		admin.shot("03-customer-search")
 		if got := admin.text("#customers tbody"); !strings.Contains(got, "Ada Lovelace") {
@@ -547,11 +550,12 @@ func TestPanelInBrowser(t *testing.T) {
 		admin.click("#np-type-VIRTUAL")
 		admin.fill("#npc-per_transaction_max", "500")
 		admin.fill("#npc-mcc_block", "5411, 79x5")
-		admin.click("#create-program") // refused by the API, next to the field
+		admin.click("#create-program") // refused by the API, next to the field it names
 		admin.waitVisible("#npc-mcc_block-error")
-		if got := admin.text("#npc-mcc_block-error"); !strings.Contains(got, `MCC "79X5" is not four digits`) {
-			t.Fatalf("error next to the MCC field: %q", got)
+		if got := admin.text("#npc-mcc_block-error"); !strings.Contains(got, `MCC "79X5" is not four digits`) || admin.exists("#program-new-error") {
+			t.Fatalf("error next to the MCC field: %q; at the form's top too: %v", got, admin.exists("#program-new-error"))
 		}
+		admin.shot("22-program-refused-by-field")
 		admin.fill("#npc-mcc_block", "5411, 7995")
 		admin.click("#create-program")
 		admin.waitText(".notice.ok", "The program was created")
@@ -569,11 +573,58 @@ func TestPanelInBrowser(t *testing.T) {
 		admin.shot("14-programs")
 	})
 
-	step(t, "a card of the program declines an MCC the program blocks", func() {
-		c, full, err := h.App.Issuing.CreateVirtualIn(ctx, "", goldID, p.partner, p.customer, p.balance)
+	step(t, "a Manager issues a card under the program from the customer's page", func() {
+		cards := func() int {
+			cs, err := h.App.Ledger.CardsOfBalance(ctx, p.partner, p.balance)
+			must(t, err)
+			return len(cs)
+		}
+		before := cards()
+		mgr.open("/panel/customers/" + p.customer)
+		if got := mgr.text(`#virt-program option[value=""]`); !strings.HasPrefix(got, "The partner's default program (") {
+			t.Fatalf("the default program's option: %q", got)
+		}
+		if got := mgr.text(`#virt-program option[value="` + goldID + `"]`); got != "Gold debit (gold) · EUR · virtual cards only" {
+			t.Fatalf("the program's option: %q", got)
+		}
+		// The program issues virtual cards only: a plastic under it is
+		// refused, next to the select.
+		mgr.fill("#phys-balance", p.balance)
+		mgr.fill("#phys-program", goldID)
+		for sel, v := range map[string]string{"#addr-line1": "1 Main St", "#addr-city": "Warsaw", "#addr-postalCode": "00-001", "#addr-country": "PL"} {
+			mgr.fill(sel, v)
+		}
+		mgr.click("#physical-form button[type=submit]")
+		mgr.waitVisible("#phys-program-error")
+		if got := mgr.text("#phys-program-error"); !strings.Contains(got, "Gold debit (gold) does not issue physical cards; it issues virtual cards only") {
+			t.Fatalf("refusal next to the program: %q", got)
+		}
+		if mgr.exists("#physical-error") || cards() != before {
+			t.Fatalf("refusal at the form's top %v, or a card made (%d cards, %d before)", mgr.exists("#physical-error"), cards(), before)
+		}
+		mgr.shot("20-customer-program-refused")
+		mgr.fill("#virt-balance", p.balance)
+		mgr.fill("#virt-program", goldID)
+		mgr.click("#issue-virtual")
+		mgr.waitText(".notice.ok", "The virtual card was issued")
+		if got := mgr.text("#card-program"); got != goldID {
+			t.Fatalf("the new card's program on its page: %q, want %s", got, goldID)
+		}
+		id := mgr.text("#card-id")
+		br.addCard(h, p.partner, id)
+		mgr.checkHTML()
+		full, err := h.App.Issuing.FullData(ctx, p.partner, id)
 		must(t, err)
-		gold = testCard{ID: c.ID, PAN: full.CardNo, Expiry: full.Exp[2:4] + full.Exp[5:7], Balance: p.balance}
-		br.pans = append(br.pans, gold.PAN)
+		gold = testCard{ID: id, PAN: full.CardNo, Expiry: full.Exp[2:4] + full.Exp[5:7], Balance: p.balance}
+		mgr.shot("21-card-of-program")
+		// A card issued without a choice belongs to the default program.
+		mgr.open("/panel/cards/" + other.ID)
+		if got := mgr.text("#card-program"); got != "prg_"+p.partner+" (the partner's default program)" {
+			t.Fatalf("a card of the default program: %q", got)
+		}
+	})
+
+	step(t, "a card of the program declines an MCC the program blocks", func() {
 		if !strings.HasPrefix(gold.PAN, "499900") {
 			t.Fatalf("a card of the program has a PAN outside its range: %s…", gold.PAN[:6])
 		}
@@ -882,7 +933,20 @@ func (tb *tab) waitVisibleWithin(sel string, d time.Duration) {
 // die with the page it started on.
 func (tb *tab) waitText(sel, text string) {
 	tb.b.t.Helper()
-	js := fmt.Sprintf(`(document.querySelector(%q) || {innerText: ""}).innerText.includes(%q)`, sel, text)
+	tb.waitJS(fmt.Sprintf("%q in %s", text, sel), fmt.Sprintf(`(document.querySelector(%q) || {innerText: ""}).innerText.includes(%q)`, sel, text))
+}
+
+// waitURL waits until the page loaded is at an address that holds part:
+// a form that answers with a page like the one it was sent from (a
+// search) leaves the old page's elements visible until the new one comes.
+func (tb *tab) waitURL(part string) {
+	tb.b.t.Helper()
+	tb.waitJS("an address with "+part, fmt.Sprintf(`location.href.includes(%q) && document.readyState === "complete"`, part))
+}
+
+// waitJS asks the page whether js holds again and again until it does.
+func (tb *tab) waitJS(what, js string) {
+	tb.b.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(tb.ctx, 5*time.Second)
@@ -892,7 +956,7 @@ func (tb *tab) waitText(sel, text string) {
 			break
 		}
 		if time.Now().After(deadline) {
-			tb.b.t.Fatalf("waiting for %q in %s: %v (page: %.600q)", text, sel, err, tb.text("main"))
+			tb.b.t.Fatalf("waiting for %s: %v (page: %.600q)", what, err, tb.text("main"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
