@@ -381,19 +381,30 @@ func (p *Panel) updateProgram(w http.ResponseWriter, r *http.Request, s *session
 	done(w, r, programsPath(pid)+"/"+url.PathEscape(prg), "programupdate")
 }
 
-// POST /panel/partners/{id}/programs/{pid}/controls
-func (p *Panel) setProgramControls(w http.ResponseWriter, r *http.Request, s *session) {
-	pid, prg := r.PathValue("id"), r.PathValue("pid")
-	path := apiPrograms(pid) + "/" + url.PathEscape(prg)
-	const form = "controls"
-	var cur authz.Program
+// programControlsForm reads the program of the path and the controls
+// form posted on its page (form names it), in the program's currency. A
+// form the panel cannot read shows the page again with the error; ok is
+// false when the answer is written.
+func (p *Panel) programControlsForm(w http.ResponseWriter, r *http.Request, s *session, form string) (path string, cur authz.Program, ctl authz.Controls, ok bool) {
+	path = apiPrograms(r.PathValue("id")) + "/" + url.PathEscape(r.PathValue("pid"))
 	if err := p.call(r, s, "GET", path, nil, &cur); err != nil {
 		p.fail(w, r, s, err)
-		return
+		return "", cur, ctl, false
 	}
 	ctl, field, msg := readControls(r.PostForm, cur.Currency)
 	if field != "" {
 		p.showProgram(w, r, s, http.StatusBadRequest, &formError{Form: form, Field: field, Message: msg, Values: r.PostForm}, programExtras{})
+		return "", cur, ctl, false
+	}
+	return path, cur, ctl, true
+}
+
+// POST /panel/partners/{id}/programs/{pid}/controls
+func (p *Panel) setProgramControls(w http.ResponseWriter, r *http.Request, s *session) {
+	pid, prg := r.PathValue("id"), r.PathValue("pid")
+	const form = "controls"
+	path, _, ctl, ok := p.programControlsForm(w, r, s, form)
+	if !ok {
 		return
 	}
 	if err := p.call(r, s, "PUT", path+"/controls", ctl, nil); err != nil {
@@ -410,17 +421,9 @@ func (p *Panel) setProgramControls(w http.ResponseWriter, r *http.Request, s *se
 // the form would have done to the program's past traffic. Changes
 // nothing; the answer is shown on the program page.
 func (p *Panel) replay(w http.ResponseWriter, r *http.Request, s *session) {
-	pid, prg := r.PathValue("id"), r.PathValue("pid")
-	path := apiPrograms(pid) + "/" + url.PathEscape(prg)
 	const form = "replay"
-	var cur authz.Program
-	if err := p.call(r, s, "GET", path, nil, &cur); err != nil {
-		p.fail(w, r, s, err)
-		return
-	}
-	ctl, field, msg := readControls(r.PostForm, cur.Currency)
-	if field != "" {
-		p.showProgram(w, r, s, http.StatusBadRequest, &formError{Form: form, Field: field, Message: msg, Values: r.PostForm}, programExtras{})
+	path, cur, ctl, ok := p.programControlsForm(w, r, s, form)
+	if !ok {
 		return
 	}
 	var rep authz.ReplayReport
