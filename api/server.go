@@ -125,6 +125,10 @@ type Config struct {
 	// write-behind's barrier): transaction listings call it first, so
 	// that a decline answered a moment ago is listed too.
 	JournalBarrier func(context.Context) error
+	// RecentJournal, when set, holds the journal entries this process's
+	// write-behind just committed: the webhook dispatcher makes events of
+	// them without reading them back.
+	RecentJournal *pgstore.RecentJournal
 
 	// Ready, when set and false, makes every non-public route answer 503
 	// NOT_READY and change nothing: the switch sets it while it rebuilds

@@ -487,8 +487,9 @@ func (s *Server) dispatchOnce(ctx context.Context) {
 		s.logHookErr(ctx, "listing partners", err)
 		return
 	}
+	s.cfg.RecentJournal.Follow(partners)
 	opts := pgstore.AdvanceOptions{Batch: advanceBatch, GapTimeout: s.cfg.WebhookGapTimeout, RetryFor: s.cfg.WebhookRetryFor,
-		Build: s.eventsOf, Skipped: func(pid string, seq int64) {
+		Build: s.eventsOf, Recent: s.cfg.RecentJournal, Skipped: func(pid string, seq int64) {
 			s.log.Error("webhooks: a journal entry never reached Postgres; its events are skipped", "partner", pid, "seq", seq)
 			s.hooks.skipped.Inc()
 		}}

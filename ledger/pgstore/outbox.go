@@ -225,6 +225,9 @@ type AdvanceOptions struct {
 	Build func(ctx context.Context, entries []JournalRow) ([]NewEvent, error)
 	// Skipped is told of every entry given up on after GapTimeout.
 	Skipped func(partnerID string, seq int64)
+	// Recent, when set, holds entries this process just committed: those
+	// are taken from it instead of read back.
+	Recent *RecentJournal
 }
 
 // Advance turns the partner's next committed journal entries into events
@@ -307,6 +310,11 @@ func (o *Outbox) advance(ctx context.Context, partnerID string, opt AdvanceOptio
 // are quarantined entries (passed), entries on their way (waited for:
 // gapNow) or entries lost, given up after GapTimeout (Skipped).
 func (o *Outbox) nextEntries(ctx context.Context, partnerID string, cursor int64, gapSince *time.Time, opt AdvanceOptions) (take []JournalRow, gapNow bool, err error) {
+	// The entries this process just committed, when it holds the next
+	// ones: consecutive, so the gap handling below has nothing to do.
+	if entries := opt.Recent.after(partnerID, cursor, opt.Batch); len(entries) > 0 {
+		return entries, false, nil
+	}
 	rows, err := o.db.Query(ctx, `SELECT partner_id, seq, type, reason, ts_ms, changes, meta FROM journal
 		WHERE partner_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, partnerID, cursor, opt.Batch)
 	if err != nil {

@@ -54,6 +54,10 @@ type Options struct {
 	// MaxQueue is the most entries queued in memory; beyond it new entries
 	// that nobody waits for are left to the sweep (default 200,000).
 	MaxQueue int
+	// Committed, when set, is given every batch of events once it is
+	// committed (quarantined ones left out), in the committer's goroutine:
+	// it must return quickly (RecentJournal.Add).
+	Committed func([]Event)
 	// Registerer receives the metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Logger receives progress and failures; nil discards them.
@@ -105,6 +109,11 @@ type WriteBehind struct {
 	cmu     sync.Mutex // one commit at a time
 	healthy atomic.Bool
 
+	// committed is Options.Committed; quarantinedNow holds what the batch
+	// being committed sent to the quarantine (under cmu).
+	committed      func([]Event)
+	quarantinedNow map[EventID]bool
+
 	// Test hooks: simulate a crash after committing to Postgres but before
 	// the entries are deleted from the streams.
 	afterApply func() error
@@ -143,6 +152,7 @@ func NewWriteBehind(opts Options) (*WriteBehind, error) {
 		interval:   max(opts.CommitInterval, 0),
 		maxQueue:   opts.MaxQueue,
 		log:        opts.Logger,
+		committed:  opts.Committed,
 		m:          newMetrics(opts.Registerer),
 		inQueue:    map[string]struct{}{},
 		wake:       make(chan struct{}, 1),
@@ -344,6 +354,7 @@ type pendingEvent struct {
 func (w *WriteBehind) commitPending(ctx context.Context) (int, error) {
 	w.cmu.Lock()
 	defer w.cmu.Unlock()
+	w.quarantinedNow = nil
 
 	w.mu.Lock()
 	var (
@@ -389,6 +400,16 @@ func (w *WriteBehind) commitPending(ctx context.Context) (int, error) {
 	}
 	w.m.events.WithLabelValues("applied").Add(float64(applied))
 	w.m.events.WithLabelValues("duplicate").Add(float64(len(evs) - applied))
+	if w.committed != nil {
+		done := make([]Event, 0, len(evs))
+		for _, p := range evs {
+			if !w.quarantinedNow[EventID{p.ev.PartnerID, p.ev.Seq}] {
+				done = append(done, p.ev)
+			}
+		}
+		w.quarantinedNow = nil
+		w.committed(done)
+	}
 	if !w.healthy.Load() {
 		w.log.Info("journal commits resumed")
 	}
@@ -499,6 +520,10 @@ func (w *WriteBehind) quarantine(ctx context.Context, e ledger.JournalEntry, seq
 		return fmt.Errorf("quarantining journal entry %s/%s: %w", e.PartnerID, e.StreamID, err)
 	}
 	w.m.quarantined.Inc()
+	if w.quarantinedNow == nil {
+		w.quarantinedNow = map[EventID]bool{}
+	}
+	w.quarantinedNow[EventID{e.PartnerID, seq}] = true
 	w.log.Error("journal entry quarantined; the journal moves on without it",
 		"partner", e.PartnerID, "stream_id", e.StreamID, "seq", seq, "err", cause)
 	return nil

@@ -49,6 +49,7 @@ func (a *App) mountAPI(mux *http.ServeMux, le *ledger.Engine) error {
 			return c
 		},
 		JournalBarrier:      func(ctx context.Context) error { return a.writeBehind.Commit(ctx, nil, true) },
+		RecentJournal:       a.recent,
 		WebhookAllowPrivate: a.cfg.WebhookAllowPrivate, WebhookRetryFor: a.cfg.WebhookRetryFor, WebhookTimeout: a.cfg.WebhookTimeout,
 	})
 	if err != nil {

@@ -51,11 +51,14 @@ type App struct {
 	Engine  *authz.Engine
 
 	writeBehind *pgstore.WriteBehind
-	api         *api.Server
-	engine      *ledger.Engine
-	iso         *iso.Server
-	http        *http.Server
-	httpLn      net.Listener
+	// recent holds what the write-behind just committed, for the webhook
+	// dispatcher.
+	recent *pgstore.RecentJournal
+	api    *api.Server
+	engine *ledger.Engine
+	iso    *iso.Server
+	http   *http.Server
+	httpLn net.Listener
 
 	keysCreated bool // this start created the keys directory's keys
 
@@ -161,9 +164,10 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, open func(*App) (
 	if err != nil {
 		return nil, err
 	}
+	a.recent = pgstore.NewRecentJournal(recentJournalEntries)
 	a.writeBehind, err = pgstore.NewWriteBehind(pgstore.Options{
 		Redis: a.Redis, Keys: a.Ledger.Keys(), Sink: a.DB.Sink(), Registerer: a.Registry, Logger: log,
-		CommitInterval: cfg.CommitInterval,
+		CommitInterval: cfg.CommitInterval, Committed: a.recent.Add,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating write-behind: %w", err)
@@ -594,3 +598,8 @@ func (g gate) UpdateFile(ctx context.Context, u *authz.FileUpdate) authz.FileUpd
 	}
 	return g.a.Engine.UpdateFile(ctx, u)
 }
+
+// recentJournalEntries bounds the committed entries kept for the webhook
+// dispatcher, shared among the partners it follows (tens of MB at most):
+// a dispatcher further behind reads the older ones back from the store.
+const recentJournalEntries = 20_000
