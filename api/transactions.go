@@ -72,6 +72,21 @@ type Merchant struct {
 	MCC     string `json:"mcc,omitempty"`
 }
 
+// Place is the merchant's name, city and country in one line ("" when
+// the message carried none of them).
+func (m *Merchant) Place() string {
+	if m == nil {
+		return ""
+	}
+	var parts []string
+	for _, p := range []string{m.Name, m.City, m.Country} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 // TxnEvent is one step of a transaction's history.
 type TxnEvent struct {
 	// Type: authorized, posted (0200, forced post), refunded, declined,

@@ -304,8 +304,8 @@ func TestCursorLinks(t *testing.T) {
 // A hold's history: what was held after each event, in words.
 func TestTransactionHistory(t *testing.T) {
 	at := time.Date(2030, 1, 1, 10, 0, 0, 0, time.UTC)
-	tx := transaction{Type: "authorization", Status: "partially_captured", Currency: "EUR", ApprovedAmount: 4_000, CapturedAmount: 2_000, ReleasedAmount: 2_000,
-		Events: []txnEvent{{"authorized", 4_000, at}, {"reversed", 1_500, at}, {"captured", 2_000, at}}}
+	tx := transaction{Transaction: api.Transaction{Type: "authorization", Status: "partially_captured", Currency: "EUR", ApprovedAmount: 4_000, CapturedAmount: 2_000, ReleasedAmount: 2_000,
+		Events: []api.TxnEvent{{Type: "authorized", Amount: 4_000, At: at}, {Type: "reversed", Amount: 1_500, At: at}, {Type: "captured", Amount: 2_000, At: at}}}}
 	h := tx.history()
 	var got []string
 	for _, e := range h {
@@ -318,12 +318,12 @@ func TestTransactionHistory(t *testing.T) {
 	if !strings.Contains(h[2].Explain, "5.00 EUR") || tx.Open() != 0 {
 		t.Fatalf("capture explained %q, open %d", h[2].Explain, tx.Open())
 	}
-	exp := transaction{Type: "authorization", Status: "expired", Currency: "EUR", ApprovedAmount: 900, ReleasedAmount: 900,
-		Events: []txnEvent{{"authorized", 900, at}, {"expired", 900, at}}}
+	exp := transaction{Transaction: api.Transaction{Type: "authorization", Status: "expired", Currency: "EUR", ApprovedAmount: 900, ReleasedAmount: 900,
+		Events: []api.TxnEvent{{Type: "authorized", Amount: 900, At: at}, {Type: "expired", Amount: 900, At: at}}}}
 	if h := exp.history(); h[1].Title != "Expired" || h[1].Held != 0 {
 		t.Fatalf("expiry: %+v", h[1])
 	}
-	open := transaction{Type: "authorization", Status: "partially_reversed", ApprovedAmount: 1_000, ReleasedAmount: 400}
+	open := transaction{Transaction: api.Transaction{Type: "authorization", Status: "partially_reversed", ApprovedAmount: 1_000, ReleasedAmount: 400}}
 	if open.Open() != 600 {
 		t.Fatalf("still held %d, want 600", open.Open())
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/antaca/antaca/api"
 	"github.com/antaca/antaca/authz"
 )
 
@@ -106,56 +107,16 @@ type authorization struct {
 	Money                                        string // the amount with its currency, filled by the panel
 }
 
-// transaction is the API's Transaction (api/README.md, "Transactions").
+// transaction is the API's Transaction (api/README.md, "Transactions"),
+// with its events explained for the detail page.
 type transaction struct {
-	ID             string       `json:"id"`
-	CardID         string       `json:"card_id"`
-	BalanceID      string       `json:"balance_id"`
-	Type           string       `json:"type"`
-	Status         string       `json:"status"`
-	Amount         int64        `json:"amount"`
-	ApprovedAmount int64        `json:"approved_amount"`
-	CapturedAmount int64        `json:"captured_amount"`
-	ReleasedAmount int64        `json:"released_amount"`
-	Currency       string       `json:"currency"`
-	Reason         string       `json:"reason"`
-	ActionCode     string       `json:"action_code"`
-	ApprovalCode   string       `json:"approval_code"`
-	Merchant       *merchant    `json:"merchant"`
-	CreatedAt      time.Time    `json:"created_at"`
-	UpdatedAt      time.Time    `json:"updated_at"`
-	Events         []txnEvent   `json:"events"`
-	History        []txnHistory `json:"-"` // the events with what was held after each, filled by the panel
-}
-
-type merchant struct {
-	ID, Name, City, Country, MCC string
-}
-
-// Place is the merchant's name, city and country in one line ("" when
-// the message carried none of them).
-func (m *merchant) Place() string {
-	if m == nil {
-		return ""
-	}
-	var parts []string
-	for _, p := range []string{m.Name, m.City, m.Country} {
-		if p != "" {
-			parts = append(parts, p)
-		}
-	}
-	return strings.Join(parts, ", ")
-}
-
-type txnEvent struct {
-	Type   string    `json:"type"`
-	Amount int64     `json:"amount"`
-	At     time.Time `json:"at"`
+	api.Transaction
+	History []txnHistory `json:"-"` // filled by the panel
 }
 
 // txnHistory is one event of a transaction as the detail page shows it.
 type txnHistory struct {
-	txnEvent
+	api.TxnEvent
 	Title   string // the event in words
 	Explain string // what it did to the money
 	Held    int64  // still held on the balance after the event
@@ -187,7 +148,7 @@ func (t transaction) history() []txnHistory {
 	var out []txnHistory
 	var held int64
 	for i, e := range t.Events {
-		h := txnHistory{txnEvent: e}
+		h := txnHistory{TxnEvent: e}
 		switch e.Type {
 		case "authorized":
 			held += e.Amount
