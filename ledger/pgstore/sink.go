@@ -79,13 +79,18 @@ func (s *PGSink) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 // base64 of their bytes, whatever they hold; storing the same entry twice
 // keeps the first.
 func (s *PGSink) Quarantine(ctx context.Context, q QuarantinedEntry) error {
+	return insertQuarantined(ctx, Postgres(s.pool), q)
+}
+
+// insertQuarantined stores q in journal_quarantine, on either store.
+func insertQuarantined(ctx context.Context, db *DB, q QuarantinedEntry) error {
 	fields, err := quarantineFields(q)
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO journal_quarantine (partner_id, stream_id, seq, fields, error)
+	_, err = db.Exec(ctx, `INSERT INTO journal_quarantine (partner_id, stream_id, seq, fields, error)
 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-		safeText(q.PartnerID), safeText(q.StreamID), q.Seq, string(fields), safeText(q.Err))
+		safeText(q.PartnerID), safeText(q.StreamID), q.Seq, fields, safeText(q.Err))
 	if err != nil {
 		return fmt.Errorf("storing quarantined entry: %w", err)
 	}

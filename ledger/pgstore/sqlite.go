@@ -120,17 +120,7 @@ func (s *liteSink) Ping(ctx context.Context) error { return s.db.Ping(ctx) }
 
 // Quarantine implements Quarantiner as PGSink does.
 func (s *liteSink) Quarantine(ctx context.Context, q QuarantinedEntry) error {
-	fields, err := quarantineFields(q)
-	if err != nil {
-		return err
-	}
-	_, err = s.db.Exec(ctx, `INSERT INTO journal_quarantine (partner_id, stream_id, seq, fields, error)
-VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-		safeText(q.PartnerID), safeText(q.StreamID), q.Seq, fields, safeText(q.Err))
-	if err != nil {
-		return fmt.Errorf("storing quarantined entry: %w", err)
-	}
-	return nil
+	return insertQuarantined(ctx, s.db, q)
 }
 
 // Apply implements Sink: the journal rows of a batch in one statement,

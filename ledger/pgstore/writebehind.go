@@ -400,16 +400,6 @@ func (w *WriteBehind) commitPending(ctx context.Context) (int, error) {
 	}
 	w.m.events.WithLabelValues("applied").Add(float64(applied))
 	w.m.events.WithLabelValues("duplicate").Add(float64(len(evs) - applied))
-	if w.committed != nil {
-		done := make([]Event, 0, len(evs))
-		for _, p := range evs {
-			if !w.quarantinedNow[EventID{p.ev.PartnerID, p.ev.Seq}] {
-				done = append(done, p.ev)
-			}
-		}
-		w.quarantinedNow = nil
-		w.committed(done)
-	}
 	if !w.healthy.Load() {
 		w.log.Info("journal commits resumed")
 	}
@@ -436,6 +426,16 @@ func (w *WriteBehind) commitPending(ctx context.Context) (int, error) {
 		if s.done != nil {
 			close(s.done)
 		}
+	}
+	// After the answers are released: nobody waits for this.
+	if w.committed != nil {
+		done := make([]Event, 0, len(evs))
+		for _, p := range evs {
+			if !w.quarantinedNow[EventID{p.ev.PartnerID, p.ev.Seq}] {
+				done = append(done, p.ev)
+			}
+		}
+		w.committed(done)
 	}
 	if w.afterApply != nil {
 		if err := w.afterApply(); err != nil {
