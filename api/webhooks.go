@@ -492,7 +492,14 @@ func (s *Server) dispatchOnce(ctx context.Context) {
 		Build: s.eventsOf, Recent: s.cfg.RecentJournal, Skipped: func(pid string, seq int64) {
 			s.log.Error("webhooks: a journal entry never reached Postgres; its events are skipped", "partner", pid, "seq", seq)
 			s.hooks.skipped.Inc()
-		}}
+		},
+		// New events go out at once to endpoints with nothing pending, and
+		// are stored with the outcome: one insert per delivery instead of
+		// an insert, a claim and a record.
+		Send:  s.sendAll,
+		Sent:  func(outs []pgstore.Outcome, gaveUp []pgstore.Delivery) { s.noteOutcomes(ctx, outs, gaveUp) },
+		Lease: 2*s.cfg.WebhookTimeout + 30*time.Second,
+	}
 	for _, pid := range partners {
 		for ctx.Err() == nil {
 			n, err := s.outbox.Advance(ctx, pid, opts)
@@ -527,14 +534,30 @@ const (
 	webhookSenders = 16
 )
 
-// deliverAll sends claimed deliveries and records every outcome in one
-// transaction. The deliveries of one endpoint and key are sent one after
-// the other, in order; the first that fails stops its key, and those
-// after it are given back untried. Keys go out in parallel.
+// deliverAll sends claimed deliveries (sendAll) and records every outcome
+// in one transaction.
 func (s *Server) deliverAll(ctx context.Context, ds []pgstore.Delivery) {
 	if len(ds) == 0 {
 		return
 	}
+	outs := s.sendAll(ctx, ds)
+	gaveUp, err := s.outbox.Record(context.WithoutCancel(ctx), outs)
+	if err != nil {
+		// Leases run out and the deliveries are sent again: at least once.
+		s.logHookErr(ctx, "recording deliveries", err)
+		return
+	}
+	s.noteOutcomes(ctx, outs, gaveUp)
+}
+
+// sendAll attempts deliveries and returns their outcomes, in the order of
+// ds. The deliveries of one endpoint and key are sent one after the
+// other, in order; the first that fails stops its key, and once one
+// delivery to an endpoint has failed no other is attempted for it in
+// this round (a receiver that hangs costs one timeout per sender, not one
+// per delivery). Those not attempted are given back untried. Keys go out
+// in parallel, webhookSenders at a time.
+func (s *Server) sendAll(ctx context.Context, ds []pgstore.Delivery) []pgstore.Outcome {
 	type key struct{ endpoint, order string }
 	var chains [][]int // indexes into ds, per key, in order
 	at := map[key]int{}
@@ -552,6 +575,15 @@ func (s *Server) deliverAll(ctx context.Context, ds []pgstore.Delivery) {
 	for i, d := range ds {
 		outs[i].Delivery = d
 	}
+	var (
+		mu     sync.Mutex
+		failed = map[string]bool{} // endpoints that failed this round
+	)
+	down := func(endpoint string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return failed[endpoint]
+	}
 	work := make(chan []int)
 	var wg sync.WaitGroup
 	for range min(webhookSenders, len(chains)) {
@@ -560,11 +592,14 @@ func (s *Server) deliverAll(ctx context.Context, ds []pgstore.Delivery) {
 			defer wg.Done()
 			for chain := range work {
 				for _, i := range chain {
-					if ctx.Err() != nil {
+					if ctx.Err() != nil || down(ds[i].EndpointID) {
 						break
 					}
 					s.attempt(ctx, &outs[i])
 					if outs[i].Err != "" {
+						mu.Lock()
+						failed[ds[i].EndpointID] = true
+						mu.Unlock()
 						break
 					}
 				}
@@ -576,19 +611,18 @@ func (s *Server) deliverAll(ctx context.Context, ds []pgstore.Delivery) {
 	}
 	close(work)
 	wg.Wait()
-	gaveUp, err := s.outbox.Record(context.WithoutCancel(ctx), outs)
-	if err != nil {
-		// Leases run out and the deliveries are sent again: at least once.
-		s.logHookErr(ctx, "recording deliveries", err)
-		return
-	}
+	return outs
+}
+
+// noteOutcomes counts and logs the recorded outcomes of attempts.
+func (s *Server) noteOutcomes(ctx context.Context, outs []pgstore.Outcome, gaveUp []pgstore.Delivery) {
 	for _, oc := range outs {
 		d := oc.Delivery
 		switch {
 		case !oc.Tried:
 		case oc.Err == "":
 			s.hooks.deliveries.WithLabelValues(d.PartnerID, d.EndpointID, "delivered").Inc()
-		case slices.ContainsFunc(gaveUp, func(g pgstore.Delivery) bool { return g.ID == d.ID }):
+		case slices.ContainsFunc(gaveUp, func(g pgstore.Delivery) bool { return g.EndpointID == d.EndpointID && g.EventID == d.EventID }):
 			s.hooks.deliveries.WithLabelValues(d.PartnerID, d.EndpointID, "failed").Inc()
 			s.log.WarnContext(ctx, "webhooks: delivery given up, endpoint marked failing", "partner", d.PartnerID, "endpoint", d.EndpointID,
 				"event", d.EventID, "attempts", d.Attempts, "err", oc.Err)

@@ -312,11 +312,13 @@ func TestWebhooksEveryEventType(t *testing.T) {
 		t.Fatal("a signature of an hour ago passed the verifier")
 	}
 
-	// The delivery log: every delivery delivered once.
+	// The delivery log: every delivery delivered once. A first attempt is
+	// made before the delivery is stored, so the log may trail the
+	// receiver by a moment.
 	var ds []deliveryJSON
 	waitUntil(t, 10*time.Second, "every delivery recorded", func() bool {
 		ds = p.c.deliveries("/secure/webhooks/" + ep.ID + "/deliveries")
-		return !slices.ContainsFunc(ds, func(d deliveryJSON) bool { return d.Status == "pending" })
+		return len(ds) >= len(events) && !slices.ContainsFunc(ds, func(d deliveryJSON) bool { return d.Status == "pending" })
 	})
 	if len(ds) != len(events) {
 		t.Fatalf("delivery log holds %d deliveries, receiver got %d", len(ds), len(events))

@@ -62,7 +62,7 @@ type dialect struct {
 
 	// insertEvents stores webhook events and their deliveries; claim
 	// leases due deliveries. See Outbox.
-	insertEvents func(ctx context.Context, tx Tx, partnerID string, evs []NewEvent, retryFor time.Duration) error
+	insertEvents func(ctx context.Context, tx Tx, partnerID string, evs []NewEvent, ds []deliveryRow, retryFor time.Duration) error
 	claim        func(ctx context.Context, db *DB, n, perKey int, lease time.Duration) ([]Delivery, error)
 }
 
@@ -164,44 +164,62 @@ JOIN journal j ON j.partner_id = u.p AND j.seq = u.s
 WHERE (j.type, j.reason, j.ts_ms, j.changes, j.meta) IS NOT (u.t, u.r, u.ts, u.c, NULLIF(u.m, ''))`
 }
 
-// pgInsertEvents stores the events and their deliveries in one statement,
-// keeping the order of evs: delivery ids order a key's deliveries.
-func pgInsertEvents(ctx context.Context, tx Tx, partnerID string, evs []NewEvent, retryFor time.Duration) error {
-	var ids, types, keys, bodies []string
-	for _, e := range evs {
-		ids, types, keys, bodies = append(ids, e.ID), append(types, e.Type), append(keys, e.OrderKey), append(bodies, string(e.Body))
+// pgInsertEvents stores the events and their deliveries in one
+// statement, keeping the order of ds: delivery ids order a key's
+// deliveries.
+func pgInsertEvents(ctx context.Context, tx Tx, partnerID string, evs []NewEvent, ds []deliveryRow, retryFor time.Duration) error {
+	ids, types, bodies := make([]string, len(evs)), make([]string, len(evs)), make([]string, len(evs))
+	for i, e := range evs {
+		ids[i], types[i], bodies[i] = e.ID, e.Type, string(e.Body)
 	}
-	if _, err := tx.Exec(ctx, `WITH ev AS (
-			SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS u(id, type, key, body, n)
-		), ins AS (
+	n := len(ds)
+	eps, evIDs, keys, states, errs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	attempts, statuses, waits := make([]int64, n), make([]int64, n), make([]int64, n)
+	for i, d := range ds {
+		eps[i], evIDs[i], keys[i], states[i], errs[i] = d.endpoint, d.event, d.key, d.state, d.err
+		attempts[i], statuses[i], waits[i] = d.attempts, d.status, d.wait
+	}
+	// The endpoints written to are locked (FOR KEY SHARE) against their
+	// deletion, and deliveries of one deleted meanwhile are dropped: no
+	// foreign key does either (migration 0034).
+	if _, err := tx.Exec(ctx, `WITH ins AS (
 			INSERT INTO webhook_events (id, partner_id, type, body)
-			SELECT id, $1, type, body FROM ev ON CONFLICT (id) DO NOTHING
+			SELECT id, $1, type, body FROM unnest($2::text[], $3::text[], $4::text[]) AS u(id, type, body)
+			ON CONFLICT (id) DO NOTHING
+		), eps AS (
+			SELECT id FROM webhook_endpoints WHERE id = ANY($6::text[]) FOR KEY SHARE
 		)
-		INSERT INTO webhook_deliveries (endpoint_id, event_id, order_key, retry_until)
-		SELECT ep.id, ev.id, ev.key, now() + $6 * interval '1 microsecond'
-		FROM ev JOIN webhook_endpoints ep ON ep.partner_id IN ($1, '`+OperatorPartner+`') AND ev.type = ANY (ep.events) AND ep.disabled_at IS NULL
-		ORDER BY ev.n, ep.id
+		INSERT INTO webhook_deliveries (endpoint_id, event_id, order_key, state, attempts, last_status, last_error,
+			next_at, retry_until, last_attempt_at, delivered_at)
+		SELECT e, v, k, st, a, ls, le, now() + w * interval '1 microsecond', now() + $5 * interval '1 microsecond',
+			CASE WHEN a > 0 THEN now() END, CASE WHEN st = 'DELIVERED' THEN now() END
+		FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], $13::bigint[])
+			WITH ORDINALITY AS u(e, v, k, st, a, ls, le, w, n)
+		WHERE e IN (SELECT id FROM eps)
+		ORDER BY n
 		ON CONFLICT (endpoint_id, event_id) DO NOTHING`,
-		partnerID, ids, types, keys, bodies, retryFor.Microseconds()); err != nil {
+		partnerID, ids, types, bodies, retryFor.Microseconds(), eps, evIDs, keys, states, attempts, statuses, errs, waits); err != nil {
 		return fmt.Errorf("storing webhook events: %w", err)
 	}
 	return nil
 }
 
-// liteInsertEvents does what pgInsertEvents does, one event at a time, in
+// liteInsertEvents does what pgInsertEvents does, a row at a time, in
 // order (SQLite has no data-modifying CTE).
-func liteInsertEvents(ctx context.Context, tx Tx, partnerID string, evs []NewEvent, retryFor time.Duration) error {
+func liteInsertEvents(ctx context.Context, tx Tx, partnerID string, evs []NewEvent, ds []deliveryRow, retryFor time.Duration) error {
 	for _, e := range evs {
 		if _, err := tx.Exec(ctx, `INSERT INTO webhook_events (id, partner_id, type, body) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (id) DO NOTHING`, e.ID, partnerID, e.Type, string(e.Body)); err != nil {
 			return fmt.Errorf("storing webhook events: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO webhook_deliveries (endpoint_id, event_id, order_key, retry_until)
-			SELECT ep.id, $2, $3, `+litePlusMicros("$5")+`
-			FROM webhook_endpoints ep WHERE ep.partner_id IN ($1, '`+OperatorPartner+`') AND ep.disabled_at IS NULL AND $4 IN (SELECT value FROM json_each(ep.events))
-			ORDER BY ep.id
+	}
+	for _, d := range ds {
+		if _, err := tx.Exec(ctx, `INSERT INTO webhook_deliveries (endpoint_id, event_id, order_key, state, attempts, last_status, last_error,
+				next_at, retry_until, last_attempt_at, delivered_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, `+litePlusMicros("$8")+`, `+litePlusMicros("$9")+`,
+				CASE WHEN $5 > 0 THEN `+liteNow+` END, CASE WHEN $4 = 'DELIVERED' THEN `+liteNow+` END)
 			ON CONFLICT (endpoint_id, event_id) DO NOTHING`,
-			partnerID, e.ID, e.OrderKey, e.Type, retryFor.Microseconds()); err != nil {
+			d.endpoint, d.event, d.key, d.state, d.attempts, d.status, d.err, d.wait, retryFor.Microseconds()); err != nil {
 			return fmt.Errorf("storing webhook deliveries: %w", err)
 		}
 	}

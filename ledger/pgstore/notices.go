@@ -101,7 +101,12 @@ func (n *Notices) ObserveBalance(ctx context.Context, obs BalanceObservation, no
 		if err != nil {
 			return LowResult{}, err
 		}
-		if err := pgInsertEvents(ctx, pgTx{tx}, obs.PartnerID, []NewEvent{ln.Event}, ln.WebhookRetryFor); err != nil {
+		evs := []NewEvent{ln.Event}
+		ds, err := planDeliveries(ctx, pgTx{tx}, obs.PartnerID, evs, false)
+		if err != nil {
+			return LowResult{}, err
+		}
+		if _, err := storeDeliveries(ctx, pgTx{tx}, postgresDialect, obs.PartnerID, evs, ds, ln.WebhookRetryFor); err != nil {
 			return LowResult{}, err
 		}
 		var addrs []string

@@ -118,12 +118,34 @@ func (o *Outbox) Endpoint(ctx context.Context, partnerID, id string) (Endpoint, 
 
 // DeleteEndpoint removes an endpoint and its deliveries.
 func (o *Outbox) DeleteEndpoint(ctx context.Context, partnerID, id string) error {
-	n, err := o.db.Exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1 AND partner_id = $2`, id, partnerID)
+	return o.deleteEndpoint(ctx, partnerID, id, true)
+}
+
+// deleteEndpoint deletes the endpoint and then its deliveries, in one
+// transaction: an insert of deliveries locks the endpoints it writes to,
+// so none is left behind (migration 0034 dropped the foreign key that
+// cascaded).
+func (o *Outbox) deleteEndpoint(ctx context.Context, partnerID, id string, mustExist bool) error {
+	tx, err := o.db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("deleting webhook endpoint: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	n, err := tx.Exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1 AND partner_id = $2`, id, partnerID)
 	if err != nil {
 		return fmt.Errorf("deleting webhook endpoint: %w", err)
 	}
 	if n == 0 {
-		return ErrEndpointNotFound
+		if mustExist {
+			return ErrEndpointNotFound
+		}
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM webhook_deliveries WHERE endpoint_id = $1`, id); err != nil {
+		return fmt.Errorf("deleting webhook deliveries: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("deleting webhook endpoint: %w", err)
 	}
 	return nil
 }
@@ -181,14 +203,12 @@ const OperatorPartner = "*"
 // signed with secret (unsigned when empty), or removes it (and its
 // deliveries) when url is empty.
 func (o *Outbox) SetOperatorEndpoint(ctx context.Context, id, url, secret string, events []string) error {
-	var err error
 	if url == "" {
-		_, err = o.db.Exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1 AND partner_id = $2`, id, OperatorPartner)
-	} else {
-		_, err = o.db.Exec(ctx, `INSERT INTO webhook_endpoints (id, partner_id, url, events, secret) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, events = EXCLUDED.events, secret = EXCLUDED.secret
-			WHERE webhook_endpoints.partner_id = EXCLUDED.partner_id`, id, OperatorPartner, url, events, secret)
+		return o.deleteEndpoint(ctx, OperatorPartner, id, false)
 	}
+	_, err := o.db.Exec(ctx, `INSERT INTO webhook_endpoints (id, partner_id, url, events, secret) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, events = EXCLUDED.events, secret = EXCLUDED.secret
+		WHERE webhook_endpoints.partner_id = EXCLUDED.partner_id`, id, OperatorPartner, url, events, secret)
 	if err != nil {
 		return fmt.Errorf("setting operator webhook endpoint: %w", err)
 	}
@@ -228,15 +248,34 @@ type AdvanceOptions struct {
 	// Recent, when set, holds entries this process just committed: those
 	// are taken from it instead of read back.
 	Recent *RecentJournal
+
+	// Send, when set, makes the first attempt of the new deliveries to
+	// endpoints with nothing pending before they are stored, and returns
+	// an outcome per delivery (in the order given): each is then stored
+	// with its outcome, one insert, instead of stored pending, claimed and
+	// updated (Claim, Record). Deliveries to an endpoint with deliveries
+	// pending are stored pending, behind them. Sent is told of the
+	// outcomes once they are stored, with the deliveries given up.
+	Send func(ctx context.Context, ds []Delivery) []Outcome
+	Sent func(outs []Outcome, gaveUp []Delivery)
+	// Lease is how long the cursor is held while its events are built and
+	// sent (default 5 minutes): another dispatcher takes it over after.
+	Lease time.Duration
 }
 
 // Advance turns the partner's next committed journal entries into events
-// and deliveries, and moves its cursor past them, in one transaction. It
-// moves only over consecutive sequence numbers: an entry still on its way
-// (two switches may commit a partner's entries out of order) is waited
-// for, one in the quarantine is passed, and one missing for longer than
-// GapTimeout is given up (Skipped). It returns the entries done; 0 also
-// when another dispatcher holds the cursor.
+// and deliveries, and moves its cursor past them. It moves only over
+// consecutive sequence numbers: an entry still on its way (two switches
+// may commit a partner's entries out of order) is waited for, one in the
+// quarantine is passed, and one missing for longer than GapTimeout is
+// given up (Skipped). It returns the entries done; 0 also when another
+// dispatcher holds the cursor.
+//
+// The cursor is leased while the events are built (and, with Send,
+// sent); the deliveries and the cursor's move are stored in one
+// transaction after. A dispatcher that stops in between leaves the
+// cursor where it was: its successor makes the same events (same ids) and
+// sends them again, so delivery is at least once.
 func (o *Outbox) Advance(ctx context.Context, partnerID string, opt AdvanceOptions) (int, error) {
 	n, err := o.advance(ctx, partnerID, opt)
 	if errors.Is(err, errNoCursorForUpdate) {
@@ -246,11 +285,6 @@ func (o *Outbox) Advance(ctx context.Context, partnerID string, opt AdvanceOptio
 }
 
 func (o *Outbox) advance(ctx context.Context, partnerID string, opt AdvanceOptions) (int, error) {
-	// The entries are read and made events outside the transaction that
-	// stores them: Build reads Redis and the store, and the transaction
-	// holds the cursor's lock (on SQLite, the whole database's write lock)
-	// only to write. The cursor is read again under its lock; a cursor
-	// another dispatcher moved meanwhile makes this step do nothing.
 	var cursor int64
 	var gapSince *time.Time
 	err := o.db.QueryRow(ctx, `SELECT seq, gap_since FROM webhook_cursors WHERE partner_id = $1`, partnerID).Scan(&cursor, &gapSince)
@@ -261,13 +295,63 @@ func (o *Outbox) advance(ctx context.Context, partnerID string, opt AdvanceOptio
 		return 0, fmt.Errorf("reading webhook cursor: %w", err)
 	}
 	take, gapNow, err := o.nextEntries(ctx, partnerID, cursor, gapSince, opt)
-	if err != nil || len(take) == 0 && !(gapNow && gapSince == nil) {
+	if err != nil {
 		return 0, err
 	}
-	var evs []NewEvent
-	if len(take) > 0 {
-		if evs, err = opt.Build(ctx, take); err != nil {
-			return 0, err
+	if len(take) == 0 {
+		if gapNow && gapSince == nil { // a gap seen for the first time
+			if _, err := o.db.Exec(ctx, `UPDATE webhook_cursors SET gap_since = `+o.db.d.now+`
+				WHERE partner_id = $1 AND seq = $2 AND gap_since IS NULL`, partnerID, cursor); err != nil {
+				return 0, fmt.Errorf("moving webhook cursor: %w", err)
+			}
+		}
+		return 0, nil
+	}
+	// Lease the cursor: the entries read are ours to turn into events.
+	lease := opt.Lease
+	if lease <= 0 {
+		lease = 5 * time.Minute
+	}
+	n, err := o.db.Exec(ctx, `UPDATE webhook_cursors SET lease_until = `+o.db.d.plusMicros("$3")+`
+		WHERE partner_id = $1 AND seq = $2 AND (lease_until IS NULL OR lease_until < `+o.db.d.now+`)`,
+		partnerID, cursor, lease.Microseconds())
+	if err != nil {
+		return 0, fmt.Errorf("leasing webhook cursor: %w", err)
+	}
+	if n == 0 {
+		return 0, errNoCursorForUpdate
+	}
+	moved := false
+	defer func() {
+		if !moved {
+			_, _ = o.db.Exec(context.WithoutCancel(ctx), `UPDATE webhook_cursors SET lease_until = NULL WHERE partner_id = $1 AND seq = $2`,
+				partnerID, cursor)
+		}
+	}()
+	evs, err := opt.Build(ctx, take)
+	if err != nil {
+		return 0, err
+	}
+	ds, err := planDeliveries(ctx, o.db, partnerID, evs, opt.Send != nil)
+	if err != nil {
+		return 0, err
+	}
+	if opt.Send != nil {
+		var try []Delivery
+		for _, d := range ds {
+			if d.direct {
+				try = append(try, d.Outcome.Delivery)
+			}
+		}
+		if len(try) > 0 {
+			outs := opt.Send(ctx, try)
+			j := 0
+			for i := range ds {
+				if ds[i].direct {
+					ds[i].Outcome = outs[j]
+					j++
+				}
+			}
 		}
 	}
 	tx, err := o.db.Begin(ctx)
@@ -275,34 +359,147 @@ func (o *Outbox) advance(ctx context.Context, partnerID string, opt AdvanceOptio
 		return 0, fmt.Errorf("advancing webhook cursor: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	var now int64
-	err = tx.QueryRow(ctx, `SELECT seq FROM webhook_cursors WHERE partner_id = $1`+o.db.d.skipLocked, partnerID).Scan(&now)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, errNoCursorForUpdate
-	}
-	if err != nil {
-		return 0, fmt.Errorf("reading webhook cursor: %w", err)
-	}
-	if now != cursor {
-		return 0, errNoCursorForUpdate
-	}
-	if err := o.insertEvents(ctx, tx, partnerID, evs, opt.RetryFor); err != nil {
-		return 0, err
-	}
-	switch {
-	case len(take) > 0:
-		_, err = tx.Exec(ctx, `UPDATE webhook_cursors SET seq = $2, gap_since = CASE WHEN $3 THEN `+o.db.d.now+` ELSE NULL END WHERE partner_id = $1`,
-			partnerID, take[len(take)-1].Seq, gapNow)
-	default: // a gap seen for the first time
-		_, err = tx.Exec(ctx, `UPDATE webhook_cursors SET gap_since = `+o.db.d.now+` WHERE partner_id = $1`, partnerID)
-	}
+	n, err = tx.Exec(ctx, `UPDATE webhook_cursors SET seq = $3, gap_since = CASE WHEN $4 THEN `+o.db.d.now+` ELSE NULL END, lease_until = NULL
+		WHERE partner_id = $1 AND seq = $2`, partnerID, cursor, take[len(take)-1].Seq, gapNow)
 	if err != nil {
 		return 0, fmt.Errorf("moving webhook cursor: %w", err)
+	}
+	if n == 0 { // the lease ran out and another dispatcher moved it
+		return 0, errNoCursorForUpdate
+	}
+	gaveUp, err := storeDeliveries(ctx, tx, o.db.d, partnerID, evs, ds, opt.RetryFor)
+	if err != nil {
+		return 0, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("advancing webhook cursor: %w", err)
 	}
+	moved = true
+	if opt.Sent != nil {
+		var outs []Outcome
+		for _, d := range ds {
+			if d.direct {
+				outs = append(outs, d.Outcome)
+			}
+		}
+		if len(outs) > 0 {
+			opt.Sent(outs, gaveUp)
+		}
+	}
 	return len(take), nil
+}
+
+// newDelivery is a delivery about to be stored: pending, or (direct) with
+// the outcome of the attempt made before storing it.
+type newDelivery struct {
+	Outcome
+	direct bool
+}
+
+// plan lists the deliveries of evs, in order of evs and then of endpoint
+// id: one per enabled endpoint of the partner, and per enabled operator
+// endpoint, subscribed to the event's type. With direct, those to an
+// endpoint with no delivery pending are marked to be attempted before
+// they are stored.
+func planDeliveries(ctx context.Context, q Querier, partnerID string, evs []NewEvent, direct bool) ([]newDelivery, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	rows, err := q.Query(ctx, `SELECT ep.id, ep.partner_id, ep.url, ep.events, ep.secret,
+			EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = ep.id AND d.state = 'PENDING')
+		FROM webhook_endpoints ep WHERE ep.partner_id IN ($1, '`+OperatorPartner+`') AND ep.disabled_at IS NULL ORDER BY ep.id`, partnerID)
+	if err != nil {
+		return nil, fmt.Errorf("reading webhook endpoints: %w", err)
+	}
+	type target struct {
+		Endpoint
+		busy bool
+	}
+	ts, err := collect(rows, func(r Row) (target, error) {
+		var t target
+		err := r.Scan(&t.ID, &t.PartnerID, &t.URL, &t.Events, &t.Secret, &t.busy)
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading webhook endpoints: %w", err)
+	}
+	var out []newDelivery
+	for _, ev := range evs {
+		for _, t := range ts {
+			if !slices.Contains(t.Events, ev.Type) {
+				continue
+			}
+			out = append(out, newDelivery{direct: direct && !t.busy, Outcome: Outcome{Delivery: Delivery{
+				EndpointID: t.ID, PartnerID: t.PartnerID, URL: t.URL, Secret: t.Secret,
+				EventID: ev.ID, EventType: ev.Type, OrderKey: ev.OrderKey, Body: ev.Body, State: "PENDING", Attempts: 1,
+			}}})
+		}
+	}
+	return out, nil
+}
+
+// store inserts the events and their deliveries, in order (delivery ids
+// order a key's deliveries): a delivery not attempted is pending, one
+// attempted is stored with its outcome, as Record would store it. It
+// returns the deliveries given up (failed past RetryFor).
+func storeDeliveries(ctx context.Context, tx Tx, d *dialect, partnerID string, evs []NewEvent, ds []newDelivery, retryFor time.Duration) ([]Delivery, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	rows := make([]deliveryRow, len(ds))
+	var delivered, failing []string
+	var gaveUp []Delivery
+	for i, nd := range ds {
+		r := deliveryRow{endpoint: nd.Delivery.EndpointID, event: nd.Delivery.EventID, key: nd.Delivery.OrderKey, state: "PENDING"}
+		switch {
+		case !nd.direct || !nd.Tried:
+		case nd.Err == "":
+			r.state, r.attempts, r.status = "DELIVERED", 1, int64(nd.Status)
+			delivered = append(delivered, r.endpoint)
+		default:
+			r.attempts, r.status, r.err, r.wait = 1, int64(nd.Status), safeText(nd.Err), nd.Wait.Microseconds()
+			if nd.Wait > retryFor {
+				r.state = "FAILED"
+				gaveUp = append(gaveUp, nd.Delivery)
+				failing = append(failing, r.endpoint)
+			}
+		}
+		rows[i] = r
+	}
+	if err := d.insertEvents(ctx, tx, partnerID, evs, rows, retryFor); err != nil {
+		return nil, err
+	}
+	if err := markEndpoints(ctx, tx, d, delivered, failing); err != nil {
+		return nil, err
+	}
+	return gaveUp, nil
+}
+
+// deliveryRow is a webhook_deliveries row as store inserts it: next_at
+// is now plus wait (µs); an attempted one (attempts 1) was attempted now.
+type deliveryRow struct {
+	endpoint, event, key, state, err string
+	attempts, status, wait           int64
+}
+
+// markEndpoints clears the failing mark of endpoints delivered to and sets
+// it on those that gave a delivery up.
+func markEndpoints(ctx context.Context, tx Tx, d *dialect, delivered, failing []string) error {
+	if len(delivered) > 0 {
+		slices.Sort(delivered)
+		if _, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = NULL
+			WHERE `+d.in("id", "$1")+` AND failing_since IS NOT NULL`, slices.Compact(delivered)); err != nil {
+			return fmt.Errorf("recording webhook deliveries: %w", err)
+		}
+	}
+	if len(failing) > 0 {
+		slices.Sort(failing)
+		if _, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = `+d.now+`
+			WHERE `+d.in("id", "$1")+` AND failing_since IS NULL`, slices.Compact(failing)); err != nil {
+			return fmt.Errorf("marking webhook endpoint failing: %w", err)
+		}
+	}
+	return nil
 }
 
 // nextEntries reads the partner's committed journal entries after cursor
@@ -357,25 +554,19 @@ func (o *Outbox) nextEntries(ctx context.Context, partnerID string, cursor int64
 	return take, false, nil
 }
 
-// insertEvents stores events and a delivery for every enabled endpoint of
-// the partner, and every enabled operator endpoint, subscribed to each
-// event's type, keeping the order of evs.
-func (o *Outbox) insertEvents(ctx context.Context, tx Tx, partnerID string, evs []NewEvent, retryFor time.Duration) error {
-	if len(evs) == 0 {
-		return nil
-	}
-	return o.db.d.insertEvents(ctx, tx, partnerID, evs, retryFor)
-}
-
 // Enqueue stores events that do not come from the journal (a partner
 // balance crossing its threshold) for the subscribed endpoints.
 func (o *Outbox) Enqueue(ctx context.Context, partnerID string, evs []NewEvent, retryFor time.Duration) error {
+	ds, err := planDeliveries(ctx, o.db, partnerID, evs, false)
+	if err != nil {
+		return err
+	}
 	tx, err := o.db.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("storing webhook events: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := o.insertEvents(ctx, tx, partnerID, evs, retryFor); err != nil {
+	if _, err := storeDeliveries(ctx, tx, o.db.d, partnerID, evs, ds, retryFor); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
@@ -465,7 +656,7 @@ func (o *Outbox) Record(ctx context.Context, outs []Outcome) (gaveUp []Delivery,
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	delivered := map[int][]int64{} // by status
 	var released []int64
-	var endpoints []string
+	var endpoints, failing []string
 	now, next := o.db.d.now, o.db.d.plusMicros("$4")
 	for _, oc := range outs {
 		d := oc.Delivery
@@ -486,9 +677,7 @@ func (o *Outbox) Record(ctx context.Context, outs []Outcome) (gaveUp []Delivery,
 			}
 			if given {
 				gaveUp = append(gaveUp, d)
-				if _, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = `+now+` WHERE id = $1 AND failing_since IS NULL`, d.EndpointID); err != nil {
-					return nil, fmt.Errorf("marking webhook endpoint failing: %w", err)
-				}
+				failing = append(failing, d.EndpointID)
 			}
 		}
 	}
@@ -499,12 +688,8 @@ func (o *Outbox) Record(ctx context.Context, outs []Outcome) (gaveUp []Delivery,
 			return nil, fmt.Errorf("recording webhook deliveries: %w", err)
 		}
 	}
-	if len(endpoints) > 0 {
-		slices.Sort(endpoints)
-		if _, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = NULL
-			WHERE `+o.db.In("id", "$1")+` AND failing_since IS NOT NULL`, slices.Compact(endpoints)); err != nil {
-			return nil, fmt.Errorf("recording webhook deliveries: %w", err)
-		}
+	if err := markEndpoints(ctx, tx, o.db.d, endpoints, failing); err != nil {
+		return nil, err
 	}
 	if len(released) > 0 {
 		if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET lease_until = NULL WHERE `+o.db.In("id", "$1"), released); err != nil {

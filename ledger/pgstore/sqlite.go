@@ -66,20 +66,8 @@ func (db *DB) createSchema(ctx context.Context) error {
 		if _, err := db.lite.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+quote(t.name)+" ("+strings.Join(defs, ", ")+")"); err != nil {
 			return fmt.Errorf("creating %s: %w", t.name, err)
 		}
-		have := map[string]bool{}
-		rows, err := db.lite.QueryContext(ctx, "SELECT name FROM pragma_table_info('"+t.name+"')")
+		have, err := db.liteColumns(ctx, t.name)
 		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var n string
-			if err := rows.Scan(&n); err != nil {
-				_ = rows.Close()
-				return err
-			}
-			have[n] = true
-		}
-		if err := rows.Close(); err != nil {
 			return err
 		}
 		for i, c := range t.cols {
@@ -91,12 +79,49 @@ func (db *DB) createSchema(ctx context.Context) error {
 			}
 		}
 	}
+	// Columns sqlite.sql gained after files were made with it.
+	for _, c := range sqliteAddedColumns {
+		have, err := db.liteColumns(ctx, c.table)
+		if err != nil {
+			return err
+		}
+		if !have[c.column] {
+			if _, err := db.lite.ExecContext(ctx, "ALTER TABLE "+quote(c.table)+" ADD COLUMN "+quote(c.column)+" "+c.def); err != nil {
+				return fmt.Errorf("adding %s.%s: %w", c.table, c.column, err)
+			}
+		}
+	}
 	for _, s := range sqliteRowIndexes {
 		if _, err := db.lite.ExecContext(ctx, s); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// sqliteAddedColumns are the columns of sqlite.sql's tables added after
+// its first release, which CREATE TABLE IF NOT EXISTS does not add to an
+// existing file.
+var sqliteAddedColumns = []struct{ table, column, def string }{
+	{"webhook_cursors", "lease_until", "text"}, // Outbox.Advance's lease
+}
+
+// liteColumns are the names of the columns of a table.
+func (db *DB) liteColumns(ctx context.Context, table string) (map[string]bool, error) {
+	have := map[string]bool{}
+	rows, err := db.lite.QueryContext(ctx, "SELECT name FROM pragma_table_info('"+table+"')")
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			_ = rows.Close()
+			return nil, err
+		}
+		have[n] = true
+	}
+	return have, rows.Close()
 }
 
 func liteColumnDef(t *table, i int, c string) string {

@@ -90,9 +90,10 @@ CREATE TABLE IF NOT EXISTS webhook_endpoints (
 CREATE INDEX IF NOT EXISTS webhook_endpoints_partner_idx ON webhook_endpoints (partner_id);
 
 CREATE TABLE IF NOT EXISTS webhook_cursors (
-    partner_id text PRIMARY KEY,
-    seq        integer NOT NULL,
-    gap_since  text
+    partner_id  text PRIMARY KEY,
+    seq         integer NOT NULL,
+    gap_since   text,
+    lease_until text
 );
 
 CREATE TABLE IF NOT EXISTS webhook_events (

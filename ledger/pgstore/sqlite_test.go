@@ -371,3 +371,111 @@ func TestIsUniqueViolation(t *testing.T) {
 		}
 	}
 }
+
+// TestOutboxFirstAttempts: with Send, Advance attempts the new deliveries
+// to endpoints with nothing pending before storing them, and stores each
+// with its outcome; an endpoint with deliveries pending gets the new ones
+// pending behind them. A leased cursor is left alone; entries made events
+// again (a dispatcher that died before storing) store nothing twice.
+// Deleting an endpoint deletes its deliveries.
+func TestOutboxFirstAttempts(t *testing.T) {
+	pg, lite := bothStores(t, [][]Event{historyEvents()})
+	for _, fx := range []*fixture{pg, lite} {
+		t.Run(fx.db.Engine(), func(t *testing.T) {
+			ctx := ctxT(t, 20*time.Second)
+			o := NewOutbox(fx.db)
+			for _, id := range []string{"ep1", "ep2"} {
+				if _, err := o.CreateEndpoint(ctx, Endpoint{ID: id, PartnerID: "p1", URL: "https://example.test/" + id,
+					Events: []string{"card.locked", "transaction.declined", "balance.low"}, Secret: "s"}, 2); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// ep2 has a delivery pending.
+			if err := o.Enqueue(ctx, "p1", []NewEvent{{ID: "evlow", Type: "balance.low", OrderKey: "b1", Body: []byte(`{}`)}}, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fx.db.Exec(ctx, `DELETE FROM webhook_deliveries WHERE endpoint_id = 'ep1'`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fx.db.Exec(ctx, `UPDATE webhook_cursors SET seq = 0`); err != nil {
+				t.Fatal(err)
+			}
+			var sent []string
+			var noted []Outcome
+			builds := 0
+			opt := AdvanceOptions{Batch: 100, GapTimeout: time.Minute, RetryFor: time.Hour,
+				Build: func(_ context.Context, es []JournalRow) ([]NewEvent, error) {
+					builds++
+					var out []NewEvent
+					for _, e := range es {
+						typ := map[string]string{"card_lock": "card.locked", "decline": "transaction.declined"}[e.Type]
+						if typ != "" {
+							out = append(out, NewEvent{ID: fmt.Sprintf("ev%d", e.Seq), Type: typ, OrderKey: "c1", Body: []byte(`{}`)})
+						}
+					}
+					return out, nil
+				},
+				Send: func(_ context.Context, ds []Delivery) []Outcome {
+					outs := make([]Outcome, len(ds))
+					for i, d := range ds {
+						sent = append(sent, d.EndpointID+"/"+d.EventID)
+						outs[i] = Outcome{Delivery: d, Tried: true, Status: 200}
+						if d.EventID == "ev6" {
+							outs[i].Status, outs[i].Err, outs[i].Wait = 500, "endpoint answered 500", time.Minute
+						}
+					}
+					return outs
+				},
+				Sent: func(outs []Outcome, _ []Delivery) { noted = append(noted, outs...) },
+			}
+			if n, err := o.Advance(ctx, "p1", opt); err != nil || n != 6 {
+				t.Fatalf("Advance = %d, %v; want 6 entries", n, err)
+			}
+			if !slices.Equal(sent, []string{"ep1/ev5", "ep1/ev6"}) || len(noted) != 2 {
+				t.Fatalf("sent %v, noted %d; want ep1's two (ep2 has one pending)", sent, len(noted))
+			}
+			ds, _, err := o.Deliveries(ctx, "ep1", 10, 0)
+			if err != nil || len(ds) != 2 {
+				t.Fatalf("ep1's deliveries = %+v, %v", ds, err)
+			}
+			if d := ds[1]; d.EventID != "ev5" || d.State != "DELIVERED" || d.Attempts != 1 || d.LastStatus != 200 || d.DeliveredAt == nil || d.LastAttemptAt == nil {
+				t.Fatalf("delivered first attempt stored as %+v", d)
+			}
+			if d := ds[0]; d.EventID != "ev6" || d.State != "PENDING" || d.Attempts != 1 || d.LastStatus != 500 || d.LastError == "" ||
+				d.DeliveredAt != nil || d.NextAt.Before(time.Now().Add(30*time.Second)) {
+				t.Fatalf("failed first attempt stored as %+v", d)
+			}
+			ds, _, err = o.Deliveries(ctx, "ep2", 10, 0)
+			if err != nil || len(ds) != 3 || ds[0].EventID != "ev6" || ds[1].EventID != "ev5" || ds[0].Attempts != 0 || ds[0].State != "PENDING" {
+				t.Fatalf("ep2's deliveries = %+v, %v; want ev5 and ev6 pending behind evlow", ds, err)
+			}
+
+			// A leased cursor is not taken.
+			if _, err := fx.db.Exec(ctx, `UPDATE webhook_cursors SET seq = 0, lease_until = `+fx.db.d.plusMicros("$1"), time.Minute.Microseconds()); err != nil {
+				t.Fatal(err)
+			}
+			builds = 0
+			if n, err := o.Advance(ctx, "p1", opt); err != nil || n != 0 || builds != 0 {
+				t.Fatalf("Advance of a leased cursor = %d, %v, %d builds", n, err, builds)
+			}
+			// Its lease run out, the entries are made events again: sent
+			// again (at least once), stored once.
+			if _, err := fx.db.Exec(ctx, `UPDATE webhook_cursors SET lease_until = NULL`); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := o.Advance(ctx, "p1", opt); err != nil || n != 6 {
+				t.Fatalf("Advance again = %d, %v", n, err)
+			}
+			var rows int
+			if err := fx.db.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries`).Scan(&rows); err != nil || rows != 5 {
+				t.Fatalf("%d deliveries stored, %v; want 5", rows, err)
+			}
+			if err := o.DeleteEndpoint(ctx, "p1", "ep1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := fx.db.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = 'ep1'`).Scan(&rows); err != nil || rows != 0 {
+				t.Fatalf("%d deliveries of a deleted endpoint, %v", rows, err)
+			}
+		})
+	}
+}
