@@ -21,7 +21,10 @@ type table struct {
 	selectSQL string // every row, every column as text (any dialect)
 	updateSQL string // Postgres: aggregated changes to existing rows (see PGSink)
 	insertSQL string // Postgres: rows that did not exist yet
-	lite      tableSQL
+	// insertNewSQL is insertSQL for rows that cannot exist yet: without
+	// ON CONFLICT, so that one existing fails the statement.
+	insertNewSQL string
+	lite         tableSQL
 }
 
 // identRE is what a table or column name must look like before it is put in
@@ -106,6 +109,7 @@ func (t *table) buildSQL() {
 
 	pg := t.writeSQL(postgresDialect)
 	t.updateSQL, t.insertSQL = pg.updateSQL, pg.insertSQL
+	t.insertNewSQL = strings.TrimSuffix(pg.insertSQL, onConflictNothing)
 	t.lite = t.writeSQL(sqliteDialect)
 }
 
@@ -176,9 +180,11 @@ func (t *table) writeSQL(d *dialect) tableSQL {
 		alias = append(alias, fmt.Sprintf("c%d", i+6))
 	}
 	out.insertSQL = "INSERT INTO " + q + " (" + strings.Join(cols, ", ") + ") SELECT " + strings.Join(sel, ", ") +
-		" FROM " + d.batchRows(types, alias, "u") + d.insertSelect + " ON CONFLICT (id) DO NOTHING"
+		" FROM " + d.batchRows(types, alias, "u") + d.insertSelect + onConflictNothing
 	return out
 }
+
+const onConflictNothing = " ON CONFLICT (id) DO NOTHING"
 
 // sensitive columns are never printed: the audit says they differ, not how.
 var sensitive = map[string]bool{"pan_enc": true, "cvv_enc": true, "pin_verifier": true, "pan_hash": true}

@@ -247,7 +247,7 @@ func (s *PGSink) applyAllNew(ctx context.Context, evs []Event, cols journalColum
 	batch := &pgx.Batch{}
 	batch.Queue(changeSettingsSQL)
 	batch.Queue(insertNewJournalSQL, cols.args()...)
-	agg.queue(batch)
+	agg.queue(batch, true)
 	if err := sendBatch(ctx, s.pool, batch); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) {
@@ -322,7 +322,7 @@ func (s *PGSink) applyChecked(ctx context.Context, evs []Event, cols journalColu
 
 	batch := &pgx.Batch{}
 	batch.Queue(changeSettingsSQL)
-	agg.queue(batch)
+	agg.queue(batch, false)
 	if batch.Len() > 1 {
 		if err := sendBatch(ctx, tx, batch); err != nil {
 			return 0, fmt.Errorf("applying row changes: %w", err)
@@ -343,15 +343,36 @@ const changeSettingsSQL = `SELECT set_config('enable_seqscan', 'off', true)`
 
 // queue adds the aggregated changes to batch: an UPDATE and an INSERT per
 // table touched, to run after changeSettingsSQL in the same transaction.
-func (a *aggregate) queue(batch *pgx.Batch) {
+//
+// With fresh, a table whose rows all start at version 1 in this batch
+// (rows the scripts have just created: a new hold, most often) takes only
+// a plain INSERT: the UPDATE would find none of them. Should one exist
+// after all, the INSERT fails on its primary key, the batch rolls back and
+// is applied the careful way (without fresh).
+func (a *aggregate) queue(batch *pgx.Batch, fresh bool) {
 	for _, t := range tableOrder {
 		ta := a.tables[t.name]
 		if ta == nil || len(ta.rows) == 0 {
 			continue
 		}
+		if fresh && ta.fresh() {
+			batch.Queue(t.insertNewSQL, ta.insertArgs()...)
+			continue
+		}
 		batch.Queue(t.updateSQL, ta.updateArgs()...)
 		batch.Queue(t.insertSQL, ta.insertArgs()...)
 	}
+}
+
+// fresh reports whether every row's first change in the batch is its
+// first version.
+func (ta *tableAgg) fresh() bool {
+	for _, r := range ta.rows {
+		if r.first != 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // distinctEvents puts events in journal order (partner, seq) and keeps one
@@ -410,6 +431,7 @@ type tableAgg struct {
 
 type rowAgg struct {
 	id, partner string
+	first       int64 // version of the row's first change in the batch
 	v           int64 // highest version seen, also the running maximum
 	ver         []int64
 	sval        []string
@@ -433,7 +455,7 @@ func (a *aggregate) add(partner string, c Change) error {
 	r := ta.byID[c.ID]
 	if r == nil {
 		n := len(t.cols)
-		r = &rowAgg{id: c.ID, partner: partner, ver: make([]int64, n), sval: make([]string, n),
+		r = &rowAgg{id: c.ID, partner: partner, first: c.V, ver: make([]int64, n), sval: make([]string, n),
 			nval: make([]int64, n), after: make([]int64, n), all: make([]int64, n)}
 		ta.byID[c.ID] = r
 		ta.rows = append(ta.rows, r)
