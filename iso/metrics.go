@@ -62,7 +62,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		shed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "antaca_iso_shed_total",
-			Help: "Authorizations answered issuer unavailable at once, without deciding, because the requests ahead of them would not let them finish by their deadline (admission control).",
+			Help: "Authorizations answered issuer unavailable at once, without deciding, because the requests ahead of them would make them wait longer than the queue target or their deadline allows (admission control).",
 		}),
 		writes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "antaca_iso_writes_total",

@@ -84,6 +84,13 @@ type Config struct {
 	// moment its frame was read. When it passes the server answers
 	// issuer unavailable (9112 / 91).
 	RequestTimeout time.Duration
+	// QueueTarget is the longest wait admission control lets a new
+	// authorization expect before deciding it: past it (or past what is
+	// left of RequestTimeout, whichever is shorter) the request is
+	// answered issuer unavailable at once, so that under overload the
+	// queue stays short and drains within moments once the load drops.
+	// Zero: a third of RequestTimeout. Negative: only the deadline counts.
+	QueueTarget time.Duration
 	// WriteTimeout bounds one response write; a peer that stops reading
 	// has its connection closed instead of stalling every answer.
 	WriteTimeout time.Duration
@@ -124,6 +131,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.QueueTarget == 0 {
+		c.QueueTarget = c.RequestTimeout / 3
 	}
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = DefaultReadTimeout
@@ -233,6 +243,7 @@ func New(cfg Config, auth Authorizer) (*Server, error) {
 		perAddr:         map[netip.Addr]int{},
 		baseCtx:         context.Background(),
 		stopAccept:      make(chan struct{}),
+		adm:             admission{target: cfg.QueueTarget},
 	}, nil
 }
 

@@ -333,7 +333,7 @@ func (a *App) newISO() error {
 	a.iso, err = iso.New(iso.Config{
 		Addr: a.cfg.ISOAddr, Profile: profile, Framing: framing, MaxConnections: a.cfg.ISOMaxConns,
 		MaxConnsPerAddr: a.cfg.ISOMaxConnsPerIP, Allow: allow,
-		TLSConfig: tlsCfg, ReadTimeout: a.cfg.ISOIdleTimeout, RequestTimeout: a.cfg.ISODeadline,
+		TLSConfig: tlsCfg, ReadTimeout: a.cfg.ISOIdleTimeout, RequestTimeout: a.cfg.ISODeadline, QueueTarget: a.cfg.ISOQueueTarget,
 		Logger: a.log, Registerer: a.Registry,
 	}, gate{a})
 	if err != nil {

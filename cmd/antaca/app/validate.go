@@ -95,6 +95,12 @@ var settingChecks = []settingCheck{
 		return ""
 	}},
 	{"iso-deadline", func(c *Config) string { return positive(c.ISODeadline) }},
+	{"iso-queue-target", func(c *Config) string {
+		if c.ISOQueueTarget < 0 || c.ISODeadline > 0 && c.ISOQueueTarget > c.ISODeadline {
+			return fmt.Sprintf("got %v, want 0 (a third of the deadline) up to the deadline (%v)", c.ISOQueueTarget, c.ISODeadline)
+		}
+		return ""
+	}},
 	{"iso-idle-timeout", func(c *Config) string { return positive(c.ISOIdleTimeout) }},
 	{"iso-tls-key", func(c *Config) string { return pair(c.ISOTLSCert, c.ISOTLSKey, "--iso-tls-cert") }},
 	{"http-addr", func(c *Config) string { return listenAddr(c.HTTPAddr, false) }},
