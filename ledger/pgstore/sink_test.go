@@ -122,6 +122,24 @@ func applySequential(ctx context.Context, conn *pgx.Conn, events []Event) error 
 	return tx.Commit(ctx)
 }
 
+// assertSequentialRule applies evs one at a time with the literal rule
+// to a fresh database and wants got's tables to equal it.
+func assertSequentialRule(t *testing.T, ctx context.Context, got *fixture, evs []Event) {
+	t.Helper()
+	want := newFixture(t)
+	conn, err := pgx.Connect(ctx, want.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := applySequential(ctx, conn, evs); err != nil {
+		t.Fatalf("sequential apply: %v", err)
+	}
+	if d := diffDumps(got.dumpPG(t), want.dumpPG(t)); len(d) > 0 {
+		t.Fatalf("PGSink differs from the sequential rule (%d):\n%s", len(d), strings.Join(d, "\n"))
+	}
+}
+
 // randomEvents makes events over a few rows the way scripts do: each change
 // carries the row's next version, sets some columns and adds to numeric
 // ones; sometimes an event touches one row twice.
@@ -189,18 +207,7 @@ func TestSinkMatchesSequentialRule(t *testing.T) {
 				t.Fatalf("applied %d events, want %d (replays must count as nothing)", applied, len(evs))
 			}
 
-			want := newFixture(t)
-			conn, err := pgx.Connect(ctx, want.dbURL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close(ctx)
-			if err := applySequential(ctx, conn, evs); err != nil {
-				t.Fatalf("sequential apply: %v", err)
-			}
-			if d := diffDumps(got.dumpPG(t), want.dumpPG(t)); len(d) > 0 {
-				t.Fatalf("PGSink differs from the sequential rule (%d):\n%s", len(d), strings.Join(d, "\n"))
-			}
+			assertSequentialRule(t, ctx, got, evs)
 		})
 	}
 }
@@ -229,18 +236,7 @@ func TestSinkFreshRowThatExists(t *testing.T) {
 			t.Fatalf("Apply = %d, %v", n, err)
 		}
 	}
-	want := newFixture(t)
-	conn, err := pgx.Connect(ctx, want.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if err := applySequential(ctx, conn, evs); err != nil {
-		t.Fatalf("sequential apply: %v", err)
-	}
-	if d := diffDumps(got.dumpPG(t), want.dumpPG(t)); len(d) > 0 {
-		t.Fatalf("PGSink differs from the sequential rule (%d):\n%s", len(d), strings.Join(d, "\n"))
-	}
+	assertSequentialRule(t, ctx, got, evs)
 	var status string
 	var captured int64
 	if err := got.pool.QueryRow(ctx, `SELECT state, captured FROM holds WHERE id = 'h1'`).Scan(&status, &captured); err != nil ||
