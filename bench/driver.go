@@ -203,6 +203,8 @@ type Phase struct {
 	Name     string        `json:"name"`
 	Rate     float64       `json:"rate"`
 	Duration time.Duration `json:"-"`
+	// Start, when set, is called when the phase's first message is due.
+	Start func() `json:"-"`
 }
 
 // openLoop sends at each phase's rate for its duration, one after the
@@ -218,6 +220,9 @@ func (d *driver) openLoop(ctx context.Context, phases []Phase) []*simulator.Repo
 		recs[pi] = rec
 		interval := time.Duration(float64(time.Second) / ph.Rate)
 		n := int(ph.Rate * ph.Duration.Seconds())
+		if ph.Start != nil && sleepUntil(ctx, at) {
+			ph.Start()
+		}
 		for i := range n {
 			due := at.Add(time.Duration(i) * interval)
 			if !sleepUntil(ctx, due) {

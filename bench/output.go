@@ -43,7 +43,7 @@ func (r *Result) WriteTable(w io.Writer) {
 	fmt.Fprintf(tw, "measure\trate/s\tratio\tnote\t\n")
 	if c := r.ClosedLoop; c != nil {
 		fmt.Fprintf(tw, "closed loop, %d in flight (%d ISO links, %d cards, %s)\t%.0f\t1.00x\tapprovals/s; %s; failures %s\t\n",
-			r.InFlight, r.Links, r.Cards, r.Profile, c.ApprovalRate, lat(c.Latency), formatCodes(c.Failures))
+			r.InFlight, r.Links, r.Cards, r.Profile, c.ApprovalRate, lat(c.Latency), c.failures())
 	}
 	tool := func(label string, t *ToolResult, note string) {
 		if t == nil {
@@ -67,7 +67,7 @@ func (r *Result) WriteTable(w io.Writer) {
 	}
 	tool("Postgres alone: row-lock reservation, pgbench", r.Postgres, "closed loop / this; "+detail(r.Postgres))
 	for _, l := range r.OpenLoop {
-		fmt.Fprintf(tw, "%s of the maximum, open loop\t%.0f\t%s\t%s; failures %s\t\n", l.Name, l.Rate, of(l.Rate), lat(l.Latency), formatCodes(l.Failures))
+		fmt.Fprintf(tw, "%s of the maximum, open loop\t%.0f\t%s\t%s; failures %s\t\n", l.Name, l.Rate, of(l.Rate), lat(l.Latency), l.failures())
 	}
 	if c := r.CPU; c != nil {
 		u := c.USPerApproval
@@ -87,9 +87,9 @@ func (r *Result) WriteTable(w io.Writer) {
 	}
 	if ov := r.Overload; ov != nil {
 		fmt.Fprintf(tw, "overload %.0f/s for %.0f s: goodput (approvals/s)\t%.0f\t%s\t%s; failures %s\t\n",
-			ov.Overload.Rate, ov.Overload.Report.WindowSeconds, ov.Overload.ApprovalRate, of(ov.Overload.ApprovalRate), lat(ov.Overload.Latency), formatCodes(ov.Overload.Failures))
+			ov.Overload.Rate, ov.Overload.Report.WindowSeconds, ov.Overload.ApprovalRate, of(ov.Overload.ApprovalRate), lat(ov.Overload.Latency), ov.Overload.failures())
 		fmt.Fprintf(tw, "then %.0f/s for %.0f s\t%.0f\t%s\t%s; failures %s\t\n",
-			ov.Recovery.Rate, ov.Recovery.Report.WindowSeconds, ov.Recovery.ApprovalRate, of(ov.Recovery.Rate), lat(ov.Recovery.Latency), formatCodes(ov.Recovery.Failures))
+			ov.Recovery.Rate, ov.Recovery.Report.WindowSeconds, ov.Recovery.ApprovalRate, of(ov.Recovery.Rate), lat(ov.Recovery.Latency), ov.Recovery.failures())
 	}
 	if wb := r.WriteBehind; wb != nil {
 		fmt.Fprintf(tw, "write-behind during the closed loop\t\t\tlag p99 %.1f ms (max %.1f); commit wait p50 %.2f / p99 %.2f ms; %.1f entries per group commit\t\n",

@@ -54,6 +54,7 @@ func runLoads(ctx context.Context, o Options, prof Profile, sw *switchUnderTest,
 	}
 	statsBefore, _ := commandStats(ctx, sw.Redis)
 	metricsBefore := journalMetrics(sw)
+	shedBefore := shedCount(sw)
 	counter.take()
 	lagCtx, stopLag := context.WithCancel(ctx)
 	lags := sampleLag(lagCtx, wb)
@@ -64,8 +65,9 @@ func runLoads(ctx context.Context, o Options, prof Profile, sw *switchUnderTest,
 	calls := counter.take()
 	res.ClosedLoop = loadResult(rep.Label, 0, rep, prof)
 	c := res.ClosedLoop
+	c.Shed = shedCount(sw) - shedBefore
 	o.Progress("closed loop, %d in flight: %.0f approvals/s, p50 %.2f p99 %.2f max %.2f ms, failures %s",
-		o.InFlight, c.ApprovalRate, c.Latency.P50, c.Latency.P99, c.Latency.Max, formatCodes(c.Failures))
+		o.InFlight, c.ApprovalRate, c.Latency.P50, c.Latency.P99, c.Latency.Max, c.failures())
 	if statsBefore != nil && statsAfter != nil {
 		res.RedisStats = diffCommandStats(statsBefore, statsAfter, c.Approvals)
 		if c.Approvals > 0 {
@@ -91,6 +93,7 @@ func runLoads(ctx context.Context, o Options, prof Profile, sw *switchUnderTest,
 	// Open loops at fractions of the maximum.
 	for _, f := range o.OpenLevels {
 		rate := math.Round(f * maxRate)
+		shedBefore := shedCount(sw)
 		rep, err := simulator.RunLoad(ctx, n, simulator.LoadConfig{
 			Rate: rate, Duration: o.OpenStep, Timeout: o.Timeout, Cards: cards.Cards, UnknownBIN: cards.Partners[0].BIN,
 			Mix: prof.Mix, MinAmount: prof.MinAmount, MaxAmount: prof.MaxAmount,
@@ -100,10 +103,11 @@ func runLoads(ctx context.Context, o Options, prof Profile, sw *switchUnderTest,
 			return err
 		}
 		lr := loadResult(fmt.Sprintf("open %.0f%%", 100*f), rate, rep, prof)
+		lr.Shed = shedCount(sw) - shedBefore
 		res.OpenLoop = append(res.OpenLoop, lr)
 		res.addStep(step(o, prof, rep), rep)
 		o.Progress("open loop %.0f%% (%.0f/s): p50 %.2f p99 %.2f max %.2f ms, failures %s",
-			100*f, rate, lr.Latency.P50, lr.Latency.P99, lr.Latency.Max, formatCodes(lr.Failures))
+			100*f, rate, lr.Latency.P50, lr.Latency.P99, lr.Latency.Max, lr.failures())
 		settle(ctx, sw)
 	}
 
@@ -125,15 +129,19 @@ func runLoads(ctx context.Context, o Options, prof Profile, sw *switchUnderTest,
 
 	// Overload, then recovery, without a pause.
 	over, rec := math.Round(o.Overload*maxRate), math.Round(o.Recovery*maxRate)
+	var shedAt [2]int64
 	reps := d.openLoop(ctx, []Phase{
-		{Name: fmt.Sprintf("overload %.2gx (%.0f/s)", o.Overload, over), Rate: over, Duration: o.OverloadDuration},
-		{Name: fmt.Sprintf("recovery %.2gx (%.0f/s)", o.Recovery, rec), Rate: rec, Duration: o.RecoveryDuration},
+		{Name: fmt.Sprintf("overload %.2gx (%.0f/s)", o.Overload, over), Rate: over, Duration: o.OverloadDuration,
+			Start: func() { shedAt[0] = shedCount(sw) }},
+		{Name: fmt.Sprintf("recovery %.2gx (%.0f/s)", o.Recovery, rec), Rate: rec, Duration: o.RecoveryDuration,
+			Start: func() { shedAt[1] = shedCount(sw) }},
 	})
 	res.Overload = &OverloadResult{Overload: loadResult("overload", over, reps[0], prof), Recovery: loadResult("recovery", rec, reps[1], prof)}
 	res.Overload.GoodputRatio = res.Overload.Overload.ApprovalRate / maxRate
 	ov, rv := res.Overload.Overload, res.Overload.Recovery
+	ov.Shed, rv.Shed = shedAt[1]-shedAt[0], shedCount(sw)-shedAt[1]
 	o.Progress("overload %.0f/s: goodput %.0f approvals/s (%.2fx the maximum), failures %s; recovery %.0f/s: p99 %.2f ms, failures %s",
-		over, ov.ApprovalRate, res.Overload.GoodputRatio, formatCodes(ov.Failures), rec, rv.Latency.P99, formatCodes(rv.Failures))
+		over, ov.ApprovalRate, res.Overload.GoodputRatio, ov.failures(), rec, rv.Latency.P99, rv.failures())
 
 	// Audit, and every approval the driver received looked up in Postgres.
 	a, err := audit(ctx, sw, d.approvedRefs())
@@ -192,6 +200,24 @@ type journalSnapshot struct {
 	waitCounts []float64 // cumulative
 	batches    float64
 	events     float64
+}
+
+// shedCount is the switch's antaca_iso_shed_total.
+func shedCount(sw *switchUnderTest) int64 {
+	mfs, err := sw.Metrics.Gather()
+	if err != nil {
+		return 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "antaca_iso_shed_total" {
+			var n float64
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+			return int64(n)
+		}
+	}
+	return 0
 }
 
 func journalMetrics(sw *switchUnderTest) journalSnapshot {

@@ -89,7 +89,7 @@ type Config struct {
 	// left of RequestTimeout, whichever is shorter) the request is
 	// answered issuer unavailable at once, so that under overload the
 	// queue stays short and drains within moments once the load drops.
-	// Zero: a third of RequestTimeout. Negative: only the deadline counts.
+	// Zero: half of RequestTimeout. Negative: only the deadline counts.
 	QueueTarget time.Duration
 	// WriteTimeout bounds one response write; a peer that stops reading
 	// has its connection closed instead of stalling every answer.
@@ -133,7 +133,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
 	if c.QueueTarget == 0 {
-		c.QueueTarget = c.RequestTimeout / 3
+		c.QueueTarget = c.RequestTimeout / 2
 	}
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = DefaultReadTimeout

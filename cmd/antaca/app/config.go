@@ -28,7 +28,7 @@ type Config struct {
 	ISOMaxConns int
 	ISODeadline time.Duration
 	// ISOQueueTarget caps the wait admission control lets an
-	// authorization expect (iso.Config.QueueTarget); 0: a third of
+	// authorization expect (iso.Config.QueueTarget); 0: half of
 	// ISODeadline.
 	ISOQueueTarget time.Duration
 	ISOIdleTimeout time.Duration
@@ -171,7 +171,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ISOMaxConnsPerIP, "iso-max-conns-per-ip", c.ISOMaxConnsPerIP, env("iso-max-conns-per-ip", "most ISO connections open at once from one source address (negative: no limit)"))
 	str(&c.ISOAllow, "iso-allow", "addresses and CIDR networks allowed to connect to the ISO listener, comma-separated (empty: any)")
 	dur(&c.ISODeadline, "iso-deadline", "deadline of one authorization; past it the answer is issuer unavailable")
-	dur(&c.ISOQueueTarget, "iso-queue-target", "longest wait admission control lets an authorization expect before it is decided; past it the answer is issuer unavailable at once (0: a third of the deadline)")
+	dur(&c.ISOQueueTarget, "iso-queue-target", "longest wait admission control lets an authorization expect before it is decided; past it the answer is issuer unavailable at once (0: half the deadline)")
 	dur(&c.ISOIdleTimeout, "iso-idle-timeout", "silence after which the switch sends an 0800 echo")
 	str(&c.ISOTLSCert, "iso-tls-cert", "certificate for TLS on the ISO listener (optional)")
 	str(&c.ISOTLSKey, "iso-tls-key", "key for TLS on the ISO listener (optional)")

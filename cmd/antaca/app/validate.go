@@ -97,7 +97,7 @@ var settingChecks = []settingCheck{
 	{"iso-deadline", func(c *Config) string { return positive(c.ISODeadline) }},
 	{"iso-queue-target", func(c *Config) string {
 		if c.ISOQueueTarget < 0 || c.ISODeadline > 0 && c.ISOQueueTarget > c.ISODeadline {
-			return fmt.Sprintf("got %v, want 0 (a third of the deadline) up to the deadline (%v)", c.ISOQueueTarget, c.ISODeadline)
+			return fmt.Sprintf("got %v, want 0 (half the deadline) up to the deadline (%v)", c.ISOQueueTarget, c.ISODeadline)
 		}
 		return ""
 	}},
