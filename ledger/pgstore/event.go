@@ -191,18 +191,26 @@ func decodeChanges(partnerID, raw string) ([]Change, error) {
 	if mapped {
 		raw = mapInvalidBytes(raw)
 	}
-	// The scripts send every value as a string, which encoding/json decodes
-	// quicker into plain strings than through jsonString; only when that
-	// fails are numbers tried.
+	// The scripts send every value as a string: decodePlainFast reads that
+	// form without reflection. What it does not take, encoding/json
+	// decodes, into plain strings first (quicker than through jsonString),
+	// and only when that fails are numbers tried.
 	var plain []plainChange
-	if err := json.Unmarshal([]byte(raw), &plain); err != nil {
-		var wire []wireChange
-		if err := json.Unmarshal([]byte(raw), &wire); err != nil {
-			return nil, fmt.Errorf("decoding ch: %w", err)
-		}
-		plain = make([]plainChange, len(wire))
-		for i, w := range wire {
-			plain[i] = w.plain()
+	ok := false
+	if !mapped {
+		plain, ok = decodePlainFast(raw)
+	}
+	if !ok {
+		plain = nil
+		if err := json.Unmarshal([]byte(raw), &plain); err != nil {
+			var wire []wireChange
+			if err := json.Unmarshal([]byte(raw), &wire); err != nil {
+				return nil, fmt.Errorf("decoding ch: %w", err)
+			}
+			plain = make([]plainChange, len(wire))
+			for i, w := range wire {
+				plain[i] = w.plain()
+			}
 		}
 	}
 	if mapped {
