@@ -44,17 +44,6 @@ func rangesText(rs []authz.BINRange) string {
 	return strings.Join(out, ", ")
 }
 
-func cardTypesText(ts []authz.CardType) string {
-	if len(ts) == 0 {
-		return "all types"
-	}
-	var out []string
-	for _, t := range ts {
-		out = append(out, string(t))
-	}
-	return strings.Join(out, ", ")
-}
-
 // programForm is the create or edit form of a program, filled with the
 // program or with what the admin typed when the API refused it.
 type programForm struct {

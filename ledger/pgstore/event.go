@@ -184,23 +184,19 @@ func decodeChanges(partnerID, raw string) ([]Change, error) {
 	if raw == "" || raw == "{}" || raw == "null" {
 		return nil, nil
 	}
-	// Lua's cjson copies bytes as they are; encoding/json would replace
-	// invalid UTF-8 with U+FFFD. Such bytes travel as private-use runes
-	// through the decoder and come back as bytes below.
-	mapped := !utf8.ValidString(raw)
-	if mapped {
-		raw = mapInvalidBytes(raw)
-	}
 	// The scripts send every value as a string: decodePlainFast reads that
 	// form without reflection. What it does not take, encoding/json
 	// decodes, into plain strings first (quicker than through jsonString),
 	// and only when that fails are numbers tried.
-	var plain []plainChange
-	ok := false
-	if !mapped {
-		plain, ok = decodePlainFast(raw)
-	}
+	plain, ok := decodePlainFast(raw)
+	mapped := false
 	if !ok {
+		// Lua's cjson copies bytes as they are; encoding/json would replace
+		// invalid UTF-8 with U+FFFD. Such bytes travel as private-use runes
+		// through the decoder and come back as bytes below.
+		if mapped = !utf8.ValidString(raw); mapped {
+			raw = mapInvalidBytes(raw)
+		}
 		plain = nil
 		if err := json.Unmarshal([]byte(raw), &plain); err != nil {
 			var wire []wireChange

@@ -102,25 +102,39 @@ func (p *fastParser) str() (string, bool) {
 	return "", false
 }
 
-func (p *fastParser) change() (plainChange, bool) {
-	var c plainChange
+// members reads an object, calling member with each key once the key and
+// its colon are read; member reads the value and reports whether it is
+// one this decoder takes.
+func (p *fastParser) members(member func(key string) bool) bool {
 	if !p.byte('{') {
-		return c, false
+		return false
 	}
-	var seen [5]bool
 	if p.peek() == '}' {
 		p.i++
-		return c, true
+		return true
 	}
 	for {
 		k, ok := p.str()
-		if !ok || !p.byte(':') {
-			return c, false
+		if !ok || !p.byte(':') || !member(k) {
+			return false
 		}
-		var slot int
+		switch p.next() {
+		case ',':
+		case '}':
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+func (p *fastParser) change() (plainChange, bool) {
+	var c plainChange
+	var seen [5]bool
+	ok := p.members(func(k string) bool {
+		slot, ok := 0, false
 		switch k {
 		case "t":
-			slot = 0
 			c.T, ok = p.str()
 		case "id":
 			slot = 1
@@ -134,52 +148,29 @@ func (p *fastParser) change() (plainChange, bool) {
 		case "add":
 			slot = 4
 			c.Add, ok = p.object()
-		default:
-			return c, false
 		}
 		if !ok || seen[slot] {
-			return c, false
+			return false
 		}
 		seen[slot] = true
-		switch p.next() {
-		case ',':
-		case '}':
-			return c, true
-		default:
-			return c, false
-		}
-	}
+		return true
+	})
+	return c, ok
 }
 
 // object reads an object of string values into a new map.
 func (p *fastParser) object() (map[string]string, bool) {
-	if !p.byte('{') {
-		return nil, false
-	}
 	m := map[string]string{}
-	if p.peek() == '}' {
-		p.i++
-		return m, true
-	}
-	for {
-		k, ok := p.str()
-		if !ok || !p.byte(':') {
-			return nil, false
-		}
+	ok := p.members(func(k string) bool {
 		v, ok := p.str()
-		if !ok {
-			return nil, false
-		}
-		if _, dup := m[k]; dup {
-			return nil, false
+		if _, dup := m[k]; !ok || dup {
+			return false
 		}
 		m[k] = v
-		switch p.next() {
-		case ',':
-		case '}':
-			return m, true
-		default:
-			return nil, false
-		}
+		return true
+	})
+	if !ok {
+		return nil, false
 	}
+	return m, true
 }

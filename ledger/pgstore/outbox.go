@@ -336,22 +336,23 @@ func (o *Outbox) advance(ctx context.Context, partnerID string, opt AdvanceOptio
 	if err != nil {
 		return 0, err
 	}
-	if opt.Send != nil {
-		var try []Delivery
-		for _, d := range ds {
-			if d.direct {
-				try = append(try, d.Outcome.Delivery)
-			}
+	// The first attempts, in the order of ds; their outcomes go back into
+	// ds for storing.
+	var direct []int
+	var sent []Outcome
+	for i, d := range ds {
+		if d.direct {
+			direct = append(direct, i)
 		}
-		if len(try) > 0 {
-			outs := opt.Send(ctx, try)
-			j := 0
-			for i := range ds {
-				if ds[i].direct {
-					ds[i].Outcome = outs[j]
-					j++
-				}
-			}
+	}
+	if len(direct) > 0 {
+		try := make([]Delivery, len(direct))
+		for j, i := range direct {
+			try[j] = ds[i].Delivery
+		}
+		sent = opt.Send(ctx, try)
+		for j, i := range direct {
+			ds[i].Outcome = sent[j]
 		}
 	}
 	tx, err := o.db.Begin(ctx)
@@ -375,16 +376,8 @@ func (o *Outbox) advance(ctx context.Context, partnerID string, opt AdvanceOptio
 		return 0, fmt.Errorf("advancing webhook cursor: %w", err)
 	}
 	moved = true
-	if opt.Sent != nil {
-		var outs []Outcome
-		for _, d := range ds {
-			if d.direct {
-				outs = append(outs, d.Outcome)
-			}
-		}
-		if len(outs) > 0 {
-			opt.Sent(outs, gaveUp)
-		}
+	if opt.Sent != nil && len(sent) > 0 {
+		opt.Sent(sent, gaveUp)
 	}
 	return len(take), nil
 }
